@@ -1,0 +1,80 @@
+//! The errors of the use cases. Each front maps them once to its protocol (LDAP result code with
+//! a diagnostic, HTTP problem+json). [`Refusal`] carries the *real* reason for a credential
+//! refusal: it goes to the audit log, never to the client, which sees one uniform refusal.
+
+use std::time::Duration;
+use thiserror::Error;
+
+/// Why a login step was refused. Recorded in the audit log; never shown to the caller.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refusal {
+    UnknownUser,
+    AmbiguousUser,
+    WrongPassword,
+    NoPassword,
+    AccountDisabled,
+    AccountLocked,
+    PasswordExpired,
+    NoOtp,
+    OtpExpired,
+    WrongOtp,
+    OtpVoided,
+    OtpAlreadyUsed,
+}
+
+impl Refusal {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Refusal::UnknownUser => "unknown user",
+            Refusal::AmbiguousUser => "identity matches more than one user",
+            Refusal::WrongPassword => "wrong static password",
+            Refusal::NoPassword => "no static password and not bound as that user",
+            Refusal::AccountDisabled => "account disabled",
+            Refusal::AccountLocked => "account locked",
+            Refusal::PasswordExpired => "password expired",
+            Refusal::NoOtp => "no outstanding OTP",
+            Refusal::OtpExpired => "OTP expired",
+            Refusal::WrongOtp => "wrong OTP",
+            Refusal::OtpVoided => "wrong OTP; OTP voided after too many failed attempts",
+            Refusal::OtpAlreadyUsed => "OTP already used",
+        }
+    }
+}
+
+/// What went wrong in a use case.
+#[derive(Debug, Clone, Error, PartialEq, Eq)]
+pub enum OtpError {
+    /// The identity is neither `dn:<DN>` nor `u:<name>`.
+    #[error("malformed identity {0:?}: expected dn:<DN> or u:<username>")]
+    MalformedIdentity(String),
+    /// Uniform refusal: unknown user, wrong password, unusable account, bad OTP.
+    #[error("invalid credentials")]
+    InvalidCredentials(Refusal),
+    /// The OTP was right but the requested authorization identity is not the user's own.
+    #[error("not authorized to assume the identity {0:?}")]
+    AuthorizationDenied(String),
+    /// No mechanism could deliver the OTP. Lists each mechanism tried and a reason that names no
+    /// address.
+    #[error("the one-time password could not be delivered: {}", format_tried(.tried))]
+    NotDelivered { tried: Vec<(String, String)> },
+    /// Nobody with that DN (only for lookups that are not credential checks).
+    #[error("no such user")]
+    NoSuchUser,
+    /// Too many attempts for this user or client.
+    #[error("too many attempts; retry after {} s", .retry_after.as_secs().max(1))]
+    RateLimited { retry_after: Duration },
+    /// A directory or the store cannot be reached. Not a refusal: try again later.
+    #[error("service unavailable: {0}")]
+    Unavailable(String),
+}
+
+fn format_tried(tried: &[(String, String)]) -> String {
+    if tried.is_empty() {
+        return "no delivery mechanism was available".to_owned();
+    }
+    tried
+        .iter()
+        .map(|(m, why)| format!("{m}: {why}"))
+        .collect::<Vec<_>>()
+        .join("; ")
+}
