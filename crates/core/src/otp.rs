@@ -334,11 +334,11 @@ impl OtpService {
         }
         // The OTP is right; only its holder learns whether the authorization identity is
         // refused, and the OTP stays usable for a correct retry.
-        if let Some(authz) = &req.authorization_id {
-            if !self.may_assume(&user, authz).await.map_err(with_reason)? {
-                let e = OtpError::AuthorizationDenied(authz.chars().take(80).collect());
-                return Err((e, format!("authorization identity {authz:?} refused")));
-            }
+        if let Some(authz) = &req.authorization_id
+            && !self.may_assume(&user, authz).await.map_err(with_reason)?
+        {
+            let e = OtpError::AuthorizationDenied(authz.chars().take(80).collect());
+            return Err((e, format!("authorization identity {authz:?} refused")));
         }
         if !self
             .store

@@ -1,1 +1,14 @@
-pub fn x() {}
+//! The countersign server: configuration, adapters (store, directories, couriers), fronts (HTTP
+//! now; LDAP and RADIUS to come) and the wiring between them. The `countersign` binary in
+//! `main.rs` is a thin CLI over this library, and the integration tests drive it directly.
+
+pub mod app;
+pub mod cli;
+pub mod config;
+pub mod delivery;
+pub mod demo;
+pub mod directory;
+pub mod http;
+pub mod passwords;
+pub mod store;
+pub mod system;

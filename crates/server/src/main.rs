@@ -1,1 +1,103 @@
-fn main() {}
+//! The `countersign` binary: parses the command line and runs the chosen command.
+
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use clap::Parser;
+use countersign::cli::{self, Cli, Command};
+use countersign::config::Config;
+use countersign_core::ports::Store;
+use tracing_subscriber::EnvFilter;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let default_level = match cli.command {
+        Command::Serve | Command::Demo(_) => "info",
+        _ => "warn",
+    };
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_env_filter(
+            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_level)),
+        )
+        .init();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("countersign: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("countersign: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    match cli.command {
+        Command::CheckConfig { file } => {
+            let path = file.unwrap_or(cli.config);
+            match Config::load(&path) {
+                Ok(c) => {
+                    println!(
+                        "{}: ok ({} directories, {} delivery mechanisms)",
+                        path.display(),
+                        c.directories.len(),
+                        c.mechanisms.len()
+                    );
+                    Ok(ExitCode::SUCCESS)
+                }
+                Err(errors) => {
+                    for e in &errors.0 {
+                        println!("{}: {e}", path.display());
+                    }
+                    println!("{} problem(s) found", errors.0.len());
+                    Ok(ExitCode::FAILURE)
+                }
+            }
+        }
+        Command::Demo(args) => {
+            countersign::demo::run(args).await?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Serve => {
+            let app = cli::load_app(&cli.config)?;
+            let addr = app.config.listen_http.ok_or_else(|| {
+                anyhow::anyhow!(
+                    "nothing to serve: set [listen] http in {}",
+                    cli.config.display()
+                )
+            })?;
+            let listener = tokio::net::TcpListener::bind(addr)
+                .await
+                .map_err(|e| anyhow::anyhow!("cannot listen on {addr}: {e}"))?;
+            tracing::info!(%addr, "HTTP API listening");
+            let store: Arc<dyn Store> = app.store.clone();
+            countersign::http::serve(
+                listener,
+                app.otp.clone(),
+                store,
+                countersign::demo::shutdown_signal(),
+            )
+            .await?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::User(cmd) => {
+            let app = cli::load_app(&cli.config)?;
+            cli::run_user(&app, cmd).await?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Audit(args) => {
+            let app = cli::load_app(&cli.config)?;
+            cli::run_audit(&app, args).await?;
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}

@@ -1,0 +1,176 @@
+//! Wiring: a validated [`Config`] becomes a store, directories, couriers and the core's
+//! `OtpService`. Fronts and the CLI get what they need from [`App`].
+
+use std::path::Path;
+use std::sync::Arc;
+
+use countersign_core::crypto::{MIN_KEY_LEN, OtpHasher};
+use countersign_core::mechanism::DeliveryMechanism;
+use countersign_core::otp::{OtpService, OtpSettings, RateLimits};
+use countersign_core::ports::{Clock, Courier, Directory, Store};
+use countersign_core::ratelimit::RateLimiter;
+
+use crate::config::{Config, StoreConfig, Transport};
+use crate::delivery::{FileCourier, SmsCourier, SmtpCourier};
+use crate::directory::LocalDirectory;
+use crate::store::SqliteStore;
+use crate::system::{OsRandom, SystemClock, from_hex, random_bytes, to_hex};
+
+pub struct App {
+    pub config: Config,
+    pub store: Arc<SqliteStore>,
+    pub local_directories: Vec<Arc<LocalDirectory>>,
+    pub otp: Arc<OtpService>,
+}
+
+/// rustls with the ring provider everywhere (reqwest is built without a provider of its own).
+pub fn install_crypto_provider() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}
+
+impl App {
+    pub fn build(config: Config) -> Result<App, String> {
+        Self::build_with_clock(config, Arc::new(SystemClock))
+    }
+
+    /// As [`App::build`], with the clock injected (tests move time forward).
+    pub fn build_with_clock(config: Config, clock: Arc<dyn Clock>) -> Result<App, String> {
+        install_crypto_provider();
+        let store = match &config.store {
+            StoreConfig::Sqlite(path) => {
+                Arc::new(SqliteStore::open(path).map_err(|e| e.to_string())?)
+            }
+        };
+        let key = load_or_create_key(&config.secret_key_file)?;
+        let hasher = OtpHasher::new(&key).ok_or("secret key too short")?;
+
+        let dyn_store: Arc<dyn Store> = store.clone();
+        let local_directories: Vec<Arc<LocalDirectory>> = config
+            .directories
+            .iter()
+            .map(|d| Arc::new(LocalDirectory::new(d.clone(), dyn_store.clone())))
+            .collect();
+        let directories: Vec<Arc<dyn Directory>> = config
+            .deliver_otp
+            .directories
+            .iter()
+            .filter_map(|name| local_directories.iter().find(|d| d.name() == name))
+            .map(|d| d.clone() as Arc<dyn Directory>)
+            .collect();
+
+        let mut mechanisms = Vec::new();
+        for m in &config.mechanisms {
+            let courier: Arc<dyn Courier> = match &m.transport {
+                Transport::Email { mail_profile } => {
+                    let p = config
+                        .mail_profiles
+                        .iter()
+                        .find(|p| &p.name == mail_profile)
+                        .ok_or_else(|| format!("mail profile {mail_profile} missing"))?;
+                    Arc::new(SmtpCourier::new(p)?)
+                }
+                Transport::Sms { sms_profile } => {
+                    let p = config
+                        .sms_profiles
+                        .iter()
+                        .find(|p| &p.name == sms_profile)
+                        .ok_or_else(|| format!("SMS profile {sms_profile} missing"))?;
+                    Arc::new(SmsCourier::new(p)?)
+                }
+                Transport::File { directory, print } => {
+                    Arc::new(FileCourier::new(&m.name, directory.clone(), *print))
+                }
+            };
+            mechanisms.push(DeliveryMechanism {
+                name: m.name.clone(),
+                channel: m.channel,
+                enabled: m.enabled,
+                subject: m.subject.clone(),
+                text_before_otp: m.text_before_otp.clone(),
+                text_after_otp: m.text_after_otp.clone(),
+                courier,
+            });
+        }
+
+        let r = &config.rate_limits;
+        let otp = OtpService {
+            directories,
+            mechanisms,
+            default_mechanisms: config.deliver_otp.default_mechanisms.clone(),
+            generator: config.generator.clone(),
+            settings: OtpSettings {
+                validity: config.deliver_otp.otp_validity,
+                max_failed_attempts: config.deliver_otp.max_failed_attempts,
+            },
+            limits: RateLimits {
+                deliver_per_user: r.deliver_per_user.map(RateLimiter::new),
+                deliver_per_client: r.deliver_per_client.map(RateLimiter::new),
+                verify_per_user: r.verify_per_user.map(RateLimiter::new),
+                verify_per_client: r.verify_per_client.map(RateLimiter::new),
+            },
+            hasher,
+            store: dyn_store,
+            clock,
+            random: Arc::new(OsRandom),
+        };
+        Ok(App {
+            config,
+            store,
+            local_directories,
+            otp: Arc::new(otp),
+        })
+    }
+
+    /// The local directory named `name`, or the first one.
+    pub fn local_directory(&self, name: Option<&str>) -> Result<Arc<LocalDirectory>, String> {
+        match name {
+            Some(n) => self
+                .local_directories
+                .iter()
+                .find(|d| d.name() == n)
+                .cloned()
+                .ok_or_else(|| format!("no local [[directory]] named {n:?} in the configuration")),
+            None => {
+                self.local_directories.first().cloned().ok_or_else(|| {
+                    "the configuration has no [[directory]] of type local".to_owned()
+                })
+            }
+        }
+    }
+}
+
+/// Reads the OTP hashing key (hex), or creates one readable only by its owner.
+fn load_or_create_key(path: &Path) -> Result<Vec<u8>, String> {
+    match std::fs::read_to_string(path) {
+        Ok(text) => {
+            let key =
+                from_hex(&text).ok_or_else(|| format!("{}: not a hex key", path.display()))?;
+            if key.len() < MIN_KEY_LEN {
+                return Err(format!(
+                    "{}: key shorter than {MIN_KEY_LEN} bytes",
+                    path.display()
+                ));
+            }
+            Ok(key)
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            use std::io::Write;
+            use std::os::unix::fs::OpenOptionsExt;
+            let key = random_bytes(32);
+            if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+                std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+            }
+            let mut f = std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .open(path)
+                .map_err(|e| format!("cannot create {}: {e}", path.display()))?;
+            f.write_all(to_hex(&key).as_bytes())
+                .map_err(|e| format!("{}: {e}", path.display()))?;
+            tracing::info!(path = %path.display(), "created a new OTP hashing key");
+            Ok(key)
+        }
+        Err(e) => Err(format!("cannot read {}: {e}", path.display())),
+    }
+}

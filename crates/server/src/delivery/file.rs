@@ -1,0 +1,83 @@
+//! The demo and development courier: each message becomes a file (readable by its owner only)
+//! in a directory and, optionally, a few lines on standard error.
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use async_trait::async_trait;
+use countersign_core::ports::{Courier, DeliveryError, OutboundMessage};
+
+pub struct FileCourier {
+    mechanism: String,
+    directory: PathBuf,
+    print: bool,
+    counter: AtomicU64,
+}
+
+impl FileCourier {
+    pub fn new(mechanism: &str, directory: PathBuf, print: bool) -> Self {
+        Self {
+            mechanism: mechanism.to_owned(),
+            directory,
+            print,
+            counter: AtomicU64::new(0),
+        }
+    }
+}
+
+#[async_trait]
+impl Courier for FileCourier {
+    async fn send(&self, message: &OutboundMessage) -> Result<(), DeliveryError> {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_millis())
+            .unwrap_or(0);
+        let n = self.counter.fetch_add(1, Ordering::Relaxed);
+        let path = self
+            .directory
+            .join(format!("{now}-{}-{n}.txt", std::process::id()));
+        let text = format!(
+            "Mechanism: {}\nTo: {}\nSubject: {}\n\n{}\n",
+            self.mechanism,
+            message.to,
+            message.subject,
+            message.body.expose()
+        );
+        let (dir, p, t) = (self.directory.clone(), path.clone(), text.clone());
+        tokio::task::spawn_blocking(move || write_private(&dir, &p, &t))
+            .await
+            .map_err(|e| DeliveryError::Failed(e.to_string()))?
+            .map_err(|e| DeliveryError::Failed(format!("cannot write {}: {e}", path.display())))?;
+        if self.print {
+            let mut err = std::io::stderr().lock();
+            let _ = writeln!(
+                err,
+                "\n----- {} message to {} -----",
+                self.mechanism, message.to
+            );
+            let _ = writeln!(
+                err,
+                "Subject: {}\n{}",
+                message.subject,
+                message.body.expose()
+            );
+            let _ = writeln!(err, "----- (saved as {}) -----\n", path.display());
+        }
+        Ok(())
+    }
+}
+
+fn write_private(dir: &std::path::Path, path: &std::path::Path, text: &str) -> std::io::Result<()> {
+    use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)?;
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)?;
+    f.write_all(text.as_bytes())
+}

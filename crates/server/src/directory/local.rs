@@ -1,0 +1,134 @@
+//! The local directory: users kept in countersign's own store, with argon2id password hashes.
+//! Its identity mapper matches `u:` identities against the configured attributes (default
+//! `uid`, the username) and requires exactly one match, like Ping's Exact Match Identity Mapper.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use countersign_core::Secret;
+use countersign_core::identity::Identity;
+use countersign_core::model::{Dn, User};
+use countersign_core::ports::{Directory, DirectoryError, Lookup, Store, StoreError};
+
+use crate::config::DirectoryConfig;
+use crate::passwords;
+
+pub struct LocalDirectory {
+    config: DirectoryConfig,
+    store: Arc<dyn Store>,
+    dummy_hash: Arc<String>,
+}
+
+impl LocalDirectory {
+    pub fn new(config: DirectoryConfig, store: Arc<dyn Store>) -> Self {
+        Self {
+            config,
+            store,
+            dummy_hash: Arc::new(passwords::dummy_hash()),
+        }
+    }
+
+    pub fn config(&self) -> &DirectoryConfig {
+        &self.config
+    }
+
+    /// The DN a local user with this username gets.
+    pub fn dn_for(&self, username: &str) -> Dn {
+        Dn::new(format!(
+            "uid={},{}",
+            escape_dn_value(username),
+            self.config.base_dn
+        ))
+    }
+
+    fn unavailable(&self, e: StoreError) -> DirectoryError {
+        DirectoryError::Unavailable {
+            directory: self.config.name.clone(),
+            reason: e.to_string(),
+        }
+    }
+}
+
+/// RFC 4514 §2.4 escaping of an attribute value inside a DN.
+pub fn escape_dn_value(v: &str) -> String {
+    let mut out = String::with_capacity(v.len());
+    for (i, c) in v.chars().enumerate() {
+        let special = matches!(c, ',' | '+' | '"' | '\\' | '<' | '>' | ';' | '=')
+            || (i == 0 && (c == ' ' || c == '#'))
+            || (i + 1 == v.chars().count() && c == ' ');
+        if special {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out
+}
+
+#[async_trait]
+impl Directory for LocalDirectory {
+    fn name(&self) -> &str {
+        &self.config.name
+    }
+
+    async fn find_user(&self, identity: &Identity) -> Result<Lookup, DirectoryError> {
+        match identity {
+            Identity::Dn(dn) => {
+                if !dn.is_within(&Dn::new(self.config.base_dn.clone())) {
+                    return Ok(Lookup::NotFound);
+                }
+                let found = self
+                    .store
+                    .local_user_by_dn(&self.config.name, &dn.normalized())
+                    .await
+                    .map_err(|e| self.unavailable(e))?;
+                Ok(found.map_or(Lookup::NotFound, |u| Lookup::Found(Box::new(u.user))))
+            }
+            Identity::Username(name) => {
+                let mut found: Vec<User> = Vec::new();
+                for attribute in &self.config.match_attributes {
+                    let users = self
+                        .store
+                        .local_users_matching(&self.config.name, attribute, name)
+                        .await
+                        .map_err(|e| self.unavailable(e))?;
+                    for u in users {
+                        if !found
+                            .iter()
+                            .any(|f| f.username.eq_ignore_ascii_case(&u.user.username))
+                        {
+                            found.push(u.user);
+                        }
+                    }
+                }
+                Ok(match found.len() {
+                    0 => Lookup::NotFound,
+                    1 => Lookup::Found(Box::new(found.remove(0))),
+                    _ => Lookup::Ambiguous,
+                })
+            }
+        }
+    }
+
+    async fn check_password(&self, user: &User, password: &Secret) -> Result<bool, DirectoryError> {
+        let stored = self
+            .store
+            .local_user(&self.config.name, &user.username)
+            .await
+            .map_err(|e| self.unavailable(e))?;
+        let Some(stored) = stored else {
+            return Ok(false);
+        };
+        let password = password.clone();
+        let ok = tokio::task::spawn_blocking(move || {
+            passwords::verify(&password, &stored.password_hash)
+        })
+        .await
+        .unwrap_or(false);
+        Ok(ok)
+    }
+
+    async fn check_password_of_nobody(&self, password: &Secret) {
+        let (password, dummy) = (password.clone(), self.dummy_hash.clone());
+        let _ = tokio::task::spawn_blocking(move || passwords::verify(&password, &dummy)).await;
+    }
+}

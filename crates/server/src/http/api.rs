@@ -1,0 +1,261 @@
+//! The JSON API, `/api/v1/otp/...`: deliver, verify and the supported-mechanisms lookup, plus
+//! `/healthz`. Handlers only translate: JSON in, use case, JSON or problem+json out.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::body::Bytes;
+use axum::extract::{ConnectInfo, DefaultBodyLimit, Query, State};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Extension, Json, Router};
+use countersign_core::Secret;
+use countersign_core::audit::AuditQuery;
+use countersign_core::mechanism::{MechanismChoice, MessageTexts};
+use countersign_core::otp::{Caller, DeliverRequest, OtpService, VerifyRequest};
+use countersign_core::ports::Store;
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+
+use super::problem::Problem;
+
+#[derive(Clone)]
+pub struct ApiState {
+    pub otp: Arc<OtpService>,
+    pub store: Arc<dyn Store>,
+}
+
+/// Largest request body accepted.
+pub const MAX_BODY: usize = 64 * 1024;
+/// Longest a use case may take before the client gets a 503 (couriers have their own limits).
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
+
+pub fn router(state: ApiState) -> Router {
+    Router::new()
+        .route("/api/v1/otp/deliver", post(deliver))
+        .route("/api/v1/otp/verify", post(verify))
+        .route("/api/v1/otp/mechanisms", get(mechanisms))
+        .route("/healthz", get(healthz))
+        .fallback(not_found)
+        .layer(DefaultBodyLimit::max(MAX_BODY))
+        .with_state(state)
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DeliverBody {
+    pub authentication_id: String,
+    pub static_password: String,
+    #[serde(default)]
+    pub mechanisms: Option<Vec<MechanismItem>>,
+    pub message_subject: Option<String>,
+    pub full_text_before_otp: Option<String>,
+    pub full_text_after_otp: Option<String>,
+    pub compact_text_before_otp: Option<String>,
+    pub compact_text_after_otp: Option<String>,
+}
+
+/// A mechanism name, or a name with the recipient to use (spec §3.1 forms [2] and [3]).
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub enum MechanismItem {
+    Name(String),
+    WithRecipient {
+        name: String,
+        #[serde(default)]
+        recipient_id: Option<String>,
+    },
+}
+
+#[derive(Debug, Serialize)]
+pub struct DeliverAnswer {
+    pub delivery_mechanism: String,
+    pub recipient_dn: String,
+    pub recipient_id: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct VerifyBody {
+    pub authentication_id: String,
+    pub otp: String,
+    pub authorization_id: Option<String>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct VerifyAnswer {
+    pub user_dn: String,
+    pub username: String,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct MechanismsQuery {
+    pub dn: Option<String>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct MechanismEntry {
+    pub delivery_mechanism: String,
+    pub is_supported: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub recipient_id: Option<String>,
+}
+
+fn caller(peer: Option<Extension<ConnectInfo<SocketAddr>>>) -> Caller {
+    Caller {
+        front: "http".to_owned(),
+        client: peer.map(|Extension(ConnectInfo(addr))| addr.ip().to_string()),
+        bound_as: None,
+    }
+}
+
+fn parse_json<T: DeserializeOwned>(body: &Bytes) -> Result<T, Problem> {
+    serde_json::from_slice(body).map_err(|e| Problem::bad_request(format!("request body: {e}")))
+}
+
+async fn within_timeout<T>(f: impl std::future::Future<Output = T>) -> Result<T, Problem> {
+    tokio::time::timeout(REQUEST_TIMEOUT, f).await.map_err(|_| {
+        Problem::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "urn:countersign:problem:timeout",
+            "Timed out",
+            "the request took too long",
+        )
+    })
+}
+
+fn json_ok<T: Serialize>(value: T) -> Response {
+    let mut resp = Json(value).into_response();
+    resp.headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    resp
+}
+
+async fn deliver(
+    State(s): State<ApiState>,
+    peer: Option<Extension<ConnectInfo<SocketAddr>>>,
+    body: Bytes,
+) -> Response {
+    let result = async {
+        let b: DeliverBody = parse_json(&body)?;
+        let req = DeliverRequest {
+            authentication_id: b.authentication_id,
+            static_password: Some(Secret::new(b.static_password)),
+            mechanisms: b.mechanisms.map(|list| {
+                list.into_iter()
+                    .map(|m| match m {
+                        MechanismItem::Name(name) => MechanismChoice {
+                            name,
+                            recipient: None,
+                        },
+                        MechanismItem::WithRecipient { name, recipient_id } => MechanismChoice {
+                            name,
+                            recipient: recipient_id,
+                        },
+                    })
+                    .collect()
+            }),
+            texts: MessageTexts {
+                subject: b.message_subject,
+                full_before: b.full_text_before_otp,
+                full_after: b.full_text_after_otp,
+                compact_before: b.compact_text_before_otp,
+                compact_after: b.compact_text_after_otp,
+            },
+        };
+        let d = within_timeout(s.otp.deliver(req, &caller(peer))).await??;
+        Ok::<_, Problem>(DeliverAnswer {
+            delivery_mechanism: d.mechanism,
+            recipient_dn: d.user_dn.to_string(),
+            recipient_id: d.recipient,
+        })
+    }
+    .await;
+    match result {
+        Ok(a) => json_ok(a),
+        Err(p) => p.into_response(),
+    }
+}
+
+async fn verify(
+    State(s): State<ApiState>,
+    peer: Option<Extension<ConnectInfo<SocketAddr>>>,
+    body: Bytes,
+) -> Response {
+    let result = async {
+        let b: VerifyBody = parse_json(&body)?;
+        let req = VerifyRequest {
+            authentication_id: b.authentication_id,
+            authorization_id: b.authorization_id,
+            otp: Secret::new(b.otp),
+        };
+        let user = within_timeout(s.otp.authenticate(req, &caller(peer))).await??;
+        Ok::<_, Problem>(VerifyAnswer {
+            user_dn: user.dn.to_string(),
+            username: user.username,
+        })
+    }
+    .await;
+    match result {
+        Ok(a) => json_ok(a),
+        Err(p) => p.into_response(),
+    }
+}
+
+async fn mechanisms(
+    State(s): State<ApiState>,
+    peer: Option<Extension<ConnectInfo<SocketAddr>>>,
+    query: Result<Query<MechanismsQuery>, axum::extract::rejection::QueryRejection>,
+) -> Response {
+    let result = async {
+        let Query(q) = query.map_err(|e| Problem::bad_request(e.body_text()))?;
+        let dn =
+            q.dn.filter(|d| !d.trim().is_empty())
+                .ok_or_else(|| Problem::bad_request("query parameter dn is required"))?;
+        let list = within_timeout(s.otp.supported_mechanisms(&dn, &caller(peer))).await??;
+        Ok::<_, Problem>(
+            list.into_iter()
+                .map(|m| MechanismEntry {
+                    delivery_mechanism: m.mechanism,
+                    is_supported: m.supported,
+                    recipient_id: m.recipient,
+                })
+                .collect::<Vec<_>>(),
+        )
+    }
+    .await;
+    match result {
+        Ok(list) => json_ok(serde_json::json!({ "mechanisms": list })),
+        Err(p) => p.into_response(),
+    }
+}
+
+async fn healthz(State(s): State<ApiState>) -> Response {
+    // A read that touches the database proves the store answers.
+    let probe = AuditQuery {
+        limit: 1,
+        ..Default::default()
+    };
+    match s.store.list_audit(&probe).await {
+        Ok(_) => json_ok(serde_json::json!({ "status": "ok" })),
+        Err(_) => Problem::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "urn:countersign:problem:unavailable",
+            "Service unavailable",
+            "the store does not answer",
+        )
+        .into_response(),
+    }
+}
+
+async fn not_found() -> Response {
+    Problem::new(
+        StatusCode::NOT_FOUND,
+        "urn:countersign:problem:not-found",
+        "Not found",
+        "no such endpoint",
+    )
+    .into_response()
+}

@@ -1,0 +1,29 @@
+//! The HTTP front: [`api`] holds the JSON API (request → use case → response, testable with
+//! `oneshot`), [`problem`] maps use-case errors to RFC 9457 problem+json once, and [`serve`]
+//! owns the socket.
+
+pub mod api;
+pub mod problem;
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use countersign_core::otp::OtpService;
+use countersign_core::ports::Store;
+
+/// Serves the API on `listener` until `shutdown` completes.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    otp: Arc<OtpService>,
+    store: Arc<dyn Store>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let app = api::router(api::ApiState { otp, store });
+    axum::serve(
+        listener,
+        app.into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(shutdown)
+    .await
+}
