@@ -447,12 +447,16 @@ impl Validator<'_> {
         }
     }
 
+    /// Line of `field = ...` in the section starting at `span` (a table's span covers only its
+    /// header, so the search runs on to the next header).
     fn find_key_line(&self, span: std::ops::Range<usize>, field: &str) -> Option<usize> {
         let start = span.start.min(self.text.len());
-        let end = span.end.min(self.text.len());
         let mut offset = start;
-        for line in self.text[start..end].split_inclusive('\n') {
+        for (i, line) in self.text[start..].split_inclusive('\n').enumerate() {
             let t = line.trim_start();
+            if i > 0 && t.starts_with('[') {
+                break;
+            }
             if let Some(rest) = t.strip_prefix(field)
                 && rest.trim_start().starts_with('=')
             {

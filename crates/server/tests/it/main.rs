@@ -1,1 +1,13 @@
-fn main() {}
+//! countersign's one integration-test binary: a module per area, each against real parts (an
+//! SMTP server process, an HTTP SMS gateway, SQLite files, the `countersign` binary itself).
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod cli;
+mod config;
+mod delivery_email;
+mod delivery_sms;
+mod fixtures;
+mod http_api;
+mod mechanism_order;
+mod otp_lifecycle;

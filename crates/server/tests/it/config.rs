@@ -1,0 +1,163 @@
+//! `countersign check-config`, run as a user would: every problem listed, each naming its key
+//! and line, and a non-zero exit.
+
+use std::process::Command;
+
+use crate::fixtures::Setup;
+
+fn check(text: &str) -> (bool, String) {
+    let dir = tempfile::TempDir::new().unwrap();
+    let path = dir.path().join("countersign.toml");
+    std::fs::write(&path, text).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_countersign"))
+        .arg("check-config")
+        .arg(&path)
+        .output()
+        .unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+    )
+}
+
+fn line_of(text: &str, needle: &str) -> usize {
+    text.lines().position(|l| l.contains(needle)).unwrap() + 1
+}
+
+fn valid() -> String {
+    Setup {
+        smtp: Some(Setup::smtp_plain(2525)),
+        default_mechanisms: vec!["Email"],
+        ..Setup::default()
+    }
+    .config()
+}
+
+#[test]
+fn a_valid_file_passes() {
+    let (ok, out) = check(&valid());
+    assert!(ok, "{out}");
+    assert!(
+        out.contains("ok (1 directories, 1 delivery mechanisms)"),
+        "{out}"
+    );
+}
+
+#[test]
+fn unknown_key_is_named_with_its_line() {
+    let text = valid().replace(
+        "subject = \"Your sign-in code\"",
+        "subject = \"Your sign-in code\"\nsubjetc = \"typo\"",
+    );
+    let (ok, out) = check(&text);
+    assert!(!ok);
+    let line = line_of(&text, "subjetc");
+    assert!(
+        out.contains(&format!(
+            "line {line}: delivery_mechanism[0]: unknown field `subjetc`"
+        )),
+        "{out}"
+    );
+}
+
+#[test]
+fn unknown_section_is_named() {
+    let text = format!("{}\n[serverr]\npublic_url = \"https://x\"\n", valid());
+    let (ok, out) = check(&text);
+    assert!(!ok);
+    assert!(
+        out.contains(&format!(
+            "line {}: serverr: unknown key",
+            line_of(&text, "[serverr]")
+        )),
+        "{out}"
+    );
+}
+
+#[test]
+fn dangling_references_are_named() {
+    let text = valid()
+        .replace("mail_profile = \"smtp\"", "mail_profile = \"smtpp\"")
+        .replace(
+            "default_mechanisms = [\"Email\"]",
+            "default_mechanisms = [\"Email\", \"Pigeon\"]",
+        )
+        .replace(
+            "identity_mapper = \"local\"",
+            "identity_mapper = \"corp-ldap\"",
+        );
+    let (ok, out) = check(&text);
+    assert!(!ok);
+    assert!(
+        out.contains(&format!(
+            "line {}: delivery_mechanism[0].mail_profile: \"smtpp\" names no [[mail_profile]]",
+            line_of(&text, "\"smtpp\"")
+        )),
+        "{out}"
+    );
+    assert!(
+        out.contains("deliver_otp.default_mechanisms: \"Pigeon\" names no [[delivery_mechanism]]"),
+        "{out}"
+    );
+    assert!(
+        out.contains("deliver_otp.identity_mapper: \"corp-ldap\" names no [[directory]]"),
+        "{out}"
+    );
+    assert!(
+        out.contains("3 problem(s) found"),
+        "all problems listed at once: {out}"
+    );
+}
+
+#[test]
+fn bad_generator_formats_are_named() {
+    for (format, expect) in [
+        ("numeric6", "format group \"numeric6\" is not name:count"),
+        (
+            "hex:6",
+            "format group \"hex:6\" names no configured character set",
+        ),
+        (
+            "numeric:0",
+            "format group \"numeric:0\" needs a count from 1 to 64",
+        ),
+        ("", "format is empty"),
+    ] {
+        let text = valid().replace("format = \"numeric:6\"", &format!("format = \"{format}\""));
+        let (ok, out) = check(&text);
+        assert!(!ok);
+        let line = line_of(&text, "format = ");
+        assert!(
+            out.contains(&format!("line {line}: password_generator.format: {expect}")),
+            "{format}: {out}"
+        );
+    }
+}
+
+#[test]
+fn bad_values_and_missing_secrets_are_named() {
+    let text = valid()
+        .replace("otp_validity = \"5m\"", "otp_validity = \"five minutes\"")
+        .replace(
+            "tls = \"none\"",
+            "tls = \"sometimes\"\nusername = \"mfa\"\npassword_file = \"/nonexistent/pw\"",
+        )
+        .replace("verify_per_user = \"off\"", "verify_per_user = \"lots\"");
+    let (ok, out) = check(&text);
+    assert!(!ok);
+    for expect in [
+        "deliver_otp.otp_validity: \"five minutes\" is not a duration",
+        "mail_profile[0].tls: \"sometimes\": expected none, starttls or tls",
+        "mail_profile[0].password_file: cannot read /nonexistent/pw",
+        "rate_limits.verify_per_user: \"lots\": expected N/DURATION",
+    ] {
+        assert!(out.contains(expect), "missing {expect:?} in {out}");
+    }
+}
+
+#[test]
+fn syntax_errors_name_the_line() {
+    let (ok, out) = check("[store]\nurl = \"sqlite://x.db\"\n[deliver_otp\n");
+    assert!(!ok);
+    assert!(out.contains("line 3"), "{out}");
+}

@@ -1,0 +1,143 @@
+//! E-mail delivery through lettre to aiosmtpd, a real SMTP server in its own process: plain,
+//! STARTTLS and implicit TLS with authentication, and the OTP it carries verifying once.
+
+use crate::fixtures::*;
+
+#[tokio::test]
+async fn otp_mailed_over_plain_smtp_verifies_once() {
+    let smtp = SmtpServer::start(SmtpOptions::default());
+    let cs = Countersign::start(&Setup {
+        smtp: Some(Setup::smtp_plain(smtp.port)),
+        ..Setup::default()
+    })
+    .await;
+    cs.add_user(alice()).await;
+
+    let a = cs.deliver(deliver_alice()).await;
+    assert_eq!(a.status, 200, "{}", a.json);
+    assert_eq!(a.json["delivery_mechanism"], "Email");
+    assert_eq!(a.json["recipient_dn"], alice_dn());
+    assert_eq!(a.json["recipient_id"], "alice@example.com");
+
+    let mails = smtp.wait_for(1);
+    let m = &mails[0];
+    assert_eq!(m.rcpt_tos, ["alice@example.com"]);
+    assert_eq!(m.mail_from, "mfa@example.com");
+    assert_eq!(m.header("Subject").as_deref(), Some("Your sign-in code"));
+    assert!(
+        m.body().starts_with("Your one-time password is: "),
+        "{}",
+        m.body()
+    );
+    let otp = m.otp(6);
+
+    let v = cs.verify("u:alice", &otp).await;
+    assert_eq!(v.status, 200, "{}", v.json);
+    assert_eq!(v.json["user_dn"], alice_dn());
+    let again = cs.verify("u:alice", &otp).await;
+    assert_eq!(again.status, 401, "a used OTP must not verify again");
+}
+
+#[tokio::test]
+async fn starttls_with_authentication_reaches_the_server() {
+    let tmp = tempfile::TempDir::new().unwrap();
+    let tls = tls_files(tmp.path());
+    let smtp = SmtpServer::start(SmtpOptions {
+        starttls: Some(&tls),
+        auth: Some(("mfa", "s3cret")),
+        ..Default::default()
+    });
+    std::fs::write(tmp.path().join("smtp.pw"), "s3cret\n").unwrap();
+    let profile = format!(
+        "host = \"127.0.0.1\"\nport = {}\ntls = \"starttls\"\nca_file = \"{}\"\nusername = \"mfa\"\npassword_file = \"{}\"\ntimeout = \"5s\"\n",
+        smtp.port,
+        tls.ca.display(),
+        tmp.path().join("smtp.pw").display()
+    );
+    let cs = Countersign::start(&Setup {
+        smtp: Some(profile),
+        ..Setup::default()
+    })
+    .await;
+    cs.add_user(alice()).await;
+    let a = cs.deliver(deliver_alice()).await;
+    assert_eq!(a.status, 200, "{}", a.json);
+    let m = &smtp.wait_for(1)[0];
+    assert!(m.tls, "the message must have travelled over TLS");
+    assert!(m.authenticated);
+    assert_eq!(cs.verify("u:alice", &m.otp(6)).await.status, 200);
+}
+
+#[tokio::test]
+async fn implicit_tls_reaches_the_server() {
+    let tmp = tempfile::TempDir::new().unwrap();
+    let tls = tls_files(tmp.path());
+    let smtp = SmtpServer::start(SmtpOptions {
+        implicit_tls: Some(&tls),
+        ..Default::default()
+    });
+    let profile = format!(
+        "host = \"127.0.0.1\"\nport = {}\ntls = \"tls\"\nca_file = \"{}\"\ntimeout = \"5s\"\n",
+        smtp.port,
+        tls.ca.display()
+    );
+    let cs = Countersign::start(&Setup {
+        smtp: Some(profile),
+        ..Setup::default()
+    })
+    .await;
+    cs.add_user(alice()).await;
+    let a = cs.deliver(deliver_alice()).await;
+    assert_eq!(a.status, 200, "{}", a.json);
+    assert!(smtp.wait_for(1)[0].tls);
+}
+
+#[tokio::test]
+async fn untrusted_certificate_is_a_delivery_failure() {
+    let tmp = tempfile::TempDir::new().unwrap();
+    let tls = tls_files(tmp.path());
+    let smtp = SmtpServer::start(SmtpOptions {
+        starttls: Some(&tls),
+        ..Default::default()
+    });
+    // No ca_file: the test CA is not trusted, so the STARTTLS handshake must fail.
+    let profile = format!(
+        "host = \"127.0.0.1\"\nport = {}\ntls = \"starttls\"\ntimeout = \"5s\"\n",
+        smtp.port
+    );
+    let cs = Countersign::start(&Setup {
+        smtp: Some(profile),
+        default_mechanisms: vec!["Email"],
+        ..Setup::default()
+    })
+    .await;
+    cs.add_user(alice()).await;
+    let a = cs.deliver(deliver_alice()).await;
+    assert_eq!(a.status, 502, "{}", a.json);
+    assert!(smtp.messages().is_empty());
+}
+
+#[tokio::test]
+async fn request_subject_and_full_texts_override_configured_ones() {
+    let smtp = SmtpServer::start(SmtpOptions::default());
+    let cs = Countersign::start(&Setup {
+        smtp: Some(Setup::smtp_plain(smtp.port)),
+        ..Setup::default()
+    })
+    .await;
+    cs.add_user(alice()).await;
+    let mut body = deliver_alice();
+    body["message_subject"] = "Bank sign-in".into();
+    body["full_text_before_otp"] = "Your bank code: ".into();
+    body["full_text_after_otp"] = ". Never share it.".into();
+    body["compact_text_before_otp"] = "SMS only ".into();
+    assert_eq!(cs.deliver(body).await.status, 200);
+    let m = &smtp.wait_for(1)[0];
+    assert_eq!(m.header("Subject").as_deref(), Some("Bank sign-in"));
+    let text = m.body();
+    assert!(
+        text.starts_with("Your bank code: ") && text.trim_end().ends_with(". Never share it."),
+        "{text}"
+    );
+    assert!(!text.contains("SMS only"));
+}

@@ -1,0 +1,138 @@
+//! The HTTP API's edges: problem+json for bad input, rate limits with Retry-After, health, and
+//! the router tested without sockets.
+
+use countersign_core::ports::Store;
+use serde_json::json;
+
+use crate::fixtures::*;
+
+#[tokio::test]
+async fn bad_requests_are_problem_json_and_lose_nothing() {
+    let cs = Countersign::start(&Setup {
+        extra: file_mechanism(),
+        default_mechanisms: vec!["File"],
+        ..Setup::default()
+    })
+    .await;
+    cs.add_user(alice()).await;
+    let r = cs
+        .http
+        .post(format!("{}/api/v1/otp/deliver", cs.base))
+        .body("{not json")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+    assert_eq!(r.headers()["content-type"], "application/problem+json");
+    let p: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(p["status"], 400);
+    assert!(
+        p["detail"].as_str().unwrap().starts_with("request body:"),
+        "{p}"
+    );
+
+    let a = cs.deliver(json!({"authentication_id": "u:alice"})).await;
+    assert_eq!(a.status, 400);
+    assert!(
+        a.json["detail"]
+            .as_str()
+            .unwrap()
+            .contains("static_password"),
+        "{}",
+        a.json
+    );
+    let a = cs
+        .deliver(json!({"authentication_id": "u:alice", "static_password": "x", "surprise": 1}))
+        .await;
+    assert_eq!(a.status, 400, "unknown fields are refused");
+
+    let big = "x".repeat(100 * 1024);
+    let a = cs
+        .deliver(json!({"authentication_id": big, "static_password": "x"}))
+        .await;
+    assert_eq!(a.status, 413);
+
+    assert_eq!(cs.get("/no/such/thing").await.status, 404);
+    // After all that, the server still works.
+    assert_eq!(cs.deliver(deliver_alice()).await.status, 200);
+    let h = cs.get("/healthz").await;
+    assert_eq!((h.status, h.json["status"].as_str()), (200, Some("ok")));
+}
+
+fn file_mechanism() -> String {
+    "[[delivery_mechanism]]\nname = \"File\"\ntype = \"file\"\ndirectory = \"outbox\"\nprint = false\n".into()
+}
+
+#[tokio::test]
+async fn deliver_is_rate_limited_per_user_with_retry_after() {
+    let setup = Setup {
+        extra: file_mechanism(),
+        default_mechanisms: vec!["File"],
+        rate_limits: "deliver_per_user = \"2/1m\"\ndeliver_per_client = \"off\"\nverify_per_user = \"off\"\nverify_per_client = \"off\"\n".into(),
+        ..Setup::default()
+    };
+    let cs = Countersign::start(&setup).await;
+    cs.add_user(alice()).await;
+    assert_eq!(cs.deliver(deliver_alice()).await.status, 200);
+    assert_eq!(cs.deliver(deliver_alice()).await.status, 200);
+    let a = cs.deliver(deliver_alice()).await;
+    assert_eq!(a.status, 429);
+    assert_eq!(a.headers["retry-after"], "30");
+    assert_eq!(a.json["title"], "Too many attempts");
+    // Unknown users are limited the same way, so the limit reveals nothing.
+    let nobody = json!({"authentication_id": "u:nobody", "static_password": "x"});
+    assert_eq!(cs.deliver(nobody.clone()).await.status, 401);
+    assert_eq!(cs.deliver(nobody.clone()).await.status, 401);
+    assert_eq!(cs.deliver(nobody).await.status, 429);
+    // Time heals.
+    cs.clock.advance(std::time::Duration::from_secs(31));
+    assert_eq!(cs.deliver(deliver_alice()).await.status, 200);
+    let files = std::fs::read_dir(cs.dir.path().join("outbox"))
+        .unwrap()
+        .count();
+    assert_eq!(files, 3, "exactly the allowed deliveries were sent");
+}
+
+#[tokio::test]
+async fn verify_is_rate_limited_per_client() {
+    let setup = Setup {
+        extra: file_mechanism(),
+        default_mechanisms: vec!["File"],
+        rate_limits: "deliver_per_user = \"off\"\ndeliver_per_client = \"off\"\nverify_per_user = \"off\"\nverify_per_client = \"3/1m\"\n".into(),
+        ..Setup::default()
+    };
+    let cs = Countersign::start(&setup).await;
+    for user in ["u:a", "u:b", "u:c"] {
+        assert_eq!(cs.verify(user, "123456").await.status, 401);
+    }
+    let a = cs.verify("u:d", "123456").await;
+    assert_eq!(a.status, 429);
+    assert_eq!(a.headers["retry-after"], "20");
+    let audit = cs.app.store.list_audit(&Default::default()).await.unwrap();
+    assert_eq!(audit[0].reason, "rate limited");
+    assert_eq!(audit[0].client.as_deref(), Some("127.0.0.1"));
+}
+
+#[tokio::test]
+async fn router_answers_without_sockets() {
+    use tower::ServiceExt;
+    let cs = Countersign::start(&Setup {
+        extra: file_mechanism(),
+        default_mechanisms: vec!["File"],
+        ..Setup::default()
+    })
+    .await;
+    let router = countersign::http::api::router(countersign::http::api::ApiState {
+        otp: cs.app.otp.clone(),
+        store: cs.app.store.clone(),
+    });
+    let req = axum::http::Request::post("/api/v1/otp/verify")
+        .header("content-type", "application/json")
+        .body(axum::body::Body::from(
+            r#"{"authentication_id":"u:x","otp":"1"}"#,
+        ))
+        .unwrap();
+    let resp = router.oneshot(req).await.unwrap();
+    assert_eq!(resp.status(), 401);
+    assert_eq!(resp.headers()["cache-control"], "no-store");
+}
