@@ -161,3 +161,16 @@ fn syntax_errors_name_the_line() {
     assert!(!ok);
     assert!(out.contains("line 3"), "{out}");
 }
+
+#[test]
+fn the_documented_example_is_valid() {
+    let example = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/countersign.example.toml");
+    let (ok, out) = check(&std::fs::read_to_string(example).unwrap());
+    assert!(ok, "docs/countersign.example.toml: {out}");
+}
+
+#[test]
+fn the_demo_config_is_valid() {
+    let (ok, out) = check(&countersign::demo::DEMO_CONFIG.replace("{http}", "127.0.0.1:8080"));
+    assert!(ok, "{out}");
+}
