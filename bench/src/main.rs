@@ -8,14 +8,14 @@ use std::process::Stdio;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use anyhow::{anyhow, bail, Context};
+use anyhow::{Context, anyhow, bail};
 use clap::Parser;
 use countersign::app::App;
 use countersign::config::Config;
 use countersign::passwords;
+use countersign_core::Secret;
 use countersign_core::model::{AccountState, User};
 use countersign_core::ports::{Directory, LocalUser, Store};
-use countersign_core::Secret;
 use tokio::sync::mpsc;
 
 #[derive(Parser)]
@@ -61,7 +61,9 @@ async fn main() -> anyhow::Result<()> {
     let gw_addr = gw_listener.local_addr()?;
     tokio::spawn(async move { axum::serve(gw_listener, app).await });
 
-    let http_port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+    let http_port = std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port();
     let config_path = tmp.path().join("countersign.toml");
     std::fs::write(
         &config_path,
@@ -115,7 +117,10 @@ verify_per_client = "off"
                 account: AccountState::default(),
             };
             app.store
-                .insert_local_user(&LocalUser { user, password_hash: hash.clone() })
+                .insert_local_user(&LocalUser {
+                    user,
+                    password_hash: hash.clone(),
+                })
                 .await
                 .map_err(|e| anyhow!(e.to_string()))?;
         }
@@ -133,7 +138,9 @@ verify_per_client = "off"
         .spawn()
         .with_context(|| format!("starting {}", args.server.display()))?;
     let base = format!("http://127.0.0.1:{http_port}");
-    let client = reqwest::Client::builder().pool_max_idle_per_host(256).build()?;
+    let client = reqwest::Client::builder()
+        .pool_max_idle_per_host(256)
+        .build()?;
     wait_ready(&client, &base).await?;
 
     println!(
@@ -141,10 +148,19 @@ verify_per_client = "off"
         argon2.as_secs_f64() * 1e3
     );
     println!();
-    println!("| clients | round trips/s | deliver p50 | deliver p99 | verify p50 | verify p99 | argon2 share of deliver p50 |");
+    println!(
+        "| clients | round trips/s | deliver p50 | deliver p99 | verify p50 | verify p99 | argon2 share of deliver p50 |"
+    );
     println!("| ---: | ---: | ---: | ---: | ---: | ---: | ---: |");
     for &c in &args.clients {
-        let r = run_level(&client, &base, &inboxes, c, Duration::from_secs(args.seconds)).await?;
+        let r = run_level(
+            &client,
+            &base,
+            &inboxes,
+            c,
+            Duration::from_secs(args.seconds),
+        )
+        .await?;
         println!(
             "| {c} | {:.1} | {} | {} | {} | {} | {:.0}% |",
             r.rate,
@@ -212,7 +228,10 @@ async fn run_level(
     let mut tasks = Vec::new();
     for i in 0..clients {
         let (tx, mut rx) = mpsc::unbounded_channel();
-        inboxes.lock().map_err(|_| anyhow!("lock"))?.insert(phone(i), tx);
+        inboxes
+            .lock()
+            .map_err(|_| anyhow!("lock"))?
+            .insert(phone(i), tx);
         let (client, base) = (client.clone(), base.to_owned());
         tasks.push(tokio::spawn(async move {
             let mut samples: Vec<(Duration, Duration)> = Vec::new();

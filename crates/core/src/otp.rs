@@ -114,6 +114,8 @@ struct Attempt<'a> {
     user_dn: Option<String>,
     mechanism: Option<String>,
     recipient: Option<String>,
+    /// Mechanisms that failed before the one that delivered.
+    earlier_failures: Vec<String>,
 }
 
 const MAX_AUDITED_IDENTITY: usize = 256;
@@ -201,6 +203,7 @@ impl OtpService {
         for choice in &choices {
             match self.try_mechanism(choice, &user, &otp, &req.texts).await {
                 Ok((mechanism, recipient)) => {
+                    attempt.earlier_failures = detail;
                     attempt.mechanism = Some(mechanism.clone());
                     attempt.recipient = Some(recipient.clone());
                     return Ok(Delivered {
@@ -444,7 +447,13 @@ impl OtpService {
 
     async fn audit<T>(&self, attempt: &Attempt<'_>, result: &Result<T, (OtpError, String)>) {
         let (outcome, reason) = match result {
-            Ok(_) => (AuditOutcome::Success, "ok".to_owned()),
+            Ok(_) if attempt.earlier_failures.is_empty() => {
+                (AuditOutcome::Success, "ok".to_owned())
+            }
+            Ok(_) => (
+                AuditOutcome::Success,
+                format!("ok after failures: {}", attempt.earlier_failures.join("; ")),
+            ),
             Err((_, reason)) => (AuditOutcome::Failure, reason.clone()),
         };
         let record = AuditRecord {
@@ -478,6 +487,7 @@ impl<'a> Attempt<'a> {
             user_dn: None,
             mechanism: None,
             recipient: None,
+            earlier_failures: Vec::new(),
         }
     }
 }
@@ -755,6 +765,11 @@ mod tests {
         assert_eq!(
             (d.mechanism.as_str(), d.recipient.as_str()),
             ("SMS", "+15550100001")
+        );
+        let reason = w.store.audit.lock().unwrap()[0].reason.clone();
+        assert_eq!(
+            reason,
+            "ok after failures: Email: delivery to alice@example.com failed: connection refused"
         );
         let otp = last_otp(&w.sms);
         assert!(

@@ -40,7 +40,24 @@ pub fn router(state: ApiState) -> Router {
         .route("/healthz", get(healthz))
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(MAX_BODY))
+        .layer(axum::middleware::from_fn(trace_request))
         .with_state(state)
+}
+
+/// One tracing span per request (method and path; never the query or the body).
+async fn trace_request(req: axum::extract::Request, next: axum::middleware::Next) -> Response {
+    use tracing::Instrument;
+    let span = tracing::info_span!("http", method = %req.method(), path = %req.uri().path());
+    let start = std::time::Instant::now();
+    let resp = next.run(req).instrument(span.clone()).await;
+    span.in_scope(|| {
+        tracing::debug!(
+            status = resp.status().as_u16(),
+            ms = start.elapsed().as_millis() as u64,
+            "answered"
+        );
+    });
+    resp
 }
 
 #[derive(Debug, Deserialize)]

@@ -164,7 +164,8 @@ fn syntax_errors_name_the_line() {
 
 #[test]
 fn the_documented_example_is_valid() {
-    let example = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/countersign.example.toml");
+    let example = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../docs/countersign.example.toml");
     let (ok, out) = check(&std::fs::read_to_string(example).unwrap());
     assert!(ok, "docs/countersign.example.toml: {out}");
 }

@@ -141,3 +141,39 @@ async fn request_subject_and_full_texts_override_configured_ones() {
     );
     assert!(!text.contains("SMS only"));
 }
+
+#[tokio::test]
+async fn a_silent_smtp_server_times_out_and_the_next_mechanism_delivers() {
+    // Accepts connections and never says a word: lettre must give up after the 1 s timeout.
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = silent.local_addr().unwrap().port();
+    let held = std::thread::spawn(move || {
+        let conns: Vec<_> = silent.incoming().take(1).filter_map(Result::ok).collect();
+        std::thread::sleep(std::time::Duration::from_secs(30));
+        drop(conns);
+    });
+    let gw = SmsGateway::start().await;
+    let profile =
+        format!("host = \"127.0.0.1\"\nport = {port}\ntls = \"none\"\ntimeout = \"1s\"\n");
+    let cs = Countersign::start(&Setup {
+        smtp: Some(profile),
+        sms_url: Some(gw.url.clone()),
+        ..Setup::default()
+    })
+    .await;
+    cs.add_user(alice()).await;
+    let a = cs.deliver(deliver_alice()).await;
+    assert_eq!(a.json["delivery_mechanism"], "SMS", "{}", a.json);
+    assert_eq!(gw.requests().len(), 1);
+    use countersign_core::ports::Store;
+    let audit = cs.app.store.list_audit(&Default::default()).await.unwrap();
+    let reason = &audit[0].reason;
+    assert!(
+        reason.starts_with(
+            "ok after failures: Email: delivery to alice@example.com failed: SMTP (smtp):"
+        ),
+        "{reason}"
+    );
+    assert!(reason.contains("timed out"), "{reason}");
+    drop(held);
+}
