@@ -63,7 +63,23 @@ impl OtpHasher {
 pub fn random_hex(random: &dyn Random, bytes: usize) -> String {
     let mut buf = vec![0u8; bytes];
     random.fill(&mut buf);
-    buf.iter().map(|b| format!("{b:02x}")).collect()
+    to_hex(&buf)
+}
+
+pub fn to_hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Inverse of [`to_hex`]; `None` for anything that is not an even number of hex digits.
+pub fn from_hex(text: &str) -> Option<Vec<u8>> {
+    let text = text.trim();
+    if !text.len().is_multiple_of(2) {
+        return None;
+    }
+    (0..text.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(text.get(i..i + 2)?, 16).ok())
+        .collect()
 }
 
 #[cfg(test)]

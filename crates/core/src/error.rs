@@ -41,12 +41,39 @@ impl Refusal {
     }
 }
 
+/// Why one delivery mechanism did not deliver. Shown to the caller: it names no address.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Undelivered {
+    /// No enabled mechanism has that name.
+    NoSuchMechanism,
+    /// The user has no address of the kind the mechanism needs.
+    NoAddress,
+    /// The request named a recipient that is not one of the user's addresses.
+    RecipientNotOwned,
+    /// The transport refused, failed or timed out.
+    TransportFailed,
+}
+
+impl Undelivered {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Undelivered::NoSuchMechanism => "no such delivery mechanism is enabled",
+            Undelivered::NoAddress => "the user has no address for this mechanism",
+            Undelivered::RecipientNotOwned => "the recipient ID is not one of the user's addresses",
+            Undelivered::TransportFailed => "delivery failed",
+        }
+    }
+}
+
 /// What went wrong in a use case.
 #[derive(Debug, Clone, Error, PartialEq, Eq)]
 pub enum OtpError {
     /// The identity is neither `dn:<DN>` nor `u:<name>`.
     #[error("malformed identity {0:?}: expected dn:<DN> or u:<username>")]
     MalformedIdentity(String),
+    /// The request breaks a limit or a rule of form (too long, too many mechanisms, ...).
+    #[error("{0}")]
+    InvalidRequest(String),
     /// Uniform refusal: unknown user, wrong password, unusable account, bad OTP.
     #[error("invalid credentials")]
     InvalidCredentials(Refusal),
@@ -56,7 +83,7 @@ pub enum OtpError {
     /// No mechanism could deliver the OTP. Lists each mechanism tried and a reason that names no
     /// address.
     #[error("the one-time password could not be delivered: {}", format_tried(.tried))]
-    NotDelivered { tried: Vec<(String, String)> },
+    NotDelivered { tried: Vec<(String, Undelivered)> },
     /// Nobody with that DN (only for lookups that are not credential checks).
     #[error("no such user")]
     NoSuchUser,
@@ -68,13 +95,13 @@ pub enum OtpError {
     Unavailable(String),
 }
 
-fn format_tried(tried: &[(String, String)]) -> String {
+fn format_tried(tried: &[(String, Undelivered)]) -> String {
     if tried.is_empty() {
         return "no delivery mechanism was available".to_owned();
     }
     tried
         .iter()
-        .map(|(m, why)| format!("{m}: {why}"))
+        .map(|(m, why)| format!("{m}: {}", why.as_str()))
         .collect::<Vec<_>>()
         .join("; ")
 }

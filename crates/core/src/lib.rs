@@ -19,6 +19,6 @@ pub mod secret;
 #[cfg(test)]
 mod testkit;
 
-pub use error::{OtpError, Refusal};
+pub use error::{OtpError, Refusal, Undelivered};
 pub use model::{AccountState, Dn, Sponsor, Timestamp, User, UserKey};
 pub use secret::Secret;

@@ -24,9 +24,42 @@ impl Channel {
         }
     }
 
-    /// Whether a client-supplied recipient ID is this address. E-mail compares
-    /// case-insensitively; phone numbers ignore spaces, dashes, dots and parentheses.
+    /// The address with most of it hidden, for showing to callers who have not proved who they
+    /// are: `a***@example.com`, `+*******0001`.
+    pub fn mask(self, address: &str) -> String {
+        match self {
+            Channel::Email => match address.rsplit_once('@') {
+                Some((local, domain)) => {
+                    let first: String = local.chars().take(1).collect();
+                    format!("{first}***@{domain}")
+                }
+                None => "***".to_owned(),
+            },
+            Channel::Sms => {
+                let digits = address.chars().filter(char::is_ascii_digit).count();
+                let mut seen = 0;
+                address
+                    .chars()
+                    .filter(|c| c.is_ascii_digit() || *c == '+')
+                    .map(|c| {
+                        if c == '+' {
+                            return c;
+                        }
+                        seen += 1;
+                        if seen + 4 > digits { c } else { '*' }
+                    })
+                    .collect()
+            }
+        }
+    }
+
+    /// Whether a client-supplied recipient ID names this address: the address itself (e-mail
+    /// compared case-insensitively; phone numbers ignoring spaces, dashes, dots and parentheses)
+    /// or its [`Channel::mask`], as handed out to callers who may not see addresses.
     pub fn same_address(self, a: &str, b: &str) -> bool {
+        if self.mask(a) == b.trim() {
+            return true;
+        }
         match self {
             Channel::Email => a.trim().eq_ignore_ascii_case(b.trim()),
             Channel::Sms => {
@@ -181,6 +214,15 @@ mod tests {
     fn empty_request_list_is_no_list() {
         let p = plan(Some(&[]), &["SMS".into()], &["Email".into()]);
         assert_eq!(names(&p), ["SMS", "Email"]);
+    }
+
+    #[test]
+    fn masks_hide_most_of_the_address_and_still_select_it() {
+        assert_eq!(Channel::Email.mask("alice@example.com"), "a***@example.com");
+        assert_eq!(Channel::Sms.mask("+1 555 010-0001"), "+*******0001");
+        assert!(Channel::Email.same_address("alice@example.com", "a***@example.com"));
+        assert!(!Channel::Email.same_address("bob@example.com", "a***@example.com"));
+        assert!(Channel::Sms.same_address("+15550100001", "+*******0001"));
     }
 
     #[test]

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use crate::audit::{AuditAction, AuditOutcome, AuditRecord};
 use crate::crypto::{OtpHasher, random_hex};
-use crate::error::{OtpError, Refusal};
+use crate::error::{OtpError, Refusal, Undelivered};
 use crate::generator::PasswordGenerator;
 use crate::identity::Identity;
 use crate::mechanism::{DeliveryMechanism, MechanismChoice, MessageTexts, plan};
@@ -83,6 +83,15 @@ pub struct VerifyRequest {
     pub otp: Secret,
 }
 
+/// How recipient addresses are shown in a supported-mechanisms answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RecipientView {
+    /// As stored: for callers entitled to see the user's addresses.
+    Full,
+    /// [`crate::mechanism::Channel::mask`]ed; a masked ID still selects its address in Deliver.
+    Masked,
+}
+
 /// One item of the Get Supported OTP Delivery Mechanisms answer (spec §4).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MechanismSupport {
@@ -140,24 +149,33 @@ impl OtpService {
         attempt: &mut Attempt<'_>,
     ) -> Result<Delivered, (OtpError, String)> {
         let now = self.clock.now();
-        check_limits(
+        let limits = (
             &self.limits.deliver_per_client,
             &self.limits.deliver_per_user,
-            caller,
-            &req.authentication_id,
-            now,
-        )?;
+        );
+        check_limits(limits, caller, &req.authentication_id, now)?;
+        check_deliver_request(req).map_err(with_reason)?;
         let identity = Identity::parse(&req.authentication_id).map_err(with_reason)?;
-        let found = self.find_user(&identity).await.map_err(with_reason)?;
+        let found = match self.find_user(&identity).await {
+            Ok(found) => found,
+            Err(OtpError::InvalidCredentials(refusal)) => {
+                self.check_password_of_nobody(req.static_password.as_ref())
+                    .await;
+                return Err(refuse(refusal));
+            }
+            Err(e) => return Err(with_reason(e)),
+        };
 
         // Step 3: the static password, checked even for unknown users so both take as long.
         let Some(user) = found else {
-            if let (Some(pw), Some(dir)) = (&req.static_password, self.directories.first()) {
-                dir.check_password_of_nobody(pw).await;
-            }
+            self.check_password_of_nobody(req.static_password.as_ref())
+                .await;
             return Err(refuse(Refusal::UnknownUser));
         };
         attempt.user_dn = Some(user.dn.to_string());
+        // The identity can be spelt many ways (`u:` by name or mail, `dn:` with other spacing):
+        // the per-user limit also counts the user it resolved to.
+        check_user_limit(limits.1, &user, now)?;
         match &req.static_password {
             Some(pw) => {
                 if !self
@@ -198,7 +216,7 @@ impl OtpService {
             &user.preferred_mechanisms,
             &self.default_mechanisms,
         );
-        let mut tried: Vec<(String, String)> = Vec::new();
+        let mut tried: Vec<(String, Undelivered)> = Vec::new();
         let mut detail: Vec<String> = Vec::new();
         for choice in &choices {
             match self.try_mechanism(choice, &user, &otp, &req.texts).await {
@@ -238,14 +256,14 @@ impl OtpService {
         user: &User,
         otp: &Secret,
         texts: &MessageTexts,
-    ) -> Result<(String, String), (String, String)> {
+    ) -> Result<(String, String), (Undelivered, String)> {
+        let plain = |why: Undelivered| (why, why.as_str().to_owned());
         let Some(mechanism) = self
             .mechanisms
             .iter()
             .find(|m| m.enabled && m.name.eq_ignore_ascii_case(&choice.name))
         else {
-            let why = "no such delivery mechanism is enabled".to_owned();
-            return Err((why.clone(), why));
+            return Err(plain(Undelivered::NoSuchMechanism));
         };
         let addresses = mechanism.channel.addresses(user);
         let recipient = match &choice.recipient {
@@ -253,13 +271,12 @@ impl OtpService {
                 .iter()
                 .find(|a| mechanism.channel.same_address(a, wanted))
                 .ok_or_else(|| {
-                    let why = "the recipient ID is not one of the user's addresses".to_owned();
-                    (why.clone(), format!("{why} ({wanted})"))
+                    let why = Undelivered::RecipientNotOwned;
+                    (why, format!("{} ({wanted})", why.as_str()))
                 })?,
-            None => addresses.first().ok_or_else(|| {
-                let why = "the user has no address for this mechanism".to_owned();
-                (why.clone(), why)
-            })?,
+            None => addresses
+                .first()
+                .ok_or_else(|| plain(Undelivered::NoAddress))?,
         };
         let (subject, before, after) = mechanism.compose(texts);
         let message = OutboundMessage {
@@ -270,7 +287,7 @@ impl OtpService {
         match mechanism.courier.send(&message).await {
             Ok(()) => Ok((mechanism.name.clone(), recipient.clone())),
             Err(e) => Err((
-                "delivery failed".to_owned(),
+                Undelivered::TransportFailed,
                 format!("delivery to {recipient} failed: {e}"),
             )),
         }
@@ -296,19 +313,19 @@ impl OtpService {
         attempt: &mut Attempt<'_>,
     ) -> Result<User, (OtpError, String)> {
         let now = self.clock.now();
-        check_limits(
-            &self.limits.verify_per_client,
-            &self.limits.verify_per_user,
-            caller,
-            &req.authentication_id,
-            now,
-        )?;
+        let limits = (&self.limits.verify_per_client, &self.limits.verify_per_user);
+        check_limits(limits, caller, &req.authentication_id, now)?;
+        if req.otp.expose().len() > MAX_OTP_LEN {
+            // Longer than any generator makes: wrong, without a store round trip.
+            return Err(refuse(Refusal::WrongOtp));
+        }
         let identity = Identity::parse(&req.authentication_id).map_err(with_reason)?;
         let user = self.find_user(&identity).await.map_err(with_reason)?;
         let Some(user) = user else {
             return Err(refuse(Refusal::UnknownUser));
         };
         attempt.user_dn = Some(user.dn.to_string());
+        check_user_limit(limits.1, &user, now)?;
         if let Some(refusal) = account_refusal(&user, now) {
             return Err(refuse(refusal));
         }
@@ -360,10 +377,12 @@ impl OtpService {
         &self,
         user_dn: &str,
         caller: &Caller,
+        view: RecipientView,
     ) -> Result<Vec<MechanismSupport>, OtpError> {
+        // Lookups share the per-client budget of deliveries: both reveal addresses.
         if let (Some(limiter), Some(client)) = (&self.limits.deliver_per_client, &caller.client) {
             limiter
-                .check(&format!("client:{client}"), self.clock.now())
+                .check(&client_key(client), self.clock.now())
                 .map_err(|retry_after| OtpError::RateLimited { retry_after })?;
         }
         let user = self
@@ -384,7 +403,10 @@ impl OtpService {
                 out.push(MechanismSupport {
                     mechanism: m.name.clone(),
                     supported: true,
-                    recipient: Some(a.clone()),
+                    recipient: Some(match view {
+                        RecipientView::Full => a.clone(),
+                        RecipientView::Masked => m.channel.mask(a),
+                    }),
                 });
             }
         }
@@ -413,6 +435,12 @@ impl OtpService {
             }
         }
         Ok(None)
+    }
+
+    async fn check_password_of_nobody(&self, password: Option<&Secret>) {
+        if let (Some(pw), Some(dir)) = (password, self.directories.first()) {
+            dir.check_password_of_nobody(pw).await;
+        }
     }
 
     fn directory_of(&self, user: &User) -> Result<&Arc<dyn Directory>, (OtpError, String)> {
@@ -506,21 +534,72 @@ pub fn account_refusal(user: &User, now: Timestamp) -> Option<Refusal> {
     }
 }
 
+/// Limits on what one request may carry, so nobody can make a courier send a novel or try a
+/// hundred mechanisms, each with its own timeout.
+pub const MAX_MECHANISMS: usize = 16;
+pub const MAX_TEXT_LEN: usize = 1024;
+pub const MAX_IDENTITY_LEN: usize = 1024;
+pub const MAX_OTP_LEN: usize = 256;
+
+fn check_deliver_request(req: &DeliverRequest) -> Result<(), OtpError> {
+    if req.authentication_id.len() > MAX_IDENTITY_LEN {
+        return Err(OtpError::InvalidRequest(format!(
+            "the authentication ID is longer than {MAX_IDENTITY_LEN} bytes"
+        )));
+    }
+    if let Some(list) = &req.mechanisms
+        && list.len() > MAX_MECHANISMS
+    {
+        return Err(OtpError::InvalidRequest(format!(
+            "at most {MAX_MECHANISMS} delivery mechanisms may be requested"
+        )));
+    }
+    let t = &req.texts;
+    for (name, text) in [
+        ("message subject", &t.subject),
+        ("full text before the OTP", &t.full_before),
+        ("full text after the OTP", &t.full_after),
+        ("compact text before the OTP", &t.compact_before),
+        ("compact text after the OTP", &t.compact_after),
+    ] {
+        if text
+            .as_ref()
+            .is_some_and(|t| t.chars().count() > MAX_TEXT_LEN)
+        {
+            return Err(OtpError::InvalidRequest(format!(
+                "the {name} is longer than {MAX_TEXT_LEN} characters"
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// The rate-limit key of a client address: IPv6 clients by their /64, since one host usually
+/// owns a whole /64 and could otherwise rotate through it.
+fn client_key(client: &str) -> String {
+    match client.parse::<std::net::IpAddr>() {
+        Ok(std::net::IpAddr::V6(v6)) if v6.to_ipv4_mapped().is_none() => {
+            let s = v6.segments();
+            format!("{:x}:{:x}:{:x}:{:x}::/64", s[0], s[1], s[2], s[3])
+        }
+        Ok(std::net::IpAddr::V6(v6)) => v6
+            .to_ipv4_mapped()
+            .map_or(client.to_owned(), |v4| v4.to_string()),
+        _ => client.to_owned(),
+    }
+}
+
+type Limiters<'a> = (&'a Option<RateLimiter>, &'a Option<RateLimiter>);
+
+/// Per client, then per identity as sent (so unknown users are limited just like known ones).
 fn check_limits(
-    per_client: &Option<RateLimiter>,
-    per_user: &Option<RateLimiter>,
+    (per_client, per_user): Limiters<'_>,
     caller: &Caller,
     identity: &str,
     now: Timestamp,
 ) -> Result<(), (OtpError, String)> {
-    let limited = |retry_after: Duration| {
-        (
-            OtpError::RateLimited { retry_after },
-            "rate limited".to_owned(),
-        )
-    };
     if let (Some(limiter), Some(client)) = (per_client, &caller.client) {
-        limiter.check(client, now).map_err(limited)?;
+        limiter.check(&client_key(client), now).map_err(limited)?;
     }
     if let Some(limiter) = per_user {
         let key: String = identity
@@ -529,9 +608,31 @@ fn check_limits(
             .chars()
             .take(MAX_AUDITED_IDENTITY)
             .collect();
-        limiter.check(&key, now).map_err(limited)?;
+        limiter.check(&format!("id:{key}"), now).map_err(limited)?;
     }
     Ok(())
+}
+
+/// Per resolved user, whatever spelling of the identity was sent.
+fn check_user_limit(
+    per_user: &Option<RateLimiter>,
+    user: &User,
+    now: Timestamp,
+) -> Result<(), (OtpError, String)> {
+    if let Some(limiter) = per_user {
+        let key = user.key();
+        limiter
+            .check(&format!("user:{}:{}", key.directory, key.dn), now)
+            .map_err(limited)?;
+    }
+    Ok(())
+}
+
+fn limited(retry_after: Duration) -> (OtpError, String) {
+    (
+        OtpError::RateLimited { retry_after },
+        "rate limited".to_owned(),
+    )
 }
 
 fn refuse(refusal: Refusal) -> (OtpError, String) {
@@ -739,7 +840,7 @@ mod tests {
         assert_eq!(
             err,
             OtpError::NotDelivered {
-                tried: vec![("Email".into(), "delivery failed".into())]
+                tried: vec![("Email".into(), Undelivered::TransportFailed)]
             }
         );
         assert!(
@@ -1001,13 +1102,105 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn per_user_limit_counts_the_user_whatever_the_spelling() {
+        let mut w = world();
+        w.svc.limits.deliver_per_user = Some(RateLimiter::new(Rate {
+            burst: 2,
+            period: Duration::from_secs(60),
+        }));
+        for id in ["u:alice", "dn:uid=alice,ou=people,dc=example,dc=com"] {
+            let mut req = deliver_req(None);
+            req.authentication_id = id.into();
+            w.svc.deliver(req, &caller()).await.unwrap();
+        }
+        let mut req = deliver_req(None);
+        req.authentication_id = "dn:UID=alice , ou=people,dc=example,dc=com".into();
+        let err = w.svc.deliver(req, &caller()).await.unwrap_err();
+        assert!(matches!(err, OtpError::RateLimited { .. }), "{err:?}");
+        assert_eq!(w.email.sent.lock().unwrap().len(), 2);
+    }
+
+    #[tokio::test]
+    async fn ipv6_clients_are_limited_by_their_64() {
+        let mut w = world();
+        w.svc.limits.verify_per_client = Some(RateLimiter::new(Rate {
+            burst: 2,
+            period: Duration::from_secs(60),
+        }));
+        for client in [
+            "2001:db8:1:2::1",
+            "2001:db8:1:2::ffff",
+            "2001:db8:1:2:aa::7",
+        ] {
+            let c = Caller {
+                client: Some(client.into()),
+                ..caller()
+            };
+            let r = w.svc.authenticate(verify_req("123456"), &c).await;
+            if client.ends_with("::7") {
+                assert!(matches!(r, Err(OtpError::RateLimited { .. })), "{r:?}");
+            }
+        }
+        let other = Caller {
+            client: Some("2001:db8:1:3::1".into()),
+            ..caller()
+        };
+        let r = w.svc.authenticate(verify_req("123456"), &other).await;
+        assert!(
+            matches!(r, Err(OtpError::InvalidCredentials(_))),
+            "another /64"
+        );
+    }
+
+    #[tokio::test]
+    async fn ambiguous_identity_costs_a_password_check_too() {
+        let mut twin = alice();
+        twin.dn = Dn::new("uid=alice2,ou=people,dc=example,dc=com");
+        let w = world_with(vec![alice(), twin], false, false);
+        let err = w
+            .svc
+            .deliver(deliver_req(None), &caller())
+            .await
+            .unwrap_err();
+        assert_eq!(err, OtpError::InvalidCredentials(Refusal::AmbiguousUser));
+        assert_eq!(
+            w.dir
+                .nobody_checks
+                .load(std::sync::atomic::Ordering::SeqCst),
+            1
+        );
+    }
+
+    #[tokio::test]
+    async fn oversized_requests_are_refused_before_any_work() {
+        let w = world();
+        let mut req = deliver_req(Some(vec![MechanismChoice::named("Email"); 17]));
+        assert!(matches!(
+            w.svc.deliver(req.clone(), &caller()).await,
+            Err(OtpError::InvalidRequest(_))
+        ));
+        req.mechanisms = None;
+        req.texts.full_before = Some("x".repeat(1025));
+        let err = w.svc.deliver(req, &caller()).await.unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "the full text before the OTP is longer than 1024 characters"
+        );
+        assert!(w.email.sent.lock().unwrap().is_empty());
+    }
+
+    #[tokio::test]
     async fn supported_mechanisms_lists_one_item_per_recipient() {
         let mut a = alice();
         a.mobile.clear();
         let w = world_with(vec![a], false, false);
         let list = w
             .svc
-            .supported_mechanisms("uid=alice,ou=people,dc=example,dc=com", &caller())
+            .supported_mechanisms(
+                "uid=alice,ou=people,dc=example,dc=com",
+                &caller(),
+                RecipientView::Full,
+            )
             .await
             .unwrap();
         let items: Vec<(&str, bool, Option<&str>)> = list
@@ -1024,7 +1217,7 @@ mod tests {
         );
         assert_eq!(
             w.svc
-                .supported_mechanisms("uid=nobody,dc=x", &caller())
+                .supported_mechanisms("uid=nobody,dc=x", &caller(), RecipientView::Full)
                 .await
                 .unwrap_err(),
             OtpError::NoSuchUser

@@ -26,20 +26,33 @@ impl Rate {
     }
 }
 
-/// Above this many tracked keys, full buckets are forgotten before a new key is added.
-const PRUNE_ABOVE: usize = 10_000;
+/// Full buckets are forgotten when the map outgrows its threshold; the threshold then doubles
+/// over what is left, so sweeping costs O(1) per key amortised.
+const FIRST_SWEEP_AT: usize = 10_000;
+/// Beyond this many keys that are all still counting, new keys are refused outright: a flood
+/// of distinct identities must not grow memory without bound.
+const MAX_KEYS: usize = 1_000_000;
+
+#[derive(Debug)]
+struct Buckets {
+    map: HashMap<String, (f64, Timestamp)>,
+    sweep_at: usize,
+}
 
 #[derive(Debug)]
 pub struct RateLimiter {
     rate: Rate,
-    buckets: Mutex<HashMap<String, (f64, Timestamp)>>,
+    buckets: Mutex<Buckets>,
 }
 
 impl RateLimiter {
     pub fn new(rate: Rate) -> Self {
         Self {
             rate,
-            buckets: Mutex::new(HashMap::new()),
+            buckets: Mutex::new(Buckets {
+                map: HashMap::new(),
+                sweep_at: FIRST_SWEEP_AT,
+            }),
         }
     }
 
@@ -51,11 +64,19 @@ impl RateLimiter {
             // A poisoned lock means a panic elsewhere; fail open rather than lock everyone out.
             return Ok(());
         };
-        if buckets.len() > PRUNE_ABOVE && !buckets.contains_key(key) {
-            buckets
-                .retain(|_, (tokens, at)| *tokens + (now.0 - at.0).max(0) as f64 * per_ms < burst);
+        let b = &mut *buckets;
+        if !b.map.contains_key(key) {
+            if b.map.len() >= b.sweep_at {
+                b.map.retain(|_, (tokens, at)| {
+                    *tokens + (now.0 - at.0).max(0) as f64 * per_ms < burst
+                });
+                b.sweep_at = (b.map.len() * 2).max(FIRST_SWEEP_AT);
+            }
+            if b.map.len() >= MAX_KEYS {
+                return Err(self.rate.period);
+            }
         }
-        let (tokens, at) = buckets.entry(key.to_owned()).or_insert((burst, now));
+        let (tokens, at) = b.map.entry(key.to_owned()).or_insert((burst, now));
         let elapsed = (now.0 - at.0).max(0) as f64;
         *tokens = (*tokens + elapsed * per_ms).min(burst);
         *at = now;
@@ -88,6 +109,21 @@ mod tests {
         assert!(l.check("bob", t).is_ok(), "keys are independent");
         assert!(l.check("alice", t.plus(Duration::from_secs(19))).is_err());
         assert!(l.check("alice", t.plus(Duration::from_secs(21))).is_ok());
+    }
+
+    #[test]
+    fn forgotten_keys_are_swept_and_memory_stays_bounded() {
+        let l = RateLimiter::new(Rate {
+            burst: 1,
+            period: Duration::from_secs(1),
+        });
+        let t = Timestamp(0);
+        for i in 0..FIRST_SWEEP_AT {
+            l.check(&format!("k{i}"), t).unwrap();
+        }
+        // Two seconds later every bucket is full again, so the next new key sweeps them all.
+        l.check("late", t.plus(Duration::from_secs(2))).unwrap();
+        assert_eq!(l.buckets.lock().unwrap().map.len(), 1);
     }
 
     #[test]

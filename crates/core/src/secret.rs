@@ -5,8 +5,17 @@ use std::fmt;
 use zeroize::Zeroize;
 
 /// A secret string. Read it with [`Secret::expose`], deliberately and rarely.
-#[derive(Clone, Default, PartialEq, Eq)]
+#[derive(Clone, Default)]
 pub struct Secret(String);
+
+/// Constant-time, so comparing secrets never leaks how much of them matched.
+impl PartialEq for Secret {
+    fn eq(&self, other: &Self) -> bool {
+        crate::crypto::ct_eq(self.0.as_bytes(), other.0.as_bytes())
+    }
+}
+
+impl Eq for Secret {}
 
 impl Secret {
     pub fn new(value: impl Into<String>) -> Self {

@@ -4,7 +4,7 @@
 use std::path::Path;
 use std::sync::Arc;
 
-use countersign_core::crypto::{MIN_KEY_LEN, OtpHasher};
+use countersign_core::crypto::{MIN_KEY_LEN, OtpHasher, from_hex, to_hex};
 use countersign_core::mechanism::DeliveryMechanism;
 use countersign_core::otp::{OtpService, OtpSettings, RateLimits};
 use countersign_core::ports::{Clock, Courier, Directory, Store};
@@ -14,7 +14,7 @@ use crate::config::{Config, StoreConfig, Transport};
 use crate::delivery::{FileCourier, SmsCourier, SmtpCourier};
 use crate::directory::LocalDirectory;
 use crate::store::SqliteStore;
-use crate::system::{OsRandom, SystemClock, from_hex, random_bytes, to_hex};
+use crate::system::{OsRandom, SystemClock, random_bytes};
 
 pub struct App {
     pub config: Config,

@@ -275,20 +275,32 @@ fn apply_fields(user: &mut User, f: &UserFields, now: Timestamp) -> anyhow::Resu
         user.account.password_expires_at = if e == "never" {
             None
         } else {
-            let d = parse_duration(e).ok_or_else(|| {
-                anyhow::anyhow!(
-                    "--password-expires {e:?}: expected a duration such as 90d, or never"
-                )
-            })?;
-            Some(now.plus(d))
+            Some(now.plus(cli_duration("--password-expires", e)?))
         };
     }
     Ok(())
 }
 
 fn format_time(t: Timestamp) -> String {
+    use std::fmt::Write;
     let st = std::time::UNIX_EPOCH + Duration::from_millis(t.0.max(0) as u64);
-    humantime::format_rfc3339_seconds(st).to_string()
+    let mut out = String::new();
+    // humantime cannot write years past 9999; nothing countersign sets goes there but
+    // "locked until unlocked", which is shown as such by the callers.
+    match write!(out, "{}", humantime::format_rfc3339_seconds(st)) {
+        Ok(()) => out,
+        Err(_) => "after the year 9999".to_owned(),
+    }
+}
+
+/// A duration from the command line, at most 100 years.
+fn cli_duration(option: &str, text: &str) -> anyhow::Result<Duration> {
+    const MAX: Duration = Duration::from_secs(100 * 365 * 24 * 3600);
+    match parse_duration(text) {
+        Some(d) if d <= MAX => Ok(d),
+        Some(_) => anyhow::bail!("{option} {text:?}: at most 100 years"),
+        None => anyhow::bail!("{option} {text:?}: expected a duration such as 30m, 12h or 90d"),
+    }
 }
 
 fn show_user(u: &LocalUser, now: Timestamp) -> String {
@@ -439,9 +451,7 @@ pub async fn run_user(app: &App, cmd: UserCommand) -> anyhow::Result<()> {
         } => {
             let mut u = fetch(app, &store, directory.as_deref(), &username).await?;
             u.user.account.locked_until = Some(match &duration {
-                Some(d) => now.plus(parse_duration(d).ok_or_else(|| {
-                    anyhow::anyhow!("--for {d:?}: expected a duration such as 30m")
-                })?),
+                Some(d) => now.plus(cli_duration("--for", d)?),
                 None => Timestamp(i64::MAX),
             });
             store.update_local_user(&u).await.map_err(store_err)?;
@@ -516,11 +526,7 @@ pub async fn run_audit(app: &App, args: AuditArgs) -> anyhow::Result<()> {
         since: args
             .since
             .as_deref()
-            .map(|s| {
-                parse_duration(s)
-                    .map(|d| now.minus(d))
-                    .ok_or_else(|| anyhow::anyhow!("--since {s:?}: expected a duration such as 1h"))
-            })
+            .map(|s| cli_duration("--since", s).map(|d| now.minus(d)))
             .transpose()?,
         limit: args.limit,
     };

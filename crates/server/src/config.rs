@@ -86,6 +86,16 @@ struct ListenSection {
     http: Option<String>,
 }
 
+/// `[http]`: options of the HTTP front.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct HttpSection {
+    /// Show users' full addresses in `GET /api/v1/otp/mechanisms` (default false: masked, e.g.
+    /// `a***@example.com`). Anyone who can reach the API can call it, so only turn this on
+    /// when the API is reachable by trusted applications alone.
+    reveal_recipients: Option<bool>,
+}
+
 /// `[[directory]]`
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -216,6 +226,7 @@ struct Skeleton {
     server: Option<Spanned<toml::Value>>,
     store: Option<Spanned<toml::Value>>,
     listen: Option<Spanned<toml::Value>>,
+    http: Option<Spanned<toml::Value>>,
     directory: Option<Spanned<toml::Value>>,
     password_generator: Option<Spanned<toml::Value>>,
     mail_profile: Option<Spanned<toml::Value>>,
@@ -231,6 +242,7 @@ impl Skeleton {
             "server" => self.server.as_ref(),
             "store" => self.store.as_ref(),
             "listen" => self.listen.as_ref(),
+            "http" => self.http.as_ref(),
             "directory" => self.directory.as_ref(),
             "password_generator" => self.password_generator.as_ref(),
             "mail_profile" => self.mail_profile.as_ref(),
@@ -252,6 +264,7 @@ pub struct Config {
     pub secret_key_file: PathBuf,
     pub store: StoreConfig,
     pub listen_http: Option<SocketAddr>,
+    pub http_reveal_recipients: bool,
     pub directories: Vec<DirectoryConfig>,
     pub generator: PasswordGenerator,
     pub mail_profiles: Vec<MailProfile>,
@@ -622,10 +635,11 @@ impl Validator<'_> {
             }
         };
         let s = &skeleton;
-        const KNOWN: [&str; 10] = [
+        const KNOWN: [&str; 11] = [
             "server",
             "store",
             "listen",
+            "http",
             "directory",
             "password_generator",
             "mail_profile",
@@ -665,6 +679,10 @@ impl Validator<'_> {
         let listen: ListenSection = s
             .get("listen")
             .and_then(|v| self.section("listen", v))
+            .unwrap_or_default();
+        let http: HttpSection = s
+            .get("http")
+            .and_then(|v| self.section("http", v))
             .unwrap_or_default();
         let directories: Vec<(DirectorySection, _)> = self.items("directory", s.get("directory"));
         let generator: Option<(GeneratorSection, _)> = s
@@ -1197,6 +1215,7 @@ impl Validator<'_> {
             secret_key_file,
             store: store?,
             listen_http,
+            http_reveal_recipients: http.reveal_recipients.unwrap_or(false),
             directories: dirs,
             generator: generator?,
             mail_profiles,

@@ -116,8 +116,12 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     seed_users(&app).await?;
 
     println!("{}", walkthrough(&addr.to_string(), &dir));
-    let store: std::sync::Arc<dyn Store> = app.store.clone();
-    crate::http::serve(listener, app.otp.clone(), store, shutdown_signal()).await?;
+    crate::http::serve(
+        listener,
+        crate::http::ApiState::new(&app),
+        shutdown_signal(),
+    )
+    .await?;
     println!(
         "countersign demo stopped; its state stays in {}",
         dir.display()

@@ -1,12 +1,10 @@
 //! The `countersign` binary: parses the command line and runs the chosen command.
 
 use std::process::ExitCode;
-use std::sync::Arc;
 
 use clap::Parser;
 use countersign::cli::{self, Cli, Command};
 use countersign::config::Config;
-use countersign_core::ports::Store;
 use tracing_subscriber::EnvFilter;
 
 fn main() -> ExitCode {
@@ -79,14 +77,8 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 .await
                 .map_err(|e| anyhow::anyhow!("cannot listen on {addr}: {e}"))?;
             tracing::info!(%addr, "HTTP API listening");
-            let store: Arc<dyn Store> = app.store.clone();
-            countersign::http::serve(
-                listener,
-                app.otp.clone(),
-                store,
-                countersign::demo::shutdown_signal(),
-            )
-            .await?;
+            let state = countersign::http::ApiState::new(&app);
+            countersign::http::serve(listener, state, countersign::demo::shutdown_signal()).await?;
             Ok(ExitCode::SUCCESS)
         }
         Command::User(cmd) => {

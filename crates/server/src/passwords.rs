@@ -32,16 +32,22 @@ pub fn verify(password: &Secret, phc: &str) -> bool {
 fn permits() -> &'static tokio::sync::Semaphore {
     static PERMITS: std::sync::OnceLock<tokio::sync::Semaphore> = std::sync::OnceLock::new();
     PERMITS.get_or_init(|| {
-        let n = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2);
+        let n = std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(2);
         tokio::sync::Semaphore::new(n)
     })
 }
 
 /// [`verify`] on the blocking pool, a bounded number at a time.
 pub async fn verify_async(password: &Secret, phc: &str) -> bool {
-    let Ok(_permit) = permits().acquire().await else { return false };
+    let Ok(_permit) = permits().acquire().await else {
+        return false;
+    };
     let (password, phc) = (password.clone(), phc.to_owned());
-    tokio::task::spawn_blocking(move || verify(&password, &phc)).await.unwrap_or(false)
+    tokio::task::spawn_blocking(move || verify(&password, &phc))
+        .await
+        .unwrap_or(false)
 }
 
 /// A hash of nothing in particular, verified against for unknown users so they take as long to

@@ -35,19 +35,3 @@ pub fn random_bytes(n: usize) -> Vec<u8> {
     OsRandom.fill(&mut buf);
     buf
 }
-
-/// Hex encoding and decoding for keys kept in files.
-pub fn to_hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
-pub fn from_hex(text: &str) -> Option<Vec<u8>> {
-    let text = text.trim();
-    if !text.len().is_multiple_of(2) {
-        return None;
-    }
-    (0..text.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(text.get(i..i + 2)?, 16).ok())
-        .collect()
-}

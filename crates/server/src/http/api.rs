@@ -11,10 +11,11 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Extension, Json, Router};
+use countersign_core::OtpError;
 use countersign_core::Secret;
 use countersign_core::audit::AuditQuery;
 use countersign_core::mechanism::{MechanismChoice, MessageTexts};
-use countersign_core::otp::{Caller, DeliverRequest, OtpService, VerifyRequest};
+use countersign_core::otp::{Caller, DeliverRequest, OtpService, RecipientView, VerifyRequest};
 use countersign_core::ports::Store;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
@@ -25,6 +26,18 @@ use super::problem::Problem;
 pub struct ApiState {
     pub otp: Arc<OtpService>,
     pub store: Arc<dyn Store>,
+    /// `[http] reveal_recipients`: full addresses in the mechanisms lookup, else masked.
+    pub reveal_recipients: bool,
+}
+
+impl ApiState {
+    pub fn new(app: &crate::app::App) -> Self {
+        Self {
+            otp: app.otp.clone(),
+            store: app.store.clone(),
+            reveal_recipients: app.config.http_reveal_recipients,
+        }
+    }
 }
 
 /// Largest request body accepted.
@@ -60,7 +73,8 @@ async fn trace_request(req: axum::extract::Request, next: axum::middleware::Next
     resp
 }
 
-#[derive(Debug, Deserialize)]
+/// Holds the static password: deliberately not `Debug`.
+#[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct DeliverBody {
     pub authentication_id: String,
@@ -75,7 +89,7 @@ pub struct DeliverBody {
 }
 
 /// A mechanism name, or a name with the recipient to use (spec §3.1 forms [2] and [3]).
-#[derive(Debug, Deserialize)]
+#[derive(Deserialize)]
 #[serde(untagged)]
 pub enum MechanismItem {
     Name(String),
@@ -93,7 +107,8 @@ pub struct DeliverAnswer {
     pub recipient_id: String,
 }
 
-#[derive(Debug, Deserialize)]
+/// Holds the OTP: deliberately not `Debug`.
+#[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct VerifyBody {
     pub authentication_id: String,
@@ -132,15 +147,30 @@ fn parse_json<T: DeserializeOwned>(body: &Bytes) -> Result<T, Problem> {
     serde_json::from_slice(body).map_err(|e| Problem::bad_request(format!("request body: {e}")))
 }
 
-async fn within_timeout<T>(f: impl std::future::Future<Output = T>) -> Result<T, Problem> {
-    tokio::time::timeout(REQUEST_TIMEOUT, f).await.map_err(|_| {
-        Problem::new(
+/// Runs a use case to completion on a task of its own, so it finishes and writes its audit
+/// record even when the client goes away or the answer times out; the client waits at most
+/// [`REQUEST_TIMEOUT`].
+async fn run_detached<T: Send + 'static>(
+    f: impl std::future::Future<Output = Result<T, OtpError>> + Send + 'static,
+) -> Result<T, Problem> {
+    match tokio::time::timeout(REQUEST_TIMEOUT, tokio::spawn(f)).await {
+        Ok(Ok(result)) => result.map_err(Problem::from),
+        Ok(Err(e)) => {
+            tracing::error!(error = %e, "a request task failed");
+            Err(Problem::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "urn:countersign:problem:internal",
+                "Internal error",
+                "the request failed; it has been logged",
+            ))
+        }
+        Err(_) => Err(Problem::new(
             StatusCode::SERVICE_UNAVAILABLE,
             "urn:countersign:problem:timeout",
             "Timed out",
-            "the request took too long",
-        )
-    })
+            "the request took too long; it goes on in the background and is audited",
+        )),
+    }
 }
 
 fn json_ok<T: Serialize>(value: T) -> Response {
@@ -182,7 +212,10 @@ async fn deliver(
                 compact_after: b.compact_text_after_otp,
             },
         };
-        let d = within_timeout(s.otp.deliver(req, &caller(peer))).await??;
+        let d = {
+            let (otp, caller) = (s.otp.clone(), caller(peer));
+            run_detached(async move { otp.deliver(req, &caller).await }).await?
+        };
         Ok::<_, Problem>(DeliverAnswer {
             delivery_mechanism: d.mechanism,
             recipient_dn: d.user_dn.to_string(),
@@ -208,7 +241,10 @@ async fn verify(
             authorization_id: b.authorization_id,
             otp: Secret::new(b.otp),
         };
-        let user = within_timeout(s.otp.authenticate(req, &caller(peer))).await??;
+        let user = {
+            let (otp, caller) = (s.otp.clone(), caller(peer));
+            run_detached(async move { otp.authenticate(req, &caller).await }).await?
+        };
         Ok::<_, Problem>(VerifyAnswer {
             user_dn: user.dn.to_string(),
             username: user.username,
@@ -231,7 +267,15 @@ async fn mechanisms(
         let dn =
             q.dn.filter(|d| !d.trim().is_empty())
                 .ok_or_else(|| Problem::bad_request("query parameter dn is required"))?;
-        let list = within_timeout(s.otp.supported_mechanisms(&dn, &caller(peer))).await??;
+        let list = {
+            let (otp, caller) = (s.otp.clone(), caller(peer));
+            let view = if s.reveal_recipients {
+                RecipientView::Full
+            } else {
+                RecipientView::Masked
+            };
+            run_detached(async move { otp.supported_mechanisms(&dn, &caller, view).await }).await?
+        };
         Ok::<_, Problem>(
             list.into_iter()
                 .map(|m| MechanismEntry {

@@ -7,19 +7,16 @@ pub mod problem;
 
 use std::future::Future;
 use std::net::SocketAddr;
-use std::sync::Arc;
 
-use countersign_core::otp::OtpService;
-use countersign_core::ports::Store;
+pub use api::ApiState;
 
 /// Serves the API on `listener` until `shutdown` completes.
 pub async fn serve(
     listener: tokio::net::TcpListener,
-    otp: Arc<OtpService>,
-    store: Arc<dyn Store>,
+    state: ApiState,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    let app = api::router(api::ApiState { otp, store });
+    let app = api::router(state);
     axum::serve(
         listener,
         app.into_make_service_with_connect_info::<SocketAddr>(),

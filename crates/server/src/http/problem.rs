@@ -3,7 +3,7 @@
 
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use countersign_core::OtpError;
+use countersign_core::{OtpError, Undelivered};
 use serde::Serialize;
 
 #[derive(Debug, Serialize)]
@@ -63,6 +63,7 @@ impl From<OtpError> for Problem {
                 "Malformed identity",
                 e.to_string(),
             ),
+            OtpError::InvalidRequest(detail) => Self::bad_request(detail),
             OtpError::InvalidCredentials(_) => Self::new(
                 StatusCode::UNAUTHORIZED,
                 "urn:countersign:problem:invalid-credentials",
@@ -77,7 +78,9 @@ impl From<OtpError> for Problem {
             ),
             OtpError::NotDelivered { ref tried } => {
                 // 502 when a transport failed; 422 when nothing could even be attempted.
-                let transport_failed = tried.iter().any(|(_, why)| why == "delivery failed");
+                let transport_failed = tried
+                    .iter()
+                    .any(|(_, why)| *why == Undelivered::TransportFailed);
                 let status = if transport_failed {
                     StatusCode::BAD_GATEWAY
                 } else {
@@ -94,7 +97,7 @@ impl From<OtpError> for Problem {
                         .iter()
                         .map(|(m, r)| TriedMechanism {
                             mechanism: m.clone(),
-                            reason: r.clone(),
+                            reason: r.as_str().to_owned(),
                         })
                         .collect(),
                 );

@@ -94,7 +94,7 @@ impl SqliteStore {
             .map_err(unavailable)?;
         conn.pragma_update(None, "journal_mode", "WAL")
             .map_err(unavailable)?;
-        conn.pragma_update(None, "synchronous", "NORMAL")
+        conn.pragma_update(None, "synchronous", "FULL")
             .map_err(unavailable)?;
         conn.pragma_update(None, "foreign_keys", "ON")
             .map_err(unavailable)?;
@@ -511,6 +511,14 @@ impl Store for SqliteStore {
         let (d, u) = (directory.to_owned(), username.to_owned());
         self.with(move |c| {
             let tx = c.transaction().map_err(unavailable)?;
+            // An outstanding OTP goes with its user: a new user with the same DN must not
+            // inherit it.
+            tx.execute(
+                "DELETE FROM otp WHERE directory = ?1 AND dn IN
+                    (SELECT dn_norm FROM local_user WHERE directory = ?1 AND username = ?2)",
+                params![d, u],
+            )
+            .map_err(unavailable)?;
             tx.execute(
                 "DELETE FROM local_user_value WHERE directory = ?1 AND username = ?2",
                 params![d, u],

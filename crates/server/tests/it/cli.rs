@@ -100,6 +100,8 @@ fn users_are_managed_from_the_command_line() {
         assert!(out.contains(expect), "missing {expect:?} in\n{out}");
     }
 
+    let (ok, _, err) = cli.run(&["user", "lock", "alice", "--for", "10000y"], "");
+    assert!(!ok && err.contains("at most 100 years"), "{err}");
     let (ok, out, _) = cli.run(&["user", "lock", "alice", "--for", "1h"], "");
     assert!(ok && out.contains("locked until"), "{out}");
     let (_, out, _) = cli.run(&["user", "list"], "");
@@ -148,11 +150,9 @@ async fn audit_shows_attempts_newest_first_with_filters_and_no_secrets() {
     let app = countersign::app::App::build(config).unwrap();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
-    let store: std::sync::Arc<dyn countersign_core::ports::Store> = app.store.clone();
     let server = tokio::spawn(countersign::http::serve(
         listener,
-        app.otp.clone(),
-        store,
+        countersign::http::ApiState::new(&app),
         std::future::pending(),
     ));
     let http = reqwest::Client::new();

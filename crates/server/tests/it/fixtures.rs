@@ -458,10 +458,9 @@ impl Countersign {
         let app = App::build_with_clock(config, clock.clone()).unwrap();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr: SocketAddr = listener.local_addr().unwrap();
-        let store: Arc<dyn Store> = app.store.clone();
-        let otp = app.otp.clone();
+        let state = countersign::http::ApiState::new(&app);
         let task = tokio::spawn(async move {
-            let _ = countersign::http::serve(listener, otp, store, std::future::pending()).await;
+            let _ = countersign::http::serve(listener, state, std::future::pending()).await;
         });
         Countersign {
             app,

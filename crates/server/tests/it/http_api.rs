@@ -52,6 +52,15 @@ async fn bad_requests_are_problem_json_and_lose_nothing() {
         .await;
     assert_eq!(a.status, 413);
 
+    let mut many = deliver_alice();
+    many["mechanisms"] = json!(vec!["File"; 17]);
+    let a = cs.deliver(many).await;
+    assert_eq!(a.status, 400);
+    assert_eq!(
+        a.json["detail"],
+        "at most 16 delivery mechanisms may be requested"
+    );
+
     assert_eq!(cs.get("/no/such/thing").await.status, 404);
     // After all that, the server still works.
     assert_eq!(cs.deliver(deliver_alice()).await.status, 200);
@@ -122,10 +131,7 @@ async fn router_answers_without_sockets() {
         ..Setup::default()
     })
     .await;
-    let router = countersign::http::api::router(countersign::http::api::ApiState {
-        otp: cs.app.otp.clone(),
-        store: cs.app.store.clone(),
-    });
+    let router = countersign::http::api::router(countersign::http::ApiState::new(&cs.app));
     let req = axum::http::Request::post("/api/v1/otp/verify")
         .header("content-type", "application/json")
         .body(axum::body::Body::from(
@@ -135,4 +141,34 @@ async fn router_answers_without_sockets() {
     let resp = router.oneshot(req).await.unwrap();
     assert_eq!(resp.status(), 401);
     assert_eq!(resp.headers()["cache-control"], "no-store");
+}
+
+#[tokio::test]
+async fn default_limits_apply_when_the_config_says_nothing() {
+    // Setup's rate_limits section empty: the defaults (deliver_per_user = 5/15m) are in force,
+    // and spelling the identity differently does not buy more attempts.
+    let setup = Setup {
+        extra: file_mechanism(),
+        default_mechanisms: vec!["File"],
+        rate_limits: String::new(),
+        ..Setup::default()
+    };
+    let cs = Countersign::start(&setup).await;
+    cs.add_user(alice()).await;
+    for id in [
+        "u:alice",
+        "U:alice",
+        "dn:uid=alice,ou=people,dc=example,dc=com",
+        "dn:UID=alice, ou=people,dc=example,dc=com",
+        "u:alice",
+    ] {
+        let a = cs
+            .deliver(json!({"authentication_id": id, "static_password": "alice-password"}))
+            .await;
+        assert_eq!(a.status, 200, "{id}: {}", a.json);
+    }
+    let a = cs.deliver(json!({"authentication_id": "dn:uid=alice,  ou=people,dc=example,dc=com", "static_password": "alice-password"})).await;
+    assert_eq!(a.status, 429, "{}", a.json);
+    let retry: u64 = a.headers["retry-after"].to_str().unwrap().parse().unwrap();
+    assert_eq!(retry, 180, "one attempt comes back every 15m / 5");
 }

@@ -150,11 +150,12 @@ async fn recipient_id_must_be_one_of_the_users_addresses() {
 }
 
 #[tokio::test]
-async fn supported_mechanisms_lists_each_recipient() {
+async fn supported_mechanisms_masks_recipients_unless_told_otherwise() {
     let gw = SmsGateway::start().await;
-    let cs = both(vec!["Email", "SMS"], closed_port(), &gw).await;
+    let smtp = SmtpServer::start(SmtpOptions::default());
+    let cs = both(vec!["Email", "SMS"], smtp.port, &gw).await;
     cs.add_user(TestUser {
-        mail: vec!["a@example.com", "b@example.com"],
+        mail: vec!["alice@example.com", "bob.alice@example.org"],
         mobile: vec![],
         ..alice()
     })
@@ -166,8 +167,8 @@ async fn supported_mechanisms_lists_each_recipient() {
     assert_eq!(
         a.json["mechanisms"],
         json!([
-            {"delivery_mechanism": "Email", "is_supported": true, "recipient_id": "a@example.com"},
-            {"delivery_mechanism": "Email", "is_supported": true, "recipient_id": "b@example.com"},
+            {"delivery_mechanism": "Email", "is_supported": true, "recipient_id": "a***@example.com"},
+            {"delivery_mechanism": "Email", "is_supported": true, "recipient_id": "b***@example.org"},
             {"delivery_mechanism": "SMS", "is_supported": false}
         ])
     );
@@ -178,4 +179,34 @@ async fn supported_mechanisms_lists_each_recipient() {
         404
     );
     assert_eq!(cs.get("/api/v1/otp/mechanisms").await.status, 400);
+
+    // A masked recipient ID, as handed out, selects that address.
+    let mut body = deliver_alice();
+    body["mechanisms"] = json!([{"name": "Email", "recipient_id": "b***@example.org"}]);
+    let d = cs.deliver(body).await;
+    assert_eq!(
+        d.json["recipient_id"], "bob.alice@example.org",
+        "{}",
+        d.json
+    );
+    assert_eq!(smtp.wait_for(1)[0].rcpt_tos, ["bob.alice@example.org"]);
+}
+
+#[tokio::test]
+async fn supported_mechanisms_reveals_recipients_when_configured() {
+    let gw = SmsGateway::start().await;
+    let cs = Countersign::start(&Setup {
+        sms_url: Some(gw.url.clone()),
+        extra: "[http]\nreveal_recipients = true\n".into(),
+        ..Setup::default()
+    })
+    .await;
+    cs.add_user(alice()).await;
+    let a = cs
+        .get(&format!("/api/v1/otp/mechanisms?dn={}", alice_dn()))
+        .await;
+    assert_eq!(
+        a.json["mechanisms"],
+        json!([{"delivery_mechanism": "SMS", "is_supported": true, "recipient_id": "+15550100001"}])
+    );
 }

@@ -217,3 +217,23 @@ async fn an_otp_issued_before_a_restart_still_verifies_after_it() {
         );
     }
 }
+
+#[tokio::test]
+async fn a_deleted_user_takes_the_outstanding_otp_along() {
+    let (smtp, cs) = with_smtp().await;
+    cs.add_user(alice()).await;
+    let otp = deliver_and_read(&cs, &smtp, 1).await;
+    assert!(
+        cs.app
+            .store
+            .delete_local_user("local", "alice")
+            .await
+            .unwrap()
+    );
+    cs.add_user(alice()).await;
+    assert_eq!(
+        cs.verify("u:alice", &otp).await.status,
+        401,
+        "the new alice must not inherit the old OTP"
+    );
+}
