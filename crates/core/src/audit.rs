@@ -8,6 +8,8 @@ use crate::model::Timestamp;
 pub enum AuditAction {
     Deliver,
     Verify,
+    /// A static-password check on its own (LDAP simple bind).
+    Bind,
 }
 
 impl AuditAction {
@@ -15,6 +17,7 @@ impl AuditAction {
         match self {
             AuditAction::Deliver => "deliver",
             AuditAction::Verify => "verify",
+            AuditAction::Bind => "bind",
         }
     }
 
@@ -22,6 +25,7 @@ impl AuditAction {
         match s {
             "deliver" => Some(AuditAction::Deliver),
             "verify" => Some(AuditAction::Verify),
+            "bind" => Some(AuditAction::Bind),
             _ => None,
         }
     }

@@ -371,6 +371,65 @@ impl OtpService {
         Ok(user)
     }
 
+    /// A static-password check on its own (LDAP simple bind): the same lookup, uniform refusals,
+    /// timing and account checks as Deliver OTP steps 2 to 4, under the verify rate limits.
+    pub async fn authenticate_password(
+        &self,
+        authentication_id: &str,
+        password: &Secret,
+        caller: &Caller,
+    ) -> Result<User, OtpError> {
+        let mut attempt = Attempt::new(AuditAction::Bind, caller, authentication_id);
+        let result = self
+            .authenticate_password_inner(authentication_id, password, caller, &mut attempt)
+            .await;
+        self.audit(&attempt, &result).await;
+        result.map_err(|(e, _)| e)
+    }
+
+    async fn authenticate_password_inner(
+        &self,
+        authentication_id: &str,
+        password: &Secret,
+        caller: &Caller,
+        attempt: &mut Attempt<'_>,
+    ) -> Result<User, (OtpError, String)> {
+        let now = self.clock.now();
+        let limits = (&self.limits.verify_per_client, &self.limits.verify_per_user);
+        check_limits(limits, caller, authentication_id, now)?;
+        if authentication_id.len() > MAX_IDENTITY_LEN {
+            self.check_password_of_nobody(Some(password)).await;
+            return Err(refuse(Refusal::UnknownUser));
+        }
+        let identity = Identity::parse(authentication_id).map_err(with_reason)?;
+        let user = match self.find_user(&identity).await {
+            Ok(Some(user)) => user,
+            Ok(None) => {
+                self.check_password_of_nobody(Some(password)).await;
+                return Err(refuse(Refusal::UnknownUser));
+            }
+            Err(OtpError::InvalidCredentials(refusal)) => {
+                self.check_password_of_nobody(Some(password)).await;
+                return Err(refuse(refusal));
+            }
+            Err(e) => return Err(with_reason(e)),
+        };
+        attempt.user_dn = Some(user.dn.to_string());
+        check_user_limit(limits.1, &user, now)?;
+        let dir = self.directory_of(&user)?;
+        if !dir
+            .check_password(&user, password)
+            .await
+            .map_err(unavailable)?
+        {
+            return Err(refuse(Refusal::WrongPassword));
+        }
+        if let Some(refusal) = account_refusal(&user, now) {
+            return Err(refuse(refusal));
+        }
+        Ok(user)
+    }
+
     /// Get Supported OTP Delivery Mechanisms, spec §7.2: every enabled mechanism, whether it can
     /// reach the user, one item per recipient address.
     pub async fn supported_mechanisms(
@@ -1187,6 +1246,35 @@ mod tests {
             "the full text before the OTP is longer than 1024 characters"
         );
         assert!(w.email.sent.lock().unwrap().is_empty());
+    }
+
+    #[tokio::test]
+    async fn password_authentication_is_uniform_and_audited_as_bind() {
+        let mut locked = alice();
+        locked.account.locked_until = Some(Timestamp(T0 + 1));
+        let w = world_with(vec![locked], false, false);
+        for (id, pw, refusal) in [
+            ("u:alice", "secret", Refusal::AccountLocked),
+            ("u:alice", "nope", Refusal::WrongPassword),
+            ("u:nobody", "secret", Refusal::UnknownUser),
+        ] {
+            let err = w
+                .svc
+                .authenticate_password(id, &pw.into(), &caller())
+                .await
+                .unwrap_err();
+            assert_eq!(err, OtpError::InvalidCredentials(refusal));
+        }
+        w.clock.advance(Duration::from_millis(2));
+        let user = w
+            .svc
+            .authenticate_password("u:alice", &"secret".into(), &caller())
+            .await
+            .unwrap();
+        assert_eq!(user.username, "alice");
+        let audit = w.store.audit.lock().unwrap();
+        assert!(audit.iter().all(|r| r.action == AuditAction::Bind));
+        assert_eq!(audit[3].outcome, AuditOutcome::Success);
     }
 
     #[tokio::test]

@@ -5,7 +5,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use countersign_core::crypto::{MIN_KEY_LEN, OtpHasher, from_hex, to_hex};
-use countersign_core::mechanism::DeliveryMechanism;
+use countersign_core::mechanism::{Channel, DeliveryMechanism};
 use countersign_core::otp::{OtpService, OtpSettings, RateLimits};
 use countersign_core::ports::{Clock, Courier, Directory, Store};
 use countersign_core::ratelimit::RateLimiter;
@@ -77,9 +77,12 @@ impl App {
                         .ok_or_else(|| format!("SMS profile {sms_profile} missing"))?;
                     Arc::new(SmsCourier::new(p)?)
                 }
-                Transport::File { directory, print } => {
-                    Arc::new(FileCourier::new(&m.name, directory.clone(), *print))
-                }
+                Transport::File { directory, print } => Arc::new(FileCourier::new(
+                    &m.name,
+                    directory.clone(),
+                    *print,
+                    m.channel == Channel::Email,
+                )),
             };
             mechanisms.push(DeliveryMechanism {
                 name: m.name.clone(),

@@ -321,12 +321,11 @@ fn show_user(u: &LocalUser, now: Timestamp) -> String {
         out += &format!("{k}: {}\n", vs.join(", "));
     }
     if let Some(s) = &u.sponsor {
-        out += &format!(
-            "sponsor: {} <{}> {}\n",
-            s.name.as_deref().unwrap_or("-"),
-            s.email.as_deref().unwrap_or("-"),
-            s.phone.as_deref().unwrap_or("-")
-        );
+        let mut parts: Vec<String> = Vec::new();
+        parts.extend(s.name.clone());
+        parts.extend(s.email.as_ref().map(|e| format!("<{e}>")));
+        parts.extend(s.phone.clone());
+        out += &format!("sponsor: {}\n", parts.join(" "));
     }
     if !u.preferred_mechanisms.is_empty() {
         out += &format!(

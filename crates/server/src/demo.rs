@@ -186,16 +186,16 @@ countersign demo: HTTP API on http://{addr}
          bob   / bob-demo-password
          carol / carol-demo-password   (locked: always refused)
 
-In another terminal:
+In another terminal (run the steps in one shell: 2 and 3 share $OTP):
 
 1. Ask for a one-time password for alice (it is "sent" by e-mail: printed here, saved in outbox/):
 
   curl -s http://{addr}/api/v1/otp/deliver -H 'content-type: application/json' \
     -d '{{"authentication_id":"u:alice","static_password":"alice-demo-password"}}'
 
-2. Log in with it (this reads the newest code from outbox/; or paste it by hand):
+2. Log in with it (this reads the code from the newest message in outbox/; or paste it by hand):
 
-  OTP=$(grep -ho '[0-9]\{{6\}}' "$(ls -t {outbox}/*.txt | head -n1)" | head -n1)
+  OTP=$(sed -n 's/.*password is: \([0-9]*\).*/\1/p' "$(ls -t {outbox}/*.txt | head -n1)")
   curl -s http://{addr}/api/v1/otp/verify -H 'content-type: application/json' \
     -d '{{"authentication_id":"u:alice","otp":"'$OTP'"}}'
 

@@ -12,15 +12,18 @@ pub struct FileCourier {
     mechanism: String,
     directory: PathBuf,
     print: bool,
+    /// E-mail-like messages have a subject; SMS-like ones do not.
+    with_subject: bool,
     counter: AtomicU64,
 }
 
 impl FileCourier {
-    pub fn new(mechanism: &str, directory: PathBuf, print: bool) -> Self {
+    pub fn new(mechanism: &str, directory: PathBuf, print: bool, with_subject: bool) -> Self {
         Self {
             mechanism: mechanism.to_owned(),
             directory,
             print,
+            with_subject,
             counter: AtomicU64::new(0),
         }
     }
@@ -37,11 +40,15 @@ impl Courier for FileCourier {
         let path = self
             .directory
             .join(format!("{now}-{}-{n}.txt", std::process::id()));
+        let subject = if self.with_subject {
+            format!("Subject: {}\n", message.subject)
+        } else {
+            String::new()
+        };
         let text = format!(
-            "Mechanism: {}\nTo: {}\nSubject: {}\n\n{}\n",
+            "Mechanism: {}\nTo: {}\n{subject}\n{}\n",
             self.mechanism,
             message.to,
-            message.subject,
             message.body.expose()
         );
         let (dir, p, t) = (self.directory.clone(), path.clone(), text.clone());
@@ -56,12 +63,7 @@ impl Courier for FileCourier {
                 "\n----- {} message to {} -----",
                 self.mechanism, message.to
             );
-            let _ = writeln!(
-                err,
-                "Subject: {}\n{}",
-                message.subject,
-                message.body.expose()
-            );
+            let _ = writeln!(err, "{subject}{}", message.body.expose());
             let _ = writeln!(err, "----- (saved as {}) -----\n", path.display());
         }
         Ok(())

@@ -93,7 +93,7 @@ fn users_are_managed_from_the_command_line() {
         "dn: uid=alice,ou=people,dc=example,dc=com",
         "mail: alice@example.com",
         "memberof: cn=dba,ou=groups,dc=example,dc=com, cn=ops,ou=groups,dc=example,dc=com",
-        "sponsor: Bob <bob@example.com> -",
+        "sponsor: Bob <bob@example.com>\n",
         "preferred mechanisms: File",
         "state: active",
     ] {

@@ -7,6 +7,7 @@ mod cli;
 mod config;
 mod delivery_email;
 mod delivery_sms;
+mod demo;
 mod fixtures;
 mod http_api;
 mod mechanism_order;

@@ -1,0 +1,82 @@
+//! `countersign demo` as a newcomer meets it: start it, then run the walkthrough it prints,
+//! literally, in one bash shell, and check each step does what it says.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+
+#[test]
+fn the_walkthrough_works_as_printed() {
+    let dir = tempfile::TempDir::new().unwrap();
+    let mut demo = Command::new(env!("CARGO_BIN_EXE_countersign"))
+        .args(["demo", "--http", "127.0.0.1:0", "--dir"])
+        .arg(dir.path().join("demo"))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut text = String::new();
+    let mut out = BufReader::new(demo.stdout.take().unwrap());
+    while !text.contains("Press Ctrl-C") {
+        let mut line = String::new();
+        assert!(
+            out.read_line(&mut line).unwrap() > 0,
+            "the demo stopped early:\n{text}"
+        );
+        text += &line;
+    }
+
+    // Each numbered step's indented lines, with `\` continuations joined.
+    let mut steps: Vec<String> = Vec::new();
+    for line in text.lines() {
+        if line.chars().next().is_some_and(|c| c.is_ascii_digit()) && line.contains(". ") {
+            steps.push(String::new());
+        } else if let (Some(step), true) = (steps.last_mut(), line.starts_with("  ")) {
+            step.push_str(line.trim_start());
+            step.push('\n');
+        }
+    }
+    assert_eq!(steps.len(), 5, "{text}");
+    let script: String = steps
+        .iter()
+        .enumerate()
+        .map(|(i, s)| format!("echo '=== step {}'\n{s}echo\n", i + 1))
+        .collect();
+    let run = Command::new("bash")
+        .arg("-c")
+        .arg(&script)
+        .output()
+        .unwrap();
+    let _ = demo.kill();
+    let _ = demo.wait();
+    let output = String::from_utf8_lossy(&run.stdout).into_owned();
+    let step = |n: usize| -> &str {
+        let start = output.find(&format!("=== step {n}")).unwrap();
+        let end = output
+            .find(&format!("=== step {}", n + 1))
+            .unwrap_or(output.len());
+        &output[start..end]
+    };
+    assert!(
+        step(1).contains(r#""delivery_mechanism":"Email""#),
+        "{output}"
+    );
+    assert!(
+        step(2).contains(r#""user_dn":"uid=alice,ou=people,dc=example,dc=com""#),
+        "{output}"
+    );
+    assert!(step(3).contains("invalid-credentials"), "{output}");
+    assert!(
+        step(4).contains(r#""delivery_mechanism":"SMS""#),
+        "{output}"
+    );
+    assert!(
+        step(4).contains(r#""recipient_id":"a***@example.com""#),
+        "{output}"
+    );
+    let audit = step(5);
+    assert!(
+        audit.contains("verify  success") && audit.contains("via SMS to +15550100001"),
+        "{output}"
+    );
+    assert!(audit.contains("no outstanding OTP"), "{output}");
+}
