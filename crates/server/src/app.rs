@@ -13,6 +13,8 @@ use countersign_core::ratelimit::RateLimiter;
 use crate::config::{Config, StoreConfig, Transport};
 use crate::delivery::{FileCourier, SmsCourier, SmtpCourier};
 use crate::directory::LocalDirectory;
+use crate::ldap::listener::tls_acceptor;
+use crate::ldap::{LdapHandler, LdapServer, LdapSettings, Limits};
 use crate::store::SqliteStore;
 use crate::system::{OsRandom, SystemClock, random_bytes};
 
@@ -21,6 +23,42 @@ pub struct App {
     pub store: Arc<SqliteStore>,
     pub local_directories: Vec<Arc<LocalDirectory>>,
     pub otp: Arc<OtpService>,
+}
+
+/// The sockets of the configured fronts, bound before serving (so a demo or a test can bind
+/// port 0 and learn the port).
+#[derive(Default)]
+pub struct Listeners {
+    pub http: Option<tokio::net::TcpListener>,
+    pub ldap: Option<tokio::net::TcpListener>,
+    pub ldaps: Option<tokio::net::TcpListener>,
+}
+
+impl Listeners {
+    /// Binds every address in `[listen]`.
+    pub async fn bind(config: &Config) -> Result<Listeners, String> {
+        async fn bind(
+            addr: Option<std::net::SocketAddr>,
+            what: &str,
+        ) -> Result<Option<tokio::net::TcpListener>, String> {
+            match addr {
+                None => Ok(None),
+                Some(a) => tokio::net::TcpListener::bind(a)
+                    .await
+                    .map(Some)
+                    .map_err(|e| format!("cannot listen on {a} (listen.{what}): {e}")),
+            }
+        }
+        Ok(Listeners {
+            http: bind(config.listen_http, "http").await?,
+            ldap: bind(config.listen_ldap, "ldap").await?,
+            ldaps: bind(config.listen_ldaps, "ldaps").await?,
+        })
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.http.is_none() && self.ldap.is_none() && self.ldaps.is_none()
+    }
 }
 
 /// rustls with the ring provider everywhere (reqwest is built without a provider of its own).
@@ -122,6 +160,70 @@ impl App {
             local_directories,
             otp: Arc::new(otp),
         })
+    }
+
+    /// The LDAP front's server, from `[ldap]`.
+    pub fn ldap_server(&self) -> Result<Arc<LdapServer>, String> {
+        let l = &self.config.ldap;
+        let tls = match &l.tls {
+            Some((cert, key)) => Some(tls_acceptor(cert, key)?),
+            None => None,
+        };
+        let settings = LdapSettings {
+            allow_deliver_otp_without_tls: l.allow_deliver_otp_without_tls,
+            bind_name_forms: l.bind_name_forms,
+            reveal_recipients: l.reveal_recipients,
+            tls_available: tls.is_some(),
+            naming_contexts: self
+                .config
+                .directories
+                .iter()
+                .map(|d| d.base_dn.clone())
+                .collect(),
+        };
+        let limits = Limits {
+            max_message_bytes: l.max_message_bytes,
+            idle_timeout: l.idle_timeout,
+            max_connections: l.max_connections,
+            max_operations_per_connection: l.max_operations_per_connection,
+        };
+        let handler = Arc::new(LdapHandler::new(self.otp.clone(), settings));
+        Ok(Arc::new(LdapServer::new(handler, tls, limits)))
+    }
+
+    /// Serves every bound front until `shutdown` completes.
+    pub async fn serve(
+        &self,
+        listeners: Listeners,
+        shutdown: impl std::future::Future<Output = ()>,
+    ) -> Result<(), String> {
+        let (stop, stopped) = tokio::sync::watch::channel(false);
+        let mut tasks = tokio::task::JoinSet::new();
+        if let Some(l) = listeners.http {
+            let state = crate::http::ApiState::new(self);
+            let mut rx = stopped.clone();
+            tasks.spawn(async move {
+                let until = async move {
+                    let _ = rx.changed().await;
+                };
+                if let Err(e) = crate::http::serve(l, state, until).await {
+                    tracing::error!(error = %e, "HTTP front stopped");
+                }
+            });
+        }
+        if listeners.ldap.is_some() || listeners.ldaps.is_some() {
+            let server = self.ldap_server()?;
+            if let Some(l) = listeners.ldap {
+                tasks.spawn(server.clone().serve(l, false, stopped.clone()));
+            }
+            if let Some(l) = listeners.ldaps {
+                tasks.spawn(server.serve(l, true, stopped.clone()));
+            }
+        }
+        shutdown.await;
+        let _ = stop.send(true);
+        while tasks.join_next().await.is_some() {}
+        Ok(())
     }
 
     /// The local directory named `name`, or the first one.

@@ -84,6 +84,37 @@ struct StoreSection {
 struct ListenSection {
     /// Address of the HTTP API, e.g. `127.0.0.1:8080`.
     http: Option<String>,
+    /// Address of the LDAP front (plain, StartTLS available when [ldap] has a certificate).
+    ldap: Option<String>,
+    /// Address of the LDAPS front (TLS from the first byte; needs [ldap] certificate and key).
+    ldaps: Option<String>,
+}
+
+/// `[ldap]`: the LDAP front.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct LdapSection {
+    /// PEM certificate chain for StartTLS and LDAPS.
+    tls_certificate_file: Option<PathBuf>,
+    /// PEM private key of that certificate.
+    tls_key_file: Option<PathBuf>,
+    /// Serve Deliver OTP (which carries the static password) on connections that are neither
+    /// LDAPS nor StartTLS. Default false: confidentialityRequired (13).
+    allow_deliver_otp_without_tls: Option<bool>,
+    /// Forms a simple bind name may take: "dn" (always), "u" (`u:name`), "name" (a plain
+    /// username). Default ["dn"].
+    bind_name_forms: Option<Vec<String>>,
+    /// Show full addresses in Get Supported OTP Delivery Mechanisms to callers not bound as
+    /// that user (default false: masked).
+    reveal_recipients: Option<bool>,
+    /// Largest LDAP message accepted, in bytes (default 65536); larger ones close the connection.
+    max_message_bytes: Option<usize>,
+    /// A connection with nothing outstanding is closed after this long (default 5m).
+    idle_timeout: Option<String>,
+    /// Connections served at once (default 1024); more are closed on arrival.
+    max_connections: Option<usize>,
+    /// Operations outstanding on one connection (default 16); further requests wait unread.
+    max_operations_per_connection: Option<usize>,
 }
 
 /// `[http]`: options of the HTTP front.
@@ -227,6 +258,7 @@ struct Skeleton {
     store: Option<Spanned<toml::Value>>,
     listen: Option<Spanned<toml::Value>>,
     http: Option<Spanned<toml::Value>>,
+    ldap: Option<Spanned<toml::Value>>,
     directory: Option<Spanned<toml::Value>>,
     password_generator: Option<Spanned<toml::Value>>,
     mail_profile: Option<Spanned<toml::Value>>,
@@ -243,6 +275,7 @@ impl Skeleton {
             "store" => self.store.as_ref(),
             "listen" => self.listen.as_ref(),
             "http" => self.http.as_ref(),
+            "ldap" => self.ldap.as_ref(),
             "directory" => self.directory.as_ref(),
             "password_generator" => self.password_generator.as_ref(),
             "mail_profile" => self.mail_profile.as_ref(),
@@ -265,6 +298,9 @@ pub struct Config {
     pub store: StoreConfig,
     pub listen_http: Option<SocketAddr>,
     pub http_reveal_recipients: bool,
+    pub listen_ldap: Option<SocketAddr>,
+    pub listen_ldaps: Option<SocketAddr>,
+    pub ldap: LdapConfig,
     pub directories: Vec<DirectoryConfig>,
     pub generator: PasswordGenerator,
     pub mail_profiles: Vec<MailProfile>,
@@ -272,6 +308,28 @@ pub struct Config {
     pub mechanisms: Vec<MechanismConfig>,
     pub deliver_otp: DeliverOtpConfig,
     pub rate_limits: RateLimitConfig,
+}
+
+/// Which simple bind names are accepted besides DNs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct BindNameForms {
+    /// `u:name`
+    pub u_prefixed: bool,
+    /// `name`
+    pub plain: bool,
+}
+
+#[derive(Debug, Clone)]
+pub struct LdapConfig {
+    /// PEM chain and key, read at start.
+    pub tls: Option<(Vec<u8>, Vec<u8>)>,
+    pub allow_deliver_otp_without_tls: bool,
+    pub bind_name_forms: BindNameForms,
+    pub reveal_recipients: bool,
+    pub max_message_bytes: usize,
+    pub idle_timeout: Duration,
+    pub max_connections: usize,
+    pub max_operations_per_connection: usize,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -625,6 +683,111 @@ impl Validator<'_> {
         }
     }
 
+    fn ldap_config(
+        &mut self,
+        l: &LdapSection,
+        span: &std::ops::Range<usize>,
+        ldaps: bool,
+    ) -> LdapConfig {
+        let read = |v: &mut Self, field: &str, p: &Path| -> Option<Vec<u8>> {
+            let path = v.path(p);
+            match std::fs::read(&path) {
+                Ok(b) => Some(b),
+                Err(e) => {
+                    v.key_error(
+                        span,
+                        field,
+                        format!("ldap.{field}"),
+                        format!("cannot read {}: {e}", path.display()),
+                    );
+                    None
+                }
+            }
+        };
+        let tls = match (&l.tls_certificate_file, &l.tls_key_file) {
+            (Some(c), Some(k)) => match (
+                read(self, "tls_certificate_file", c),
+                read(self, "tls_key_file", k),
+            ) {
+                (Some(c), Some(k)) => Some((c, k)),
+                _ => None,
+            },
+            (None, None) => None,
+            (Some(_), None) => {
+                self.key_error(
+                    span,
+                    "tls_certificate_file",
+                    "ldap.tls_key_file",
+                    "missing: a certificate needs its key",
+                );
+                None
+            }
+            (None, Some(_)) => {
+                self.key_error(
+                    span,
+                    "tls_key_file",
+                    "ldap.tls_certificate_file",
+                    "missing: a key needs its certificate",
+                );
+                None
+            }
+        };
+        if ldaps && l.tls_certificate_file.is_none() {
+            self.error(
+                Some(span.clone()),
+                "ldap.tls_certificate_file",
+                "missing: listen.ldaps needs a certificate and key",
+            );
+        }
+        let mut forms = BindNameForms::default();
+        for f in l
+            .bind_name_forms
+            .clone()
+            .unwrap_or_else(|| vec!["dn".into()])
+        {
+            match f.as_str() {
+                "dn" => {}
+                "u" => forms.u_prefixed = true,
+                "name" => forms.plain = true,
+                other => self.key_error(
+                    span,
+                    "bind_name_forms",
+                    "ldap.bind_name_forms",
+                    format!("{other:?}: expected dn, u or name"),
+                ),
+            }
+        }
+        let positive = |v: &mut Self, field: &str, value: Option<usize>, default: usize| match value
+        {
+            Some(0) => {
+                v.key_error(span, field, format!("ldap.{field}"), "must be at least 1");
+                default
+            }
+            Some(n) => n,
+            None => default,
+        };
+        LdapConfig {
+            tls,
+            allow_deliver_otp_without_tls: l.allow_deliver_otp_without_tls.unwrap_or(false),
+            bind_name_forms: forms,
+            reveal_recipients: l.reveal_recipients.unwrap_or(false),
+            max_message_bytes: positive(self, "max_message_bytes", l.max_message_bytes, 64 * 1024),
+            idle_timeout: self.duration(
+                span,
+                "ldap.idle_timeout",
+                l.idle_timeout.as_deref(),
+                Duration::from_secs(300),
+            ),
+            max_connections: positive(self, "max_connections", l.max_connections, 1024),
+            max_operations_per_connection: positive(
+                self,
+                "max_operations_per_connection",
+                l.max_operations_per_connection,
+                16,
+            ),
+        }
+    }
+
     fn run(&mut self) -> Option<Config> {
         let skeleton: Skeleton = match toml::from_str(self.text) {
             Ok(s) => s,
@@ -635,11 +798,12 @@ impl Validator<'_> {
             }
         };
         let s = &skeleton;
-        const KNOWN: [&str; 11] = [
+        const KNOWN: [&str; 12] = [
             "server",
             "store",
             "listen",
             "http",
+            "ldap",
             "directory",
             "password_generator",
             "mail_profile",
@@ -683,6 +847,11 @@ impl Validator<'_> {
         let http: HttpSection = s
             .get("http")
             .and_then(|v| self.section("http", v))
+            .unwrap_or_default();
+        let ldap_span = s.get("ldap").map(|v| v.span()).unwrap_or(0..0);
+        let ldap: LdapSection = s
+            .get("ldap")
+            .and_then(|v| self.section("ldap", v))
             .unwrap_or_default();
         let directories: Vec<(DirectorySection, _)> = self.items("directory", s.get("directory"));
         let generator: Option<(GeneratorSection, _)> = s
@@ -747,20 +916,24 @@ impl Validator<'_> {
             );
         }
 
-        let listen_http = listen
-            .http
-            .as_deref()
-            .and_then(|a| match a.parse::<SocketAddr>() {
+        let listen_span = s.get("listen").map(|v| v.span());
+        let address = |v: &mut Self, key: &str, text: &Option<String>| {
+            text.as_deref().and_then(|a| match a.parse::<SocketAddr>() {
                 Ok(addr) => Some(addr),
                 Err(_) => {
-                    self.error(
-                        s.get("listen").map(|v| v.span()),
-                        "listen.http",
+                    v.error(
+                        listen_span.clone(),
+                        format!("listen.{key}"),
                         format!("{a:?} is not an address such as 127.0.0.1:8080"),
                     );
                     None
                 }
-            });
+            })
+        };
+        let listen_http = address(self, "http", &listen.http);
+        let listen_ldap = address(self, "ldap", &listen.ldap);
+        let listen_ldaps = address(self, "ldaps", &listen.ldaps);
+        let ldap = self.ldap_config(&ldap, &ldap_span, listen_ldaps.is_some());
 
         // Directories.
         let mut dirs = Vec::new();
@@ -1216,6 +1389,9 @@ impl Validator<'_> {
             store: store?,
             listen_http,
             http_reveal_recipients: http.reveal_recipients.unwrap_or(false),
+            listen_ldap,
+            listen_ldaps,
+            ldap,
             directories: dirs,
             generator: generator?,
             mail_profiles,

@@ -9,6 +9,7 @@ pub mod delivery;
 pub mod demo;
 pub mod directory;
 pub mod http;
+pub mod ldap;
 pub mod passwords;
 pub mod store;
 pub mod system;

@@ -3,6 +3,7 @@
 use std::process::ExitCode;
 
 use clap::Parser;
+use countersign::app::Listeners;
 use countersign::cli::{self, Cli, Command};
 use countersign::config::Config;
 use tracing_subscriber::EnvFilter;
@@ -67,18 +68,27 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Serve => {
             let app = cli::load_app(&cli.config)?;
-            let addr = app.config.listen_http.ok_or_else(|| {
-                anyhow::anyhow!(
-                    "nothing to serve: set [listen] http in {}",
-                    cli.config.display()
-                )
-            })?;
-            let listener = tokio::net::TcpListener::bind(addr)
+            let listeners = Listeners::bind(&app.config)
                 .await
-                .map_err(|e| anyhow::anyhow!("cannot listen on {addr}: {e}"))?;
-            tracing::info!(%addr, "HTTP API listening");
-            let state = countersign::http::ApiState::new(&app);
-            countersign::http::serve(listener, state, countersign::demo::shutdown_signal()).await?;
+                .map_err(anyhow::Error::msg)?;
+            if listeners.is_empty() {
+                anyhow::bail!(
+                    "nothing to serve: set [listen] http, ldap or ldaps in {}",
+                    cli.config.display()
+                );
+            }
+            for (front, l) in [
+                ("HTTP", &listeners.http),
+                ("LDAP", &listeners.ldap),
+                ("LDAPS", &listeners.ldaps),
+            ] {
+                if let Some(addr) = l.as_ref().and_then(|l| l.local_addr().ok()) {
+                    tracing::info!(%addr, "{front} front listening");
+                }
+            }
+            app.serve(listeners, countersign::demo::shutdown_signal())
+                .await
+                .map_err(anyhow::Error::msg)?;
             Ok(ExitCode::SUCCESS)
         }
         Command::User(cmd) => {

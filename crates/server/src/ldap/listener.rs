@@ -1,0 +1,300 @@
+//! LDAP transport: sockets, LDAPS and StartTLS, message framing (`ldap3_proto`'s codec), limits
+//! and timeouts, a tracing span per connection and per operation. The meaning of each request
+//! is the handler's.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures_util::{SinkExt, StreamExt};
+use ldap3_proto::LdapCodec;
+use ldap3_proto::proto::{LdapMsg, LdapOp, LdapResultCode};
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::TcpListener;
+use tokio::sync::{Semaphore, watch};
+use tokio::task::JoinSet;
+use tokio_rustls::TlsAcceptor;
+use tokio_util::codec::{Framed, FramedParts};
+use tracing::Instrument;
+
+use super::exop;
+use super::handler::{LdapHandler, Outcome, Session, notice_of_disconnection};
+
+/// Longest a TLS handshake may take.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// Longest one response may take to be written before the connection is dropped.
+const WRITE_TIMEOUT: Duration = Duration::from_secs(30);
+
+trait Io: AsyncRead + AsyncWrite + Unpin + Send {}
+impl<T: AsyncRead + AsyncWrite + Unpin + Send> Io for T {}
+
+/// Limits of the LDAP front.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    pub max_message_bytes: usize,
+    pub idle_timeout: Duration,
+    pub max_connections: usize,
+    pub max_operations_per_connection: usize,
+}
+
+pub struct LdapServer {
+    handler: Arc<LdapHandler>,
+    tls: Option<TlsAcceptor>,
+    limits: Limits,
+    connections: Arc<Semaphore>,
+}
+
+/// A TLS acceptor (rustls, ring) from a PEM certificate chain and key.
+pub fn tls_acceptor(cert_pem: &[u8], key_pem: &[u8]) -> Result<TlsAcceptor, String> {
+    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(cert_pem)
+        .collect::<Result<_, _>>()
+        .map_err(|e| format!("ldap.tls_certificate_file: {e}"))?;
+    if certs.is_empty() {
+        return Err("ldap.tls_certificate_file: no certificate found".into());
+    }
+    let key =
+        PrivateKeyDer::from_pem_slice(key_pem).map_err(|e| format!("ldap.tls_key_file: {e}"))?;
+    let config = rustls::ServerConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .map_err(|e| format!("TLS: {e}"))?
+    .with_no_client_auth()
+    .with_single_cert(certs, key)
+    .map_err(|e| format!("ldap.tls_certificate_file / tls_key_file: {e}"))?;
+    Ok(TlsAcceptor::from(Arc::new(config)))
+}
+
+enum Next {
+    Close,
+    StartTls(Box<dyn Io>),
+}
+
+impl LdapServer {
+    pub fn new(handler: Arc<LdapHandler>, tls: Option<TlsAcceptor>, limits: Limits) -> Self {
+        let connections = Arc::new(Semaphore::new(limits.max_connections));
+        Self {
+            handler,
+            tls,
+            limits,
+            connections,
+        }
+    }
+
+    /// Accepts connections on `listener` (TLS from the first byte when `implicit_tls`) until
+    /// `shutdown` turns true.
+    pub async fn serve(
+        self: Arc<Self>,
+        listener: TcpListener,
+        implicit_tls: bool,
+        mut shutdown: watch::Receiver<bool>,
+    ) {
+        loop {
+            let accepted = tokio::select! {
+                a = listener.accept() => a,
+                _ = shutdown.changed() => return,
+            };
+            let (stream, peer) = match accepted {
+                Ok(a) => a,
+                Err(e) => {
+                    // Out of file descriptors and the like: wait a little rather than spin.
+                    tracing::warn!(error = %e, "LDAP accept failed");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                }
+            };
+            let Ok(permit) = self.connections.clone().try_acquire_owned() else {
+                tracing::warn!(client = %peer, "LDAP connection refused: max_connections reached");
+                drop(stream);
+                continue;
+            };
+            let _ = stream.set_nodelay(true);
+            let server = self.clone();
+            let span = tracing::info_span!("ldap_connection", client = %peer, tls = implicit_tls);
+            tokio::spawn(
+                async move {
+                    server
+                        .connection(Box::new(stream), peer, implicit_tls)
+                        .await;
+                    drop(permit);
+                }
+                .instrument(span),
+            );
+        }
+    }
+
+    async fn connection(&self, stream: Box<dyn Io>, peer: SocketAddr, implicit_tls: bool) {
+        let mut session = Session {
+            client: Some(peer.ip().to_string()),
+            ..Session::default()
+        };
+        let mut io = stream;
+        if implicit_tls {
+            match self.handshake(io).await {
+                Some(tls) => io = tls,
+                None => return,
+            }
+            session.secure = true;
+        }
+        loop {
+            let framed = Framed::new(
+                io,
+                LdapCodec::new(Some(self.limits.max_message_bytes), None),
+            );
+            match self.run(framed, &mut session).await {
+                Next::Close => return,
+                Next::StartTls(plain) => match self.handshake(plain).await {
+                    Some(tls) => {
+                        io = tls;
+                        session.secure = true;
+                        tracing::debug!("StartTLS done");
+                    }
+                    None => return,
+                },
+            }
+        }
+    }
+
+    async fn handshake(&self, io: Box<dyn Io>) -> Option<Box<dyn Io>> {
+        let acceptor = self.tls.as_ref()?;
+        match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(io)).await {
+            Ok(Ok(tls)) => Some(Box::new(tls)),
+            Ok(Err(e)) => {
+                tracing::debug!(error = %e, "TLS handshake failed");
+                None
+            }
+            Err(_) => {
+                tracing::debug!("TLS handshake timed out");
+                None
+            }
+        }
+    }
+
+    /// Serves one framed stream until it closes or asks for StartTLS.
+    async fn run(&self, mut framed: Framed<Box<dyn Io>, LdapCodec>, session: &mut Session) -> Next {
+        let mut in_flight: JoinSet<Vec<LdapMsg>> = JoinSet::new();
+        loop {
+            let can_read = in_flight.len() < self.limits.max_operations_per_connection;
+            tokio::select! {
+                Some(done) = in_flight.join_next(), if !in_flight.is_empty() => {
+                    let msgs = done.unwrap_or_else(|e| {
+                        tracing::error!(error = %e, "an LDAP operation failed");
+                        Vec::new()
+                    });
+                    if !send_all(&mut framed, msgs).await {
+                        return Next::Close;
+                    }
+                }
+                frame = tokio::time::timeout(self.limits.idle_timeout, framed.next()), if can_read => {
+                    let msg = match frame {
+                        Err(_) if in_flight.is_empty() => {
+                            tracing::debug!("idle timeout");
+                            return Next::Close;
+                        }
+                        Err(_) => continue,
+                        Ok(None) => return Next::Close,
+                        Ok(Some(Err(e))) => {
+                            // Malformed BER or an oversized message: say why, then close this
+                            // connection only (RFC 4511 §4.4.1).
+                            tracing::info!(error = %e, "closing an LDAP connection after a malformed or oversized message");
+                            let notice = notice_of_disconnection(LdapResultCode::ProtocolError, "malformed or oversized LDAP message");
+                            let _ = tokio::time::timeout(WRITE_TIMEOUT, framed.send(notice)).await;
+                            return Next::Close;
+                        }
+                        Ok(Some(Ok(msg))) => msg,
+                    };
+                    if runs_alone(&msg.op) {
+                        if matches!(msg.op, LdapOp::BindRequest(_)) {
+                            // RFC 4511 §4.2.1: operations before a bind complete first.
+                            while let Some(done) = in_flight.join_next().await {
+                                if !send_all(&mut framed, done.unwrap_or_default()).await {
+                                    return Next::Close;
+                                }
+                            }
+                        }
+                        session.outstanding = in_flight.len();
+                        let span = op_span(&msg);
+                        match self.handler.handle(msg, session).instrument(span).await {
+                            Outcome::Respond(msgs) => {
+                                if !send_all(&mut framed, msgs).await {
+                                    return Next::Close;
+                                }
+                            }
+                            Outcome::Bind { bound, response } => {
+                                session.bound = bound;
+                                if !send_all(&mut framed, vec![response]).await {
+                                    return Next::Close;
+                                }
+                            }
+                            Outcome::StartTls(response) => {
+                                if !send_all(&mut framed, vec![response]).await {
+                                    return Next::Close;
+                                }
+                                let parts: FramedParts<Box<dyn Io>, LdapCodec> = framed.into_parts();
+                                if !parts.read_buf.is_empty() {
+                                    // Data after StartTLS before the handshake: not TLS.
+                                    return Next::Close;
+                                }
+                                return Next::StartTls(parts.io);
+                            }
+                            Outcome::Disconnect => return Next::Close,
+                            Outcome::Ignore => {}
+                        }
+                    } else {
+                        session.outstanding = in_flight.len();
+                        let (handler, snapshot, span) = (self.handler.clone(), session.clone(), op_span(&msg));
+                        in_flight.spawn(
+                            async move {
+                                match handler.handle(msg, &snapshot).await {
+                                    Outcome::Respond(msgs) => msgs,
+                                    _ => Vec::new(),
+                                }
+                            }
+                            .instrument(span),
+                        );
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Requests that read or change the connection's state are handled in order, on the
+/// connection's own task; the others run beside each other.
+fn runs_alone(op: &LdapOp) -> bool {
+    match op {
+        LdapOp::BindRequest(_) | LdapOp::UnbindRequest | LdapOp::AbandonRequest(_) => true,
+        LdapOp::ExtendedRequest(r) => r.name == exop::START_TLS || r.name == exop::WHO_AM_I,
+        _ => false,
+    }
+}
+
+fn op_span(msg: &LdapMsg) -> tracing::Span {
+    let op = match &msg.op {
+        LdapOp::BindRequest(_) => "bind",
+        LdapOp::UnbindRequest => "unbind",
+        LdapOp::SearchRequest(_) => "search",
+        LdapOp::ExtendedRequest(r) => match r.name.as_str() {
+            exop::DELIVER_OTP_REQUEST => "deliver-otp",
+            exop::GET_SUPPORTED_REQUEST => "get-supported-otp-mechanisms",
+            exop::WHO_AM_I => "whoami",
+            exop::START_TLS => "starttls",
+            _ => "extended",
+        },
+        LdapOp::AbandonRequest(_) => "abandon",
+        _ => "other",
+    };
+    tracing::info_span!("ldap_op", msgid = msg.msgid, op)
+}
+
+async fn send_all(framed: &mut Framed<Box<dyn Io>, LdapCodec>, msgs: Vec<LdapMsg>) -> bool {
+    for m in msgs {
+        match tokio::time::timeout(WRITE_TIMEOUT, framed.send(m)).await {
+            Ok(Ok(())) => {}
+            _ => return false,
+        }
+    }
+    true
+}

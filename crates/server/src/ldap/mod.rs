@@ -1,0 +1,11 @@
+//! The LDAP front, wire-compatible with PingDirectory's delivered-OTP operations
+//! (`shared/spec/ldap-otp-protocol.md`): [`listener`] owns sockets, TLS and framing;
+//! [`handler`] owns meaning; [`exop`] and [`ber`] encode and decode the operations' values.
+
+pub mod ber;
+pub mod exop;
+pub mod handler;
+pub mod listener;
+
+pub use handler::{LdapHandler, LdapSettings};
+pub use listener::{LdapServer, Limits};
