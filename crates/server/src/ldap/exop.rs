@@ -540,8 +540,8 @@ mod tests {
     fn malformed_values_are_named() {
         let cases: [(&str, &str); 9] = [
             ("", "truncated BER element"),
-            ("3003800175", "truncated BER element"),
-            ("300a8108706173737764", "authenticationID [0] is missing"),
+            ("3005800175", "truncated BER element"),
+            ("30088106706173737764", "authenticationID [0] is missing"),
             ("3006800175800176", "authenticationID [0] appears twice"),
             ("3006800175890100", "unknown element tag 0x89"),
             ("3003800175ff", "bytes after the end of the element"),
