@@ -3,7 +3,6 @@
 //! injected clock.
 
 use std::io::{BufRead, BufReader};
-use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicI64, AtomicU16, AtomicU64, Ordering};
@@ -366,6 +365,12 @@ pub struct Setup {
     pub default_mechanisms: Vec<&'static str>,
     pub extra: String,
     pub rate_limits: String,
+    /// Serve LDAP (plain, with StartTLS when `tls` is set) on a free port.
+    pub ldap: bool,
+    /// Certificate for StartTLS and an LDAPS listener on a free port.
+    pub ldap_tls: Option<(PathBuf, PathBuf)>,
+    /// More `[ldap]` keys.
+    pub ldap_extra: String,
 }
 
 impl Default for Setup {
@@ -375,6 +380,9 @@ impl Default for Setup {
             sms_url: None,
             default_mechanisms: vec![],
             extra: String::new(),
+            ldap: false,
+            ldap_tls: None,
+            ldap_extra: String::new(),
             rate_limits: "deliver_per_user = \"off\"\ndeliver_per_client = \"off\"\nverify_per_user = \"off\"\nverify_per_client = \"off\"\n".into(),
         }
     }
@@ -387,6 +395,24 @@ impl Setup {
 
     pub fn config(&self) -> String {
         let mut c = String::from("[store]\nurl = \"sqlite://state/countersign.db\"\n\n");
+        // HTTP is bound by the fixture itself; LDAP ports come from the config (0 = free).
+        c += "[listen]\n";
+        if self.ldap {
+            c += "ldap = \"127.0.0.1:0\"\n";
+        }
+        if self.ldap_tls.is_some() {
+            c += "ldaps = \"127.0.0.1:0\"\n";
+        }
+        c += "\n[ldap]\n";
+        if let Some((cert, key)) = &self.ldap_tls {
+            c += &format!(
+                "tls_certificate_file = \"{}\"\ntls_key_file = \"{}\"\n",
+                cert.display(),
+                key.display()
+            );
+        }
+        c += &self.ldap_extra;
+        c += "\n";
         c += "[[directory]]\nname = \"local\"\ntype = \"local\"\nbase_dn = \"ou=people,dc=example,dc=com\"\n\n";
         c += "[password_generator]\ncharacter_sets = { numeric = \"0123456789\" }\nformat = \"numeric:6\"\n\n";
         if let Some(smtp) = &self.smtp {
@@ -424,8 +450,12 @@ impl Setup {
 pub const T0: i64 = 1_800_000_000_000;
 
 pub struct Countersign {
-    pub app: App,
+    pub app: Arc<App>,
     pub base: String,
+    /// `ldap://127.0.0.1:PORT` when LDAP is served.
+    pub ldap_url: Option<String>,
+    /// `ldaps://127.0.0.1:PORT` when LDAPS is served.
+    pub ldaps_url: Option<String>,
     pub clock: Arc<TestClock>,
     pub dir: Arc<TempDir>,
     pub http: reqwest::Client,
@@ -455,16 +485,29 @@ impl Countersign {
     pub async fn start_in(dir: Arc<TempDir>, clock: Arc<TestClock>) -> Countersign {
         let config =
             Config::load(&dir.path().join("countersign.toml")).unwrap_or_else(|e| panic!("{e}"));
-        let app = App::build_with_clock(config, clock.clone()).unwrap();
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr: SocketAddr = listener.local_addr().unwrap();
-        let state = countersign::http::ApiState::new(&app);
+        let app = Arc::new(App::build_with_clock(config, clock.clone()).unwrap());
+        let mut listeners = countersign::app::Listeners::bind(&app.config)
+            .await
+            .unwrap();
+        listeners.http = Some(tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap());
+        let url = |scheme: &str, l: &Option<tokio::net::TcpListener>| {
+            l.as_ref()
+                .map(|l| format!("{scheme}://{}", l.local_addr().unwrap()))
+        };
+        let base = url("http", &listeners.http).unwrap();
+        let (ldap_url, ldaps_url) = (url("ldap", &listeners.ldap), url("ldaps", &listeners.ldaps));
+        let serving = app.clone();
         let task = tokio::spawn(async move {
-            let _ = countersign::http::serve(listener, state, std::future::pending()).await;
+            serving
+                .serve(listeners, std::future::pending())
+                .await
+                .unwrap();
         });
         Countersign {
             app,
-            base: format!("http://{addr}"),
+            base,
+            ldap_url,
+            ldaps_url,
             clock,
             dir,
             http: reqwest::Client::new(),

@@ -10,5 +10,6 @@ mod delivery_sms;
 mod demo;
 mod fixtures;
 mod http_api;
+mod ldap_front;
 mod mechanism_order;
 mod otp_lifecycle;
