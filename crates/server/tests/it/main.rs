@@ -11,5 +11,6 @@ mod demo;
 mod fixtures;
 mod http_api;
 mod ldap_front;
+mod ldap_wire;
 mod mechanism_order;
 mod otp_lifecycle;

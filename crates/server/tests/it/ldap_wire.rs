@@ -1,0 +1,608 @@
+//! The LDAP front at the byte level: the spec's full PDUs, malformed and unknown input answered
+//! with clear result codes, oversized frames and garbage closing only their own connection,
+//! and the connection limits. Also the handler on its own, without sockets.
+
+use std::time::Duration;
+
+use countersign::ldap::handler::{BoundUser, LdapSettings, Outcome, Session};
+use countersign::ldap::{LdapHandler, ber, exop};
+use futures_util::{SinkExt, StreamExt};
+use ldap3_proto::LdapCodec;
+use ldap3_proto::proto::*;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio_util::codec::{Decoder, Encoder, Framed};
+
+use crate::fixtures::*;
+
+fn hex(s: &str) -> Vec<u8> {
+    countersign_core::crypto::from_hex(s).unwrap()
+}
+
+async fn world(ldap_extra: &str) -> Countersign {
+    let extra = "[[delivery_mechanism]]\nname = \"File\"\ntype = \"file\"\ndirectory = \"outbox\"\nprint = false\n";
+    let setup = Setup {
+        extra: extra.into(),
+        default_mechanisms: vec!["File"],
+        ldap: true,
+        ldap_extra: format!("allow_deliver_otp_without_tls = true\n{ldap_extra}"),
+        ..Setup::default()
+    };
+    let cs = Countersign::start(&setup).await;
+    cs.add_user(alice()).await;
+    cs
+}
+
+type Conn = Framed<TcpStream, LdapCodec>;
+
+async fn connect(cs: &Countersign) -> Conn {
+    let addr = cs
+        .ldap_url
+        .as_deref()
+        .unwrap()
+        .trim_start_matches("ldap://")
+        .to_owned();
+    Framed::new(
+        TcpStream::connect(addr).await.unwrap(),
+        LdapCodec::default(),
+    )
+}
+
+/// Sends one request; returns the responses up to the final one.
+async fn ask(conn: &mut Conn, op: LdapOp) -> Vec<LdapMsg> {
+    conn.send(LdapMsg::new(7, op)).await.unwrap();
+    let mut out = Vec::new();
+    loop {
+        let msg = tokio::time::timeout(Duration::from_secs(20), conn.next())
+            .await
+            .expect("an answer")
+            .expect("open")
+            .unwrap();
+        let done = !matches!(msg.op, LdapOp::SearchResultEntry(_));
+        out.push(msg);
+        if done {
+            return out;
+        }
+    }
+}
+
+fn exop_req(name: &str, value: Option<Vec<u8>>) -> LdapOp {
+    LdapOp::ExtendedRequest(LdapExtendedRequest {
+        name: name.into(),
+        value,
+    })
+}
+
+fn sasl(creds: Vec<u8>) -> LdapOp {
+    LdapOp::BindRequest(LdapBindRequest {
+        version: 3,
+        dn: String::new(),
+        cred: LdapBindCred::SASL(SaslCredentials {
+            mechanism: exop::SASL_DELIVERED_OTP.into(),
+            credentials: creds,
+        }),
+    })
+}
+
+/// The single response's result code and diagnostic; for extended responses also checks that a
+/// failure carries neither a name nor a value (spec §3.3).
+fn outcome(msgs: &[LdapMsg]) -> (LdapResultCode, String) {
+    assert_eq!(msgs.len(), 1, "{msgs:?}");
+    match &msgs[0].op {
+        LdapOp::ExtendedResponse(r) => {
+            if r.res.code != LdapResultCode::Success {
+                assert!(
+                    r.name.is_none() && r.value.is_none(),
+                    "a failure must carry no name or value: {r:?}"
+                );
+            }
+            (r.res.code.clone(), r.res.message.clone())
+        }
+        LdapOp::BindResponse(r) => (r.res.code.clone(), r.res.message.clone()),
+        LdapOp::SearchResultDone(r)
+        | LdapOp::AddResponse(r)
+        | LdapOp::ModifyResponse(r)
+        | LdapOp::DelResponse(r)
+        | LdapOp::ModifyDNResponse(r)
+        | LdapOp::CompareResult(r) => (r.code.clone(), r.message.clone()),
+        other => panic!("unexpected {other:?}"),
+    }
+}
+
+#[test]
+fn the_spec_pdus_decode_and_our_response_matches_byte_for_byte() {
+    let mut codec = LdapCodec::default();
+    // V1, as the SDK sent it on a socket.
+    let mut buf = bytes::BytesMut::from(
+        &hex(
+            "304802010177438018312e332e362e312e342e312e33303232312e322e362e323481273025800b753a746573742e75736572810870617373776f7264a20c0403534d530405456d61696c",
+        )[..],
+    );
+    let msg = codec.decode(&mut buf).unwrap().unwrap();
+    let LdapOp::ExtendedRequest(req) = msg.op else {
+        panic!("{msg:?}")
+    };
+    assert_eq!(req.name, exop::DELIVER_OTP_REQUEST);
+    let d = exop::decode_deliver_otp(&req.value.unwrap()).unwrap();
+    assert_eq!(d.authentication_id, "u:test.user");
+    // V6, the SASL bind.
+    let mut buf = bytes::BytesMut::from(
+        &hex(
+            "303e02010260390201030400a3320417554e424f554e4449442d44454c4956455245442d4f545004173015800b753a746573742e757365728206313233343536",
+        )[..],
+    );
+    let msg = codec.decode(&mut buf).unwrap().unwrap();
+    let LdapOp::BindRequest(LdapBindRequest {
+        cred: LdapBindCred::SASL(s),
+        dn,
+        ..
+    }) = msg.op
+    else {
+        panic!()
+    };
+    assert_eq!(
+        (s.mechanism.as_str(), dn.as_str()),
+        (exop::SASL_DELIVERED_OTP, "")
+    );
+    assert_eq!(
+        exop::decode_sasl_credentials(&s.credentials)
+            .unwrap()
+            .otp
+            .expose(),
+        "123456"
+    );
+    // V8 on the wire.
+    let v8 = "302b80297569643d746573742e757365722c6f753d50656f706c652c64633d6578616d706c652c64633d636f6d";
+    let mut buf = bytes::BytesMut::from(
+        &hex(&format!(
+            "304e02010177498018312e332e362e312e342e312e33303232312e322e362e3437812d{v8}"
+        ))[..],
+    );
+    let LdapOp::ExtendedRequest(req) = codec.decode(&mut buf).unwrap().unwrap().op else {
+        panic!()
+    };
+    assert_eq!(
+        exop::decode_get_supported(&req.value.unwrap()).unwrap(),
+        "uid=test.user,ou=People,dc=example,dc=com"
+    );
+    // V10: our full ExtendedResponse, byte for byte.
+    let v10 = "30498005456d61696c81297569643d746573742e757365722c6f753d50656f706c652c64633d6578616d706c652c64633d636f6d8215746573742e75736572406578616d706c652e636f6d";
+    let value = exop::encode_deliver_otp_result(
+        "Email",
+        "uid=test.user,ou=People,dc=example,dc=com",
+        Some("test.user@example.com"),
+        None,
+    );
+    assert_eq!(value, hex(v10));
+    let resp = LdapMsg::new(
+        1,
+        LdapOp::ExtendedResponse(LdapExtendedResponse {
+            res: LdapResult {
+                code: LdapResultCode::Success,
+                matcheddn: String::new(),
+                message: String::new(),
+                referral: vec![],
+            },
+            name: Some(exop::DELIVER_OTP_RESPONSE.into()),
+            value: Some(value),
+        }),
+    );
+    let mut out = bytes::BytesMut::new();
+    codec.encode(resp, &mut out).unwrap();
+    assert_eq!(
+        out.to_vec(),
+        hex(&format!(
+            "3073020101786e0a0100040004008a18312e332e362e312e342e312e33303232312e322e362e32358b4b{v10}"
+        ))
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn malformed_values_get_a_result_code_and_the_connection_carries_on() {
+    let cs = world("").await;
+    let mut c = connect(&cs).await;
+    let deliver_cases: [(Option<&str>, &str); 7] = [
+        (None, "the request value is missing"),
+        (Some(""), "truncated BER element"),
+        (Some("3005800175"), "truncated BER element"),
+        (Some("3003810178"), "authenticationID [0] is missing"),
+        (Some("3006800175890100"), "unknown element tag 0x89"),
+        (Some("0403800175"), "expected tag 0x30"),
+        (Some("3010800175a2050403534d53a30430020400"), "both present"),
+    ];
+    for (value, expect) in deliver_cases {
+        let r = ask(&mut c, exop_req(exop::DELIVER_OTP_REQUEST, value.map(hex))).await;
+        let (code, msg) = outcome(&r);
+        assert_eq!(code, LdapResultCode::ProtocolError, "{value:?}: {msg}");
+        assert!(msg.contains(expect), "{value:?}: {msg}");
+    }
+    for (value, expect) in [
+        (None, "the request value is missing"),
+        (Some("3000"), "userDN [0] is missing"),
+        (Some("30058003"), "truncated"),
+    ] {
+        let r = ask(
+            &mut c,
+            exop_req(exop::GET_SUPPORTED_REQUEST, value.map(hex)),
+        )
+        .await;
+        let (code, msg) = outcome(&r);
+        assert_eq!(code, LdapResultCode::ProtocolError, "{value:?}: {msg}");
+        assert!(msg.contains(expect), "{value:?}: {msg}");
+    }
+    for (creds, expect) in [
+        ("", "truncated BER element"),
+        ("3003800175", "oneTimePassword [2] is missing"),
+        ("3003820131", "authenticationID [0] is missing"),
+        ("3006800175830131", "unknown element tag 0x83"),
+        ("30098001758201", "truncated"),
+    ] {
+        let r = ask(&mut c, sasl(hex(creds))).await;
+        let (code, msg) = outcome(&r);
+        assert_eq!(code, LdapResultCode::ProtocolError, "{creds}: {msg}");
+        assert!(msg.contains(expect), "{creds}: {msg}");
+    }
+    // A malformed identity inside a well-formed value.
+    let r = ask(
+        &mut c,
+        exop_req(
+            exop::DELIVER_OTP_REQUEST,
+            Some(exop::encode_deliver_otp(&exop::DeliverOtpRequest {
+                authentication_id: "alice".into(),
+                static_password: Some("x".into()),
+                ..Default::default()
+            })),
+        ),
+    )
+    .await;
+    assert_eq!(outcome(&r).0, LdapResultCode::ProtocolError);
+    // The same connection still works.
+    let r = ask(&mut c, exop_req(exop::WHO_AM_I, None)).await;
+    assert_eq!(outcome(&r).0, LdapResultCode::Success);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn everything_else_is_answered_never_dropped() {
+    let cs = world("").await;
+    let mut c = connect(&cs).await;
+    let cases: Vec<(LdapOp, LdapResultCode)> = vec![
+        (exop_req("1.2.3.4.5", None), LdapResultCode::ProtocolError),
+        (
+            LdapOp::BindRequest(LdapBindRequest {
+                version: 3,
+                dn: String::new(),
+                cred: LdapBindCred::SASL(SaslCredentials {
+                    mechanism: "PLAIN".into(),
+                    credentials: b"\0a\0b".to_vec(),
+                }),
+            }),
+            LdapResultCode::AuthMethodNotSupported,
+        ),
+        (
+            LdapOp::BindRequest(LdapBindRequest {
+                version: 2,
+                dn: alice_dn().into(),
+                cred: LdapBindCred::Simple("alice-password".into()),
+            }),
+            LdapResultCode::ProtocolError,
+        ),
+        (
+            LdapOp::BindRequest(LdapBindRequest {
+                version: 3,
+                dn: alice_dn().into(),
+                cred: LdapBindCred::Simple(String::new()),
+            }),
+            LdapResultCode::UnwillingToPerform,
+        ),
+        (
+            LdapOp::AddRequest(LdapAddRequest {
+                dn: "cn=x,dc=example,dc=com".into(),
+                attributes: vec![],
+            }),
+            LdapResultCode::UnwillingToPerform,
+        ),
+        (
+            LdapOp::DelRequest("cn=x,dc=example,dc=com".into()),
+            LdapResultCode::UnwillingToPerform,
+        ),
+        (
+            LdapOp::ModifyRequest(LdapModifyRequest {
+                dn: alice_dn().into(),
+                changes: vec![],
+            }),
+            LdapResultCode::UnwillingToPerform,
+        ),
+        (
+            LdapOp::CompareRequest(LdapCompareRequest {
+                dn: alice_dn().into(),
+                atype: "uid".into(),
+                val: b"alice".to_vec(),
+            }),
+            LdapResultCode::UnwillingToPerform,
+        ),
+        (
+            LdapOp::SearchRequest(LdapSearchRequest {
+                base: "dc=example,dc=com".into(),
+                scope: LdapSearchScope::Subtree,
+                aliases: LdapDerefAliases::Never,
+                sizelimit: 0,
+                timelimit: 0,
+                typesonly: false,
+                filter: LdapFilter::Present("objectClass".into()),
+                attrs: vec![],
+            }),
+            LdapResultCode::UnwillingToPerform,
+        ),
+    ];
+    for (op, want) in cases {
+        let label = format!("{op:?}");
+        let r = ask(&mut c, op).await;
+        let (code, msg) = outcome(&r);
+        assert_eq!(code, want, "{label}: {msg}");
+        assert!(!msg.is_empty(), "{label}: a diagnostic is expected");
+    }
+    // A critical control we do not know fails the operation (RFC 4511 §4.1.11).
+    let msg = LdapMsg::new_with_ctrls(
+        9,
+        exop_req(exop::WHO_AM_I, None),
+        vec![ldap3_proto::control::LdapControl::Unknown {
+            oid: "1.2.3.9".into(),
+            criticality: true,
+            value: None,
+        }],
+    );
+    c.send(msg).await.unwrap();
+    let r = c.next().await.unwrap().unwrap();
+    assert_eq!(
+        outcome(&[r]).0,
+        LdapResultCode::UnavailableCriticalExtension
+    );
+}
+
+async fn read_to_end(mut s: TcpStream) -> Vec<u8> {
+    let mut out = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(20), s.read_to_end(&mut out))
+        .await
+        .expect("the server closes the connection");
+    out
+}
+
+fn is_notice_of_disconnection(bytes: &[u8]) -> bool {
+    let mut buf = bytes::BytesMut::from(bytes);
+    match LdapCodec::default().decode(&mut buf) {
+        Ok(Some(LdapMsg {
+            msgid: 0,
+            op: LdapOp::ExtendedResponse(r),
+            ..
+        })) => {
+            r.name.as_deref() == Some(exop::NOTICE_OF_DISCONNECTION)
+                && r.res.code == LdapResultCode::ProtocolError
+        }
+        _ => false,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_10_mb_frame_or_garbage_closes_only_that_connection() {
+    let cs = world("").await;
+    let mut bystander = connect(&cs).await;
+    let addr = cs
+        .ldap_url
+        .as_deref()
+        .unwrap()
+        .trim_start_matches("ldap://")
+        .to_owned();
+
+    // 10 MB in one LDAP message: SEQUENCE with a 4-byte length.
+    let mut s = TcpStream::connect(&addr).await.unwrap();
+    let len: u32 = 10 * 1024 * 1024;
+    let mut frame = vec![0x30, 0x84];
+    frame.extend_from_slice(&len.to_be_bytes());
+    frame.extend(std::iter::repeat_n(0x04u8, len as usize));
+    let (mut rd, mut wr) = s.split();
+    let writer = async {
+        let _ = wr.write_all(&frame).await;
+    };
+    let mut got = Vec::new();
+    let reader = async {
+        let _ = tokio::time::timeout(Duration::from_secs(30), rd.read_to_end(&mut got)).await;
+    };
+    tokio::join!(writer, reader);
+    assert!(
+        is_notice_of_disconnection(&got),
+        "expected a notice of disconnection, got {} bytes",
+        got.len()
+    );
+
+    // Garbage.
+    let mut s = TcpStream::connect(&addr).await.unwrap();
+    s.write_all(&[0xff, 0x01, 0x00, 0x30]).await.unwrap();
+    assert!(is_notice_of_disconnection(&read_to_end(s).await));
+
+    // The bystander and a new client are served.
+    assert_eq!(
+        outcome(&ask(&mut bystander, exop_req(exop::WHO_AM_I, None)).await).0,
+        LdapResultCode::Success
+    );
+    let mut fresh = connect(&cs).await;
+    assert_eq!(
+        outcome(&ask(&mut fresh, exop_req(exop::WHO_AM_I, None)).await).0,
+        LdapResultCode::Success
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_connections_are_closed_and_connections_are_limited() {
+    let cs = world("idle_timeout = \"1s\"\nmax_connections = 2\n").await;
+    let addr = cs
+        .ldap_url
+        .as_deref()
+        .unwrap()
+        .trim_start_matches("ldap://")
+        .to_owned();
+    let mut a = connect(&cs).await;
+    let _b = connect(&cs).await;
+    // A third connection is closed on arrival.
+    let third = TcpStream::connect(&addr).await.unwrap();
+    assert!(read_to_end(third).await.is_empty());
+    // The first still works; left idle, it is closed.
+    assert_eq!(
+        outcome(&ask(&mut a, exop_req(exop::WHO_AM_I, None)).await).0,
+        LdapResultCode::Success
+    );
+    let end = tokio::time::timeout(Duration::from_secs(20), a.next())
+        .await
+        .expect("closed by the idle timeout");
+    assert!(end.is_none());
+}
+
+// ---------------------------------------------------------------------------------------------
+// The handler on its own.
+
+fn handler(cs: &Countersign, tls_available: bool) -> LdapHandler {
+    LdapHandler::new(
+        cs.app.otp.clone(),
+        LdapSettings {
+            allow_deliver_otp_without_tls: false,
+            bind_name_forms: Default::default(),
+            reveal_recipients: false,
+            tls_available,
+            naming_contexts: vec!["ou=people,dc=example,dc=com".into()],
+        },
+    )
+}
+
+fn single(o: Outcome) -> LdapMsg {
+    match o {
+        Outcome::Respond(mut v) if v.len() == 1 => v.remove(0),
+        other => panic!("{other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn handler_starttls_rules() {
+    let cs = world("").await;
+    let h = handler(&cs, true);
+    let starttls = || LdapMsg::new(1, exop_req(exop::START_TLS, None));
+    assert!(matches!(
+        h.handle(starttls(), &Session::default()).await,
+        Outcome::StartTls(_)
+    ));
+    let busy = Session {
+        outstanding: 1,
+        ..Session::default()
+    };
+    assert_eq!(
+        outcome(&[single(h.handle(starttls(), &busy).await)]).0,
+        LdapResultCode::OperationsError
+    );
+    let secure = Session {
+        secure: true,
+        ..Session::default()
+    };
+    assert_eq!(
+        outcome(&[single(h.handle(starttls(), &secure).await)]).0,
+        LdapResultCode::OperationsError
+    );
+    let no_cert = handler(&cs, false);
+    assert_eq!(
+        outcome(&[single(
+            no_cert.handle(starttls(), &Session::default()).await
+        )])
+        .0,
+        LdapResultCode::ProtocolError
+    );
+}
+
+#[tokio::test]
+async fn handler_who_am_i_deliver_and_supported_follow_the_session() {
+    let cs = world("").await;
+    let h = handler(&cs, true);
+    let whoami = || LdapMsg::new(1, exop_req(exop::WHO_AM_I, None));
+    let value = |m: LdapMsg| match m.op {
+        LdapOp::ExtendedResponse(r) => r.value,
+        other => panic!("{other:?}"),
+    };
+    assert_eq!(
+        value(single(h.handle(whoami(), &Session::default()).await)),
+        Some(Vec::new())
+    );
+    let alice_key = countersign_core::UserKey {
+        directory: "local".into(),
+        dn: countersign_core::Dn::new(alice_dn()).normalized(),
+    };
+    let bound = Session {
+        bound: Some(BoundUser {
+            key: alice_key,
+            dn: alice_dn().into(),
+        }),
+        secure: true,
+        ..Session::default()
+    };
+    assert_eq!(
+        value(single(h.handle(whoami(), &bound).await)),
+        Some(format!("dn:{}", alice_dn()).into_bytes())
+    );
+
+    // Deliver OTP on an insecure session is refused before the value is even read.
+    let deliver = |v: Vec<u8>| LdapMsg::new(2, exop_req(exop::DELIVER_OTP_REQUEST, Some(v)));
+    let step_up = ber::constructed(ber::SEQUENCE, &[ber::tlv(ber::context(0), b"u:alice")]);
+    assert_eq!(
+        outcome(&[single(
+            h.handle(deliver(b"garbage".to_vec()), &Session::default())
+                .await
+        )])
+        .0,
+        LdapResultCode::ConfidentialityRequired
+    );
+    // Step-up: no password, bound as alice, secure.
+    let anonymous_secure = Session {
+        secure: true,
+        ..Session::default()
+    };
+    assert_eq!(
+        outcome(&[single(
+            h.handle(deliver(step_up.clone()), &anonymous_secure).await
+        )])
+        .0,
+        LdapResultCode::InvalidCredentials
+    );
+    let r = single(h.handle(deliver(step_up), &bound).await);
+    assert_eq!(outcome(std::slice::from_ref(&r)).0, LdapResultCode::Success);
+
+    // Get Supported: full addresses for alice herself, masked for anyone else.
+    let supported = || {
+        LdapMsg::new(
+            3,
+            exop_req(
+                exop::GET_SUPPORTED_REQUEST,
+                Some(exop::encode_get_supported(alice_dn())),
+            ),
+        )
+    };
+    let items = |m: LdapMsg| exop::decode_get_supported_result(&value(m).unwrap()).unwrap();
+    // The File mechanism reaches e-mail addresses.
+    assert_eq!(
+        items(single(h.handle(supported(), &bound).await))[0]
+            .recipient
+            .as_deref(),
+        Some("alice@example.com")
+    );
+    assert_eq!(
+        items(single(h.handle(supported(), &Session::default()).await))[0]
+            .recipient
+            .as_deref(),
+        Some("a***@example.com")
+    );
+    let nobody = LdapMsg::new(
+        4,
+        exop_req(
+            exop::GET_SUPPORTED_REQUEST,
+            Some(exop::encode_get_supported("uid=x,dc=y")),
+        ),
+    );
+    assert_eq!(
+        outcome(&[single(h.handle(nobody, &Session::default()).await)]).0,
+        LdapResultCode::NoSuchObject
+    );
+}
