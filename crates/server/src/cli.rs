@@ -62,6 +62,9 @@ pub struct DemoArgs {
     /// Address of the HTTP API (port 0 picks a free one).
     #[arg(long, default_value = "127.0.0.1:8080")]
     pub http: String,
+    /// Address of the LDAP front (port 0 picks a free one).
+    #[arg(long, default_value = "127.0.0.1:3389")]
+    pub ldap: String,
 }
 
 #[derive(Debug, Subcommand)]

@@ -172,6 +172,10 @@ fn the_documented_example_is_valid() {
 
 #[test]
 fn the_demo_config_is_valid() {
-    let (ok, out) = check(&countersign::demo::DEMO_CONFIG.replace("{http}", "127.0.0.1:8080"));
+    let (ok, out) = check(
+        &countersign::demo::DEMO_CONFIG
+            .replace("{http}", "127.0.0.1:8080")
+            .replace("{ldap}", "127.0.0.1:3389"),
+    );
     assert!(ok, "{out}");
 }

@@ -8,7 +8,14 @@ use std::process::{Command, Stdio};
 fn the_walkthrough_works_as_printed() {
     let dir = tempfile::TempDir::new().unwrap();
     let mut demo = Command::new(env!("CARGO_BIN_EXE_countersign"))
-        .args(["demo", "--http", "127.0.0.1:0", "--dir"])
+        .args([
+            "demo",
+            "--http",
+            "127.0.0.1:0",
+            "--ldap",
+            "127.0.0.1:0",
+            "--dir",
+        ])
         .arg(dir.path().join("demo"))
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
@@ -35,7 +42,7 @@ fn the_walkthrough_works_as_printed() {
             step.push('\n');
         }
     }
-    assert_eq!(steps.len(), 5, "{text}");
+    assert_eq!(steps.len(), 9, "{text}");
     let script: String = steps
         .iter()
         .enumerate()
@@ -73,7 +80,28 @@ fn the_walkthrough_works_as_printed() {
         step(4).contains(r#""recipient_id":"a***@example.com""#),
         "{output}"
     );
-    let audit = step(5);
+    let rootdse = step(5);
+    assert!(
+        rootdse.contains("supportedSASLMechanisms: UNBOUNDID-DELIVERED-OTP"),
+        "{output}"
+    );
+    assert!(
+        rootdse.contains("ds-supported-otp-delivery-mechanism: SMS"),
+        "{output}"
+    );
+    assert!(
+        step(6).contains("dn:uid=alice,ou=people,dc=example,dc=com"),
+        "{output}"
+    );
+    assert!(
+        step(7).contains("oid: 1.3.6.1.4.1.30221.2.6.25"),
+        "{output}"
+    );
+    assert!(
+        step(8).contains("success dn:uid=alice,ou=people,dc=example,dc=com"),
+        "{output}"
+    );
+    let audit = step(9);
     assert!(
         audit.contains("verify  success") && audit.contains("via SMS to +15550100001"),
         "{output}"
