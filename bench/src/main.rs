@@ -1,6 +1,8 @@
-//! countersign-bench: Deliver OTP + verify round trips over HTTP against a running `countersign
-//! serve`, at several concurrency levels. Codes go out by "SMS" to a gateway inside this process,
-//! which hands each one to the client waiting for it. See bench/README.md.
+//! countersign-bench: load against a running `countersign serve`, at several concurrency levels:
+//! Deliver OTP + verify round trips over HTTP; LDAP simple binds (a new connection per bind, and
+//! persistent connections); Deliver OTP + UNBOUNDID-DELIVERED-OTP bind round trips over LDAP.
+//! Codes go out by "SMS" to a gateway inside this process, which hands each one to the client
+//! waiting for it. See bench/README.md.
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -12,11 +14,19 @@ use anyhow::{Context, anyhow, bail};
 use clap::Parser;
 use countersign::app::App;
 use countersign::config::Config;
+use countersign::ldap::exop;
 use countersign::passwords;
 use countersign_core::Secret;
 use countersign_core::model::{AccountState, User};
 use countersign_core::ports::{Directory, LocalUser, Store};
+use futures_util::{SinkExt, StreamExt};
+use ldap3_proto::LdapCodec;
+use ldap3_proto::proto::{
+    LdapBindCred, LdapBindRequest, LdapExtendedRequest, LdapMsg, LdapOp, LdapResultCode,
+    SaslCredentials,
+};
 use tokio::sync::mpsc;
+use tokio_util::codec::Framed;
 
 #[derive(Parser)]
 struct Args {
@@ -29,6 +39,13 @@ struct Args {
     /// Seconds measured per level (after one second of warm-up).
     #[arg(long, default_value_t = 10)]
     seconds: u64,
+    /// Suites to run, comma-separated: http, ldap-bind-new, ldap-bind-persistent, ldap-otp.
+    #[arg(
+        long,
+        default_value = "http,ldap-bind-new,ldap-bind-persistent,ldap-otp",
+        value_delimiter = ','
+    )]
+    suite: Vec<String>,
 }
 
 type Inboxes = Arc<Mutex<HashMap<String, mpsc::UnboundedSender<String>>>>;
@@ -61,9 +78,12 @@ async fn main() -> anyhow::Result<()> {
     let gw_addr = gw_listener.local_addr()?;
     tokio::spawn(async move { axum::serve(gw_listener, app).await });
 
-    let http_port = std::net::TcpListener::bind("127.0.0.1:0")?
-        .local_addr()?
-        .port();
+    let free_port = || -> anyhow::Result<u16> {
+        Ok(std::net::TcpListener::bind("127.0.0.1:0")?
+            .local_addr()?
+            .port())
+    };
+    let (http_port, ldap_port) = (free_port()?, free_port()?);
     let config_path = tmp.path().join("countersign.toml");
     std::fs::write(
         &config_path,
@@ -72,6 +92,9 @@ async fn main() -> anyhow::Result<()> {
 url = "sqlite://countersign.db"
 [listen]
 http = "127.0.0.1:{http_port}"
+ldap = "127.0.0.1:{ldap_port}"
+[ldap]
+allow_deliver_otp_without_tls = true
 [[directory]]
 name = "local"
 type = "local"
@@ -151,32 +174,288 @@ verify_per_client = "off"
     let cores = std::thread::available_parallelism()
         .map(|n| n.get())
         .unwrap_or(1);
-    println!(
-        "| clients | round trips/s | deliver p50 | deliver p99 | verify p50 | verify p99 | argon2 in deliver p50 | argon2 of all CPU ({cores} cores) |"
-    );
-    println!("| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |");
-    for &c in &args.clients {
-        let r = run_level(
-            &client,
-            &base,
-            &inboxes,
-            c,
-            Duration::from_secs(args.seconds),
-        )
-        .await?;
-        println!(
-            "| {c} | {:.1} | {} | {} | {} | {} | {:.0}% | {:.0}% |",
-            r.rate,
-            ms(r.deliver_p50),
-            ms(r.deliver_p99),
-            ms(r.verify_p50),
-            ms(r.verify_p99),
-            100.0 * argon2.as_secs_f64() / r.deliver_p50.as_secs_f64(),
-            100.0 * r.rate * argon2.as_secs_f64() / cores as f64,
-        );
+    let measure = Duration::from_secs(args.seconds);
+    let ldap_addr = format!("127.0.0.1:{ldap_port}");
+    for suite in &args.suite {
+        let (title, parts): (&str, &[&str]) = match suite.as_str() {
+            "http" => ("HTTP: deliver + verify round trips", &["deliver", "verify"]),
+            "ldap-bind-new" => (
+                "LDAP: simple bind on a new connection each time",
+                &["connect+bind"],
+            ),
+            "ldap-bind-persistent" => ("LDAP: simple binds on persistent connections", &["bind"]),
+            "ldap-otp" => (
+                "LDAP: Deliver OTP + UNBOUNDID-DELIVERED-OTP bind round trips",
+                &["deliver", "sasl bind"],
+            ),
+            other => bail!("unknown suite {other}"),
+        };
+        println!("### {title}\n");
+        let mut head = String::from("| clients | per second |");
+        let mut rule = String::from("| ---: | ---: |");
+        for p in parts {
+            head += &format!(" {p} p50 | {p} p99 |");
+            rule += " ---: | ---: |";
+        }
+        head += &format!(" argon2 of all CPU ({cores} cores) |");
+        rule += " ---: |";
+        println!("{head}\n{rule}");
+        for &c in &args.clients {
+            let samples = match suite.as_str() {
+                "http" => {
+                    level(c, measure, |i, w| {
+                        http_client(client.clone(), base.clone(), inbox(&inboxes, i), i, w)
+                    })
+                    .await?
+                }
+                "ldap-bind-new" => {
+                    level(c, measure, |i, w| {
+                        ldap_bind_client(ldap_addr.clone(), i, w, false)
+                    })
+                    .await?
+                }
+                "ldap-bind-persistent" => {
+                    level(c, measure, |i, w| {
+                        ldap_bind_client(ldap_addr.clone(), i, w, true)
+                    })
+                    .await?
+                }
+                _ => {
+                    level(c, measure, |i, w| {
+                        ldap_otp_client(ldap_addr.clone(), inbox(&inboxes, i), i, w)
+                    })
+                    .await?
+                }
+            };
+            let rate = samples.len() as f64 / measure.as_secs_f64();
+            let mut row = format!("| {c} | {rate:.1} |");
+            for k in 0..parts.len() {
+                let mut v: Vec<Duration> = samples.iter().map(|s| s[k]).collect();
+                v.sort();
+                row += &format!(" {} | {} |", ms(pct(&v, 0.50)), ms(pct(&v, 0.99)));
+            }
+            // Every iteration of every suite checks one static password or none: deliver does,
+            // binds do, verify and the OTP bind do not.
+            row += &format!(
+                " {:.0}% |",
+                100.0 * rate * argon2.as_secs_f64() / cores as f64
+            );
+            println!("{row}");
+        }
+        println!();
     }
     server.kill().await.ok();
     Ok(())
+}
+
+fn pct(v: &[Duration], p: f64) -> Duration {
+    v[((v.len() as f64 * p) as usize).min(v.len() - 1)]
+}
+
+fn inbox(inboxes: &Inboxes, i: usize) -> mpsc::UnboundedReceiver<String> {
+    let (tx, rx) = mpsc::unbounded_channel();
+    if let Ok(mut map) = inboxes.lock() {
+        map.insert(phone(i), tx);
+    }
+    rx
+}
+
+/// The measured window of a level.
+#[derive(Clone, Copy)]
+struct Window {
+    from: Instant,
+    until: Instant,
+}
+
+impl Window {
+    /// Whether an iteration that ran from `start` to now counts.
+    fn counts(&self, start: Instant) -> bool {
+        start >= self.from && Instant::now() <= self.until
+    }
+}
+
+/// Runs `clients` clients for one second of warm-up and `measure`; returns every counted
+/// iteration's component latencies.
+async fn level<F, Fut>(
+    clients: usize,
+    measure: Duration,
+    per_client: F,
+) -> anyhow::Result<Vec<Vec<Duration>>>
+where
+    F: Fn(usize, Window) -> Fut,
+    Fut: std::future::Future<Output = anyhow::Result<Vec<Vec<Duration>>>> + Send + 'static,
+{
+    let start = Instant::now() + Duration::from_millis(50);
+    let window = Window {
+        from: start + Duration::from_secs(1),
+        until: start + Duration::from_secs(1) + measure,
+    };
+    let tasks: Vec<_> = (0..clients)
+        .map(|i| tokio::spawn(per_client(i, window)))
+        .collect();
+    let mut all = Vec::new();
+    for t in tasks {
+        all.extend(t.await??);
+    }
+    if all.is_empty() {
+        bail!("no iteration completed in the measured window");
+    }
+    Ok(all)
+}
+
+async fn http_client(
+    client: reqwest::Client,
+    base: String,
+    mut rx: mpsc::UnboundedReceiver<String>,
+    i: usize,
+    w: Window,
+) -> anyhow::Result<Vec<Vec<Duration>>> {
+    let mut samples = Vec::new();
+    let deliver = serde_json::json!({"authentication_id": format!("u:user{i}"), "static_password": "bench-password"});
+    while Instant::now() < w.until {
+        let t0 = Instant::now();
+        let r = client
+            .post(format!("{base}/api/v1/otp/deliver"))
+            .json(&deliver)
+            .send()
+            .await?;
+        if !r.status().is_success() {
+            bail!("deliver: HTTP {}", r.status());
+        }
+        let otp = tokio::time::timeout(Duration::from_secs(10), rx.recv())
+            .await?
+            .ok_or_else(|| anyhow!("gateway closed"))?;
+        let t1 = Instant::now();
+        let verify = serde_json::json!({"authentication_id": format!("u:user{i}"), "otp": otp});
+        let r = client
+            .post(format!("{base}/api/v1/otp/verify"))
+            .json(&verify)
+            .send()
+            .await?;
+        if !r.status().is_success() {
+            bail!("verify: HTTP {}", r.status());
+        }
+        if w.counts(t0) {
+            samples.push(vec![t1 - t0, t1.elapsed()]);
+        }
+    }
+    Ok(samples)
+}
+
+/// A minimal LDAP client on ldap3_proto's codec.
+struct LdapClient {
+    framed: Framed<tokio::net::TcpStream, LdapCodec>,
+    next_id: i32,
+}
+
+impl LdapClient {
+    async fn connect(addr: &str) -> anyhow::Result<Self> {
+        let stream = tokio::net::TcpStream::connect(addr).await?;
+        stream.set_nodelay(true)?;
+        Ok(Self {
+            framed: Framed::new(stream, LdapCodec::default()),
+            next_id: 1,
+        })
+    }
+
+    /// Sends `op` and returns the result code of its response.
+    async fn ask(&mut self, op: LdapOp) -> anyhow::Result<LdapResultCode> {
+        self.next_id += 1;
+        self.framed.send(LdapMsg::new(self.next_id, op)).await?;
+        let msg = self
+            .framed
+            .next()
+            .await
+            .ok_or_else(|| anyhow!("connection closed"))??;
+        Ok(match msg.op {
+            LdapOp::BindResponse(r) => r.res.code,
+            LdapOp::ExtendedResponse(r) => r.res.code,
+            other => bail!("unexpected {other:?}"),
+        })
+    }
+}
+
+fn simple_bind(i: usize) -> LdapOp {
+    LdapOp::BindRequest(LdapBindRequest {
+        version: 3,
+        dn: format!("uid=user{i},ou=people,dc=countersign,dc=local"),
+        cred: LdapBindCred::Simple("bench-password".into()),
+    })
+}
+
+async fn ldap_bind_client(
+    addr: String,
+    i: usize,
+    w: Window,
+    persistent: bool,
+) -> anyhow::Result<Vec<Vec<Duration>>> {
+    let mut samples = Vec::new();
+    let mut conn = LdapClient::connect(&addr).await?;
+    while Instant::now() < w.until {
+        let t0 = Instant::now();
+        if !persistent {
+            conn = LdapClient::connect(&addr).await?;
+        }
+        let code = conn.ask(simple_bind(i)).await?;
+        if code != LdapResultCode::Success {
+            bail!("bind: {code:?}");
+        }
+        if w.counts(t0) {
+            samples.push(vec![t0.elapsed()]);
+        }
+    }
+    Ok(samples)
+}
+
+async fn ldap_otp_client(
+    addr: String,
+    mut rx: mpsc::UnboundedReceiver<String>,
+    i: usize,
+    w: Window,
+) -> anyhow::Result<Vec<Vec<Duration>>> {
+    let mut samples = Vec::new();
+    let mut conn = LdapClient::connect(&addr).await?;
+    let value = exop::encode_deliver_otp(&exop::DeliverOtpRequest {
+        authentication_id: format!("u:user{i}"),
+        static_password: Some(Secret::new("bench-password")),
+        ..Default::default()
+    });
+    while Instant::now() < w.until {
+        let t0 = Instant::now();
+        let deliver = LdapOp::ExtendedRequest(LdapExtendedRequest {
+            name: exop::DELIVER_OTP_REQUEST.into(),
+            value: Some(value.clone()),
+        });
+        let code = conn.ask(deliver).await?;
+        if code != LdapResultCode::Success {
+            bail!("deliver: {code:?}");
+        }
+        let otp = tokio::time::timeout(Duration::from_secs(10), rx.recv())
+            .await?
+            .ok_or_else(|| anyhow!("gateway closed"))?;
+        let t1 = Instant::now();
+        let creds = exop::encode_sasl_credentials(&exop::DeliveredOtpCredentials {
+            authentication_id: format!("u:user{i}"),
+            authorization_id: None,
+            otp: Secret::new(otp),
+        });
+        let bind = LdapOp::BindRequest(LdapBindRequest {
+            version: 3,
+            dn: String::new(),
+            cred: LdapBindCred::SASL(SaslCredentials {
+                mechanism: exop::SASL_DELIVERED_OTP.into(),
+                credentials: creds,
+            }),
+        });
+        let code = conn.ask(bind).await?;
+        if code != LdapResultCode::Success {
+            bail!("SASL bind: {code:?}");
+        }
+        if w.counts(t0) {
+            samples.push(vec![t1 - t0, t1.elapsed()]);
+        }
+    }
+    Ok(samples)
 }
 
 fn phone(i: usize) -> String {
@@ -209,79 +488,4 @@ async fn wait_ready(client: &reqwest::Client, base: &str) -> anyhow::Result<()> 
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     bail!("the server did not become ready at {base}")
-}
-
-struct LevelResult {
-    rate: f64,
-    deliver_p50: Duration,
-    deliver_p99: Duration,
-    verify_p50: Duration,
-    verify_p99: Duration,
-}
-
-async fn run_level(
-    client: &reqwest::Client,
-    base: &str,
-    inboxes: &Inboxes,
-    clients: usize,
-    measure: Duration,
-) -> anyhow::Result<LevelResult> {
-    let warmup = Duration::from_secs(1);
-    let start = Instant::now();
-    let (measure_from, until) = (start + warmup, start + warmup + measure);
-    let mut tasks = Vec::new();
-    for i in 0..clients {
-        let (tx, mut rx) = mpsc::unbounded_channel();
-        inboxes
-            .lock()
-            .map_err(|_| anyhow!("lock"))?
-            .insert(phone(i), tx);
-        let (client, base) = (client.clone(), base.to_owned());
-        tasks.push(tokio::spawn(async move {
-            let mut samples: Vec<(Duration, Duration)> = Vec::new();
-            let deliver = serde_json::json!({"authentication_id": format!("u:user{i}"), "static_password": "bench-password"});
-            while Instant::now() < until {
-                let t0 = Instant::now();
-                let r = client.post(format!("{base}/api/v1/otp/deliver")).json(&deliver).send().await?;
-                if !r.status().is_success() {
-                    bail!("deliver: HTTP {}", r.status());
-                }
-                let otp = tokio::time::timeout(Duration::from_secs(10), rx.recv())
-                    .await?
-                    .ok_or_else(|| anyhow!("gateway closed"))?;
-                let t1 = Instant::now();
-                let verify = serde_json::json!({"authentication_id": format!("u:user{i}"), "otp": otp});
-                let r = client.post(format!("{base}/api/v1/otp/verify")).json(&verify).send().await?;
-                if !r.status().is_success() {
-                    bail!("verify: HTTP {}", r.status());
-                }
-                let t2 = Instant::now();
-                if t0 >= measure_from && t2 <= until {
-                    samples.push((t1 - t0, t2 - t1));
-                }
-            }
-            Ok(samples)
-        }));
-    }
-    let mut deliver = Vec::new();
-    let mut verify = Vec::new();
-    for t in tasks {
-        for (d, v) in t.await?? {
-            deliver.push(d);
-            verify.push(v);
-        }
-    }
-    if deliver.is_empty() {
-        bail!("no round trip completed in the measured window");
-    }
-    deliver.sort();
-    verify.sort();
-    let pct = |v: &[Duration], p: f64| v[((v.len() as f64 * p) as usize).min(v.len() - 1)];
-    Ok(LevelResult {
-        rate: deliver.len() as f64 / measure.as_secs_f64(),
-        deliver_p50: pct(&deliver, 0.50),
-        deliver_p99: pct(&deliver, 0.99),
-        verify_p50: pct(&verify, 0.50),
-        verify_p99: pct(&verify, 0.99),
-    })
 }
