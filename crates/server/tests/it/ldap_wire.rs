@@ -606,3 +606,75 @@ async fn handler_who_am_i_deliver_and_supported_follow_the_session() {
         LdapResultCode::NoSuchObject
     );
 }
+
+/// Message IDs in the order their final responses arrive, for a slow Deliver OTP (its SMTP
+/// server never answers; 1 s timeout) sent before a root DSE search on one connection.
+async fn arrival_order(max_ops: usize) -> Vec<i32> {
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = silent.local_addr().unwrap().port();
+    let _hold = std::thread::spawn(move || {
+        let conns: Vec<_> = silent.incoming().take(1).filter_map(Result::ok).collect();
+        std::thread::sleep(Duration::from_secs(10));
+        drop(conns);
+    });
+    let setup = Setup {
+        smtp: Some(format!(
+            "host = \"127.0.0.1\"\nport = {port}\ntls = \"none\"\ntimeout = \"1s\"\n"
+        )),
+        ldap: true,
+        ldap_extra: format!(
+            "allow_deliver_otp_without_tls = true\nmax_operations_per_connection = {max_ops}\n"
+        ),
+        ..Setup::default()
+    };
+    let cs = Countersign::start(&setup).await;
+    cs.add_user(alice()).await;
+    let mut c = connect(&cs).await;
+    let deliver = exop::encode_deliver_otp(&exop::DeliverOtpRequest {
+        authentication_id: "u:alice".into(),
+        static_password: Some("alice-password".into()),
+        ..Default::default()
+    });
+    c.send(LdapMsg::new(
+        1,
+        exop_req(exop::DELIVER_OTP_REQUEST, Some(deliver)),
+    ))
+    .await
+    .unwrap();
+    let search = LdapOp::SearchRequest(LdapSearchRequest {
+        base: String::new(),
+        scope: LdapSearchScope::Base,
+        aliases: LdapDerefAliases::Never,
+        sizelimit: 0,
+        timelimit: 0,
+        typesonly: false,
+        filter: LdapFilter::Present("objectClass".into()),
+        attrs: vec!["1.1".into()],
+    });
+    c.send(LdapMsg::new(2, search)).await.unwrap();
+    let mut order = Vec::new();
+    while order.len() < 2 {
+        let m = tokio::time::timeout(Duration::from_secs(20), c.next())
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap();
+        match m.op {
+            LdapOp::SearchResultEntry(_) => {}
+            LdapOp::ExtendedResponse(r) => {
+                assert_eq!(r.res.code, LdapResultCode::UnwillingToPerform, "{r:?}");
+                order.push(m.msgid);
+            }
+            _ => order.push(m.msgid),
+        }
+    }
+    order
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn operations_run_beside_each_other_up_to_the_per_connection_bound() {
+    // Room for two: the search overtakes the slow delivery.
+    assert_eq!(arrival_order(16).await, [2, 1]);
+    // Room for one: the search is not even read until the delivery is done.
+    assert_eq!(arrival_order(1).await, [1, 2]);
+}
