@@ -444,10 +444,27 @@ impl OtpService {
                 .check(&client_key(client), self.clock.now())
                 .map_err(|retry_after| OtpError::RateLimited { retry_after })?;
         }
-        let user = self
+        let user = match self
             .find_user(&Identity::Dn(Dn::new(user_dn.trim())))
             .await?
-            .ok_or(OtpError::NoSuchUser)?;
+        {
+            Some(user) => user,
+            // Callers who may not see addresses may not learn who exists either: an unknown DN
+            // looks like a user no mechanism can reach.
+            None if view == RecipientView::Masked => {
+                return Ok(self
+                    .mechanisms
+                    .iter()
+                    .filter(|m| m.enabled)
+                    .map(|m| MechanismSupport {
+                        mechanism: m.name.clone(),
+                        supported: false,
+                        recipient: None,
+                    })
+                    .collect());
+            }
+            None => return Err(OtpError::NoSuchUser),
+        };
         let mut out = Vec::new();
         for m in self.mechanisms.iter().filter(|m| m.enabled) {
             let addresses = m.channel.addresses(&user);

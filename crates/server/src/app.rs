@@ -185,6 +185,7 @@ impl App {
             max_message_bytes: l.max_message_bytes,
             idle_timeout: l.idle_timeout,
             max_connections: l.max_connections,
+            max_connections_per_client: l.max_connections_per_client,
             max_operations_per_connection: l.max_operations_per_connection,
         };
         let handler = Arc::new(LdapHandler::new(self.otp.clone(), settings));

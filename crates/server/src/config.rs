@@ -113,6 +113,8 @@ struct LdapSection {
     idle_timeout: Option<String>,
     /// Connections served at once (default 1024); more are closed on arrival.
     max_connections: Option<usize>,
+    /// Connections one client address may hold at once (default 64).
+    max_connections_per_client: Option<usize>,
     /// Operations outstanding on one connection (default 16); further requests wait unread.
     max_operations_per_connection: Option<usize>,
 }
@@ -329,6 +331,7 @@ pub struct LdapConfig {
     pub max_message_bytes: usize,
     pub idle_timeout: Duration,
     pub max_connections: usize,
+    pub max_connections_per_client: usize,
     pub max_operations_per_connection: usize,
 }
 
@@ -415,6 +418,9 @@ pub struct RateLimitConfig {
     pub verify_per_user: Option<Rate>,
     pub verify_per_client: Option<Rate>,
 }
+
+/// Largest `[ldap] max_message_bytes` accepted: 16 MiB.
+pub const MAX_LDAP_MESSAGE: usize = 16 * 1024 * 1024;
 
 pub const DEFAULT_BASE_DN: &str = "ou=people,dc=countersign,dc=local";
 
@@ -771,7 +777,23 @@ impl Validator<'_> {
             allow_deliver_otp_without_tls: l.allow_deliver_otp_without_tls.unwrap_or(false),
             bind_name_forms: forms,
             reveal_recipients: l.reveal_recipients.unwrap_or(false),
-            max_message_bytes: positive(self, "max_message_bytes", l.max_message_bytes, 64 * 1024),
+            max_message_bytes: match positive(
+                self,
+                "max_message_bytes",
+                l.max_message_bytes,
+                64 * 1024,
+            ) {
+                n if n > MAX_LDAP_MESSAGE => {
+                    self.key_error(
+                        span,
+                        "max_message_bytes",
+                        "ldap.max_message_bytes",
+                        format!("at most {MAX_LDAP_MESSAGE}"),
+                    );
+                    64 * 1024
+                }
+                n => n,
+            },
             idle_timeout: self.duration(
                 span,
                 "ldap.idle_timeout",
@@ -779,6 +801,12 @@ impl Validator<'_> {
                 Duration::from_secs(300),
             ),
             max_connections: positive(self, "max_connections", l.max_connections, 1024),
+            max_connections_per_client: positive(
+                self,
+                "max_connections_per_client",
+                l.max_connections_per_client,
+                64,
+            ),
             max_operations_per_connection: positive(
                 self,
                 "max_operations_per_connection",

@@ -14,7 +14,8 @@ use crate::cli::DemoArgs;
 use crate::config::Config;
 use crate::passwords;
 
-/// The demo's configuration; `{http}` and `{ldap}` are replaced by the listen addresses.
+/// The demo's configuration; `{http}` and `{ldap}` are replaced by the listen addresses,
+/// `{allow_insecure}` by whether the LDAP address is a loopback one.
 pub const DEMO_CONFIG: &str = r#"# Written by `countersign demo`; rewritten each time the demo starts.
 [store]
 url = "sqlite://countersign.db"
@@ -24,9 +25,9 @@ http = "{http}"
 ldap = "{ldap}"
 
 [ldap]
-# Demo only, on loopback: Deliver OTP carries the static password, so a real deployment serves
-# it over LDAPS or StartTLS (the default refuses it otherwise).
-allow_deliver_otp_without_tls = true
+# Deliver OTP carries the static password, so a real deployment serves it over LDAPS or StartTLS
+# (the default refuses it otherwise). The demo allows it in clear only on a loopback address.
+allow_deliver_otp_without_tls = {allow_insecure}
 
 [[directory]]
 name = "local"
@@ -116,7 +117,11 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     let config_path = dir.join("countersign.toml");
     let text = DEMO_CONFIG
         .replace("{http}", &http_addr.to_string())
-        .replace("{ldap}", &ldap_addr.to_string());
+        .replace("{ldap}", &ldap_addr.to_string())
+        .replace(
+            "{allow_insecure}",
+            &ldap_addr.ip().is_loopback().to_string(),
+        );
     std::fs::write(&config_path, text)?;
     let config =
         Config::load(&config_path).map_err(|e| anyhow::anyhow!("built-in demo config: {e}"))?;
@@ -264,7 +269,7 @@ Over LDAP, as PingDirectory clients do (needs: apt-get install ldap-utils python
 
 5. The root DSE: extensions, the SASL mechanism, the delivery mechanisms:
 
-  ldapsearch -x -H ldap://{ldap} -b "" -s base
+  ldapsearch -x -H ldap://{ldap} -b "" -s base '*' '+'
 
 6. A simple bind, then Who Am I:
 

@@ -16,9 +16,7 @@ fn main() -> ExitCode {
     };
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
-        .with_env_filter(
-            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_level)),
-        )
+        .with_env_filter(log_filter(default_level))
         .init();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -36,6 +34,17 @@ fn main() -> ExitCode {
             eprintln!("countersign: {e:#}");
             ExitCode::FAILURE
         }
+    }
+}
+
+/// `RUST_LOG`, else `default_level`; ldap3_proto always off: it logs raw client bytes (errors)
+/// and whole messages (trace), which can hold passwords and OTPs.
+fn log_filter(default_level: &str) -> EnvFilter {
+    let filter =
+        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_level));
+    match "ldap3_proto=off".parse() {
+        Ok(directive) => filter.add_directive(directive),
+        Err(_) => filter,
     }
 }
 

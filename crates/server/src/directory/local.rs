@@ -116,19 +116,14 @@ impl Directory for LocalDirectory {
             .await
             .map_err(|e| self.unavailable(e))?;
         let Some(stored) = stored else {
+            // Deleted between lookup and check: spend the same effort, then refuse.
+            passwords::verify_async(password, &self.dummy_hash).await;
             return Ok(false);
         };
-        let password = password.clone();
-        let ok = tokio::task::spawn_blocking(move || {
-            passwords::verify(&password, &stored.password_hash)
-        })
-        .await
-        .unwrap_or(false);
-        Ok(ok)
+        Ok(passwords::verify_async(password, &stored.password_hash).await)
     }
 
     async fn check_password_of_nobody(&self, password: &Secret) {
-        let (password, dummy) = (password.clone(), self.dummy_hash.clone());
-        let _ = tokio::task::spawn_blocking(move || passwords::verify(&password, &dummy)).await;
+        passwords::verify_async(password, &self.dummy_hash).await;
     }
 }

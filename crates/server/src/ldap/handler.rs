@@ -11,8 +11,8 @@ use countersign_core::otp::{Caller, DeliverRequest, OtpService, RecipientView, V
 use ldap3_proto::control::LdapControl;
 use ldap3_proto::proto::{
     LdapBindCred, LdapBindRequest, LdapBindResponse, LdapExtendedRequest, LdapExtendedResponse,
-    LdapMsg, LdapOp, LdapPartialAttribute, LdapResult, LdapResultCode, LdapSearchRequest,
-    LdapSearchResultEntry, LdapSearchScope,
+    LdapFilter, LdapMsg, LdapOp, LdapPartialAttribute, LdapResult, LdapResultCode,
+    LdapSearchRequest, LdapSearchResultEntry, LdapSearchScope,
 };
 
 use super::exop::{self, DecodeError};
@@ -216,12 +216,14 @@ impl LdapHandler {
 
     pub async fn handle(&self, msg: LdapMsg, session: &Session) -> Outcome {
         let id = msg.msgid;
-        if let Some(oid) = critical_control(&msg.ctrl) {
+        // Unbind and abandon have no response to carry a refusal (RFC 4511 §4.3, §4.11).
+        let answerable = !matches!(msg.op, LdapOp::UnbindRequest | LdapOp::AbandonRequest(_));
+        if let (Some(oid), true) = (critical_control(&msg.ctrl), answerable) {
             let res = result(
                 LdapResultCode::UnavailableCriticalExtension,
                 format!("critical control {oid} is not supported"),
             );
-            return Outcome::Respond(vec![self.refusal_for(&msg.op, id, res)]);
+            return self.refuse(&msg.op, id, res);
         }
         match msg.op {
             LdapOp::BindRequest(req) => self.bind(id, req, session).await,
@@ -229,19 +231,32 @@ impl LdapHandler {
             LdapOp::AbandonRequest(_) => Outcome::Ignore,
             LdapOp::SearchRequest(req) => Outcome::Respond(self.search(id, &req)),
             LdapOp::ExtendedRequest(req) => self.extended(id, req, session).await,
-            other => Outcome::Respond(vec![self.refusal_for(
+            other => self.refuse(
                 &other,
                 id,
                 result(
                     LdapResultCode::UnwillingToPerform,
                     "countersign serves binds, the root DSE and its extended operations only",
                 ),
-            )]),
+            ),
+        }
+    }
+
+    /// A refusal of `op`: a failed bind also leaves the connection anonymous (RFC 4513 §5.2.1).
+    pub fn refuse(&self, op: &LdapOp, id: i32, res: LdapResult) -> Outcome {
+        let response = self.refusal_for(op, id, res);
+        if matches!(op, LdapOp::BindRequest(_)) {
+            Outcome::Bind {
+                bound: None,
+                response,
+            }
+        } else {
+            Outcome::Respond(vec![response])
         }
     }
 
     /// The response of the right type for `op`, carrying `res`.
-    fn refusal_for(&self, op: &LdapOp, id: i32, res: LdapResult) -> LdapMsg {
+    pub fn refusal_for(&self, op: &LdapOp, id: i32, res: LdapResult) -> LdapMsg {
         let op = match op {
             LdapOp::BindRequest(_) => LdapOp::BindResponse(LdapBindResponse {
                 res,
@@ -303,6 +318,11 @@ impl LdapHandler {
                         }),
                         response: bind_response(id, success()),
                     },
+                    // SASL failures are credential failures, malformed identities included.
+                    Err(OtpError::MalformedIdentity(_)) => fail(result(
+                        LdapResultCode::InvalidCredentials,
+                        "invalid credentials",
+                    )),
                     Err(e) => fail(map_error(&e)),
                 }
             }
@@ -403,14 +423,24 @@ impl LdapHandler {
                 )),
             )];
         }
+        if !self.root_dse_matches(&req.filter) {
+            return vec![LdapMsg::new(id, LdapOp::SearchResultDone(success()))];
+        }
+        // RFC 4511 §4.5.1.8 and RFC 4512 §5.1: `*` (or no list) is the user attributes, `+`
+        // the operational ones, which every root DSE attribute but objectClass is; `1.1` none.
+        let all_user = req.attrs.is_empty() || req.attrs.iter().any(|a| a == "*");
+        let all_operational = req.attrs.iter().any(|a| a == "+");
         let wanted = |name: &str| -> bool {
-            let all = req.attrs.is_empty() || req.attrs.iter().any(|a| a == "*" || a == "+");
-            all || req.attrs.iter().any(|a| a.eq_ignore_ascii_case(name))
+            let operational = !name.eq_ignore_ascii_case("objectClass");
+            (operational && all_operational)
+                || (!operational && all_user)
+                || req.attrs.iter().any(|a| a.eq_ignore_ascii_case(name))
         };
         let attributes = self
             .root_dse
             .iter()
-            .filter(|(name, _)| wanted(name))
+            // An attribute with no values is not sent (RFC 4511 §4.5.2).
+            .filter(|(name, vals)| wanted(name) && !vals.is_empty())
             .map(|(name, vals)| LdapPartialAttribute {
                 atype: name.clone(),
                 vals: if req.typesonly {
@@ -430,6 +460,26 @@ impl LdapHandler {
             ),
             LdapMsg::new(id, LdapOp::SearchResultDone(success())),
         ]
+    }
+
+    /// Evaluates a search filter against the root DSE (presence and equality, combined).
+    fn root_dse_matches(&self, filter: &LdapFilter) -> bool {
+        let values = |attr: &str| {
+            self.root_dse
+                .iter()
+                .find(|(n, v)| n.eq_ignore_ascii_case(attr) && !v.is_empty())
+                .map(|(_, v)| v)
+        };
+        match filter {
+            LdapFilter::Present(a) => values(a).is_some(),
+            LdapFilter::Equality(a, v) => {
+                values(a).is_some_and(|vals| vals.iter().any(|x| x.eq_ignore_ascii_case(v)))
+            }
+            LdapFilter::And(fs) => fs.iter().all(|f| self.root_dse_matches(f)),
+            LdapFilter::Or(fs) => fs.iter().any(|f| self.root_dse_matches(f)),
+            LdapFilter::Not(f) => !self.root_dse_matches(f),
+            _ => false,
+        }
     }
 
     // ---------------------------------------------------------------------------------------
@@ -512,6 +562,13 @@ impl LdapHandler {
                     )),
                     Err(e) => refuse(map_error(&e)),
                 }
+            }
+            exop::WHO_AM_I | exop::START_TLS if req.value.is_some() => {
+                // RFC 4532 §2.1, RFC 4511 §4.14.1: these requests carry no value.
+                refuse(result(
+                    LdapResultCode::ProtocolError,
+                    format!("{} takes no request value", req.name),
+                ))
             }
             exop::WHO_AM_I => {
                 // RFC 4532 §2: the authzId, empty for anonymous.

@@ -175,7 +175,8 @@ fn the_demo_config_is_valid() {
     let (ok, out) = check(
         &countersign::demo::DEMO_CONFIG
             .replace("{http}", "127.0.0.1:8080")
-            .replace("{ldap}", "127.0.0.1:3389"),
+            .replace("{ldap}", "127.0.0.1:3389")
+            .replace("{allow_insecure}", "true"),
     );
     assert!(ok, "{out}");
 }

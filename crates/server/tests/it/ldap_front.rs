@@ -136,7 +136,7 @@ async fn root_dse_with_ldapsearch() {
     let w = ldap_world("").await;
     let (code, out, err) = w.tool(
         "ldapsearch",
-        &["-x", "-H", w.ldap(), "-b", "", "-s", "base"],
+        &["-x", "-H", w.ldap(), "-b", "", "-s", "base", "*", "+"],
     );
     assert_eq!(code, 0, "{err}");
     for line in [
@@ -172,6 +172,41 @@ async fn root_dse_with_ldapsearch() {
         all.contains("ds-supported-otp-delivery-mechanism: Email")
             && all.contains("vendorVersion: countersign"),
         "{all}"
+    );
+    // Without a list (or with *) only the user attributes: the rest are operational (RFC 4512).
+    let (_, user, _) = w.tool(
+        "ldapsearch",
+        &["-x", "-H", w.ldap(), "-b", "", "-s", "base"],
+    );
+    assert!(
+        user.contains("objectClass: top") && !user.contains("supportedExtension"),
+        "{user}"
+    );
+    let (_, op, _) = w.tool(
+        "ldapsearch",
+        &["-x", "-H", w.ldap(), "-b", "", "-s", "base", "+"],
+    );
+    assert!(
+        op.contains("supportedExtension") && !op.contains("objectClass"),
+        "{op}"
+    );
+    // A filter the root DSE does not match: no entry.
+    let (_, unmatched, _) = w.tool(
+        "ldapsearch",
+        &[
+            "-x",
+            "-H",
+            w.ldap(),
+            "-b",
+            "",
+            "-s",
+            "base",
+            "(vendorName=other)",
+        ],
+    );
+    assert!(
+        !unmatched.contains("# numEntries") && unmatched.contains("result: 0 Success"),
+        "{unmatched}"
     );
     let (_, one, _) = w.tool(
         "ldapsearch",
@@ -315,6 +350,10 @@ async fn starttls_and_ldaps_with_a_test_ca() {
     // StartTLS on LDAPS is refused: TLS is already there.
     let (code, _, err) = w.tool("ldapwhoami", &["-x", "-ZZ", "-H", w.ldaps()]);
     assert_ne!(code, 0, "{err}");
+    assert!(
+        err.contains("Operations error (1)") && err.contains("TLS is already established"),
+        "{err}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

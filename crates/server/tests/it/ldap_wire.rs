@@ -432,8 +432,8 @@ async fn a_10_mb_frame_or_garbage_closes_only_that_connection() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn idle_connections_are_closed_and_connections_are_limited() {
-    let cs = world("idle_timeout = \"1s\"\nmax_connections = 2\n").await;
+async fn connections_beyond_the_limit_are_closed_unanswered() {
+    let cs = world("max_connections = 2\n").await;
     let addr = cs
         .ldap_url
         .as_deref()
@@ -441,11 +441,40 @@ async fn idle_connections_are_closed_and_connections_are_limited() {
         .trim_start_matches("ldap://")
         .to_owned();
     let mut a = connect(&cs).await;
-    let _b = connect(&cs).await;
-    // A third connection is closed on arrival.
-    let third = TcpStream::connect(&addr).await.unwrap();
-    assert!(read_to_end(third).await.is_empty());
-    // The first still works; left idle, it is closed.
+    let mut b = connect(&cs).await;
+    // Both are being served before the third arrives.
+    assert_eq!(
+        outcome(&ask(&mut a, exop_req(exop::WHO_AM_I, None)).await).0,
+        LdapResultCode::Success
+    );
+    assert_eq!(
+        outcome(&ask(&mut b, exop_req(exop::WHO_AM_I, None)).await).0,
+        LdapResultCode::Success
+    );
+    let mut third = TcpStream::connect(&addr).await.unwrap();
+    let mut whoami = bytes::BytesMut::new();
+    LdapCodec::default()
+        .encode(LdapMsg::new(1, exop_req(exop::WHO_AM_I, None)), &mut whoami)
+        .unwrap();
+    let _ = third.write_all(&whoami).await;
+    assert!(
+        read_to_end(third).await.is_empty(),
+        "the third connection must get no answer"
+    );
+    // When one goes, there is room again.
+    drop(a);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let mut d = connect(&cs).await;
+    assert_eq!(
+        outcome(&ask(&mut d, exop_req(exop::WHO_AM_I, None)).await).0,
+        LdapResultCode::Success
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_connections_are_closed() {
+    let cs = world("idle_timeout = \"1s\"\n").await;
+    let mut a = connect(&cs).await;
     assert_eq!(
         outcome(&ask(&mut a, exop_req(exop::WHO_AM_I, None)).await).0,
         LdapResultCode::Success
@@ -454,6 +483,119 @@ async fn idle_connections_are_closed_and_connections_are_limited() {
         .await
         .expect("closed by the idle timeout");
     assert!(end.is_none());
+}
+
+fn simple(dn: &str, pw: &str) -> LdapOp {
+    LdapOp::BindRequest(LdapBindRequest {
+        version: 3,
+        dn: dn.into(),
+        cred: LdapBindCred::Simple(pw.into()),
+    })
+}
+
+fn whoami_value(msgs: &[LdapMsg]) -> String {
+    match &msgs[0].op {
+        LdapOp::ExtendedResponse(r) => {
+            String::from_utf8(r.value.clone().unwrap_or_default()).unwrap()
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_bind_leaves_the_connection_anonymous() {
+    let cs = world("").await;
+    let mut c = connect(&cs).await;
+    assert_eq!(
+        outcome(&ask(&mut c, simple(alice_dn(), "alice-password")).await).0,
+        LdapResultCode::Success
+    );
+    assert_eq!(
+        whoami_value(&ask(&mut c, exop_req(exop::WHO_AM_I, None)).await),
+        format!("dn:{}", alice_dn())
+    );
+    assert_eq!(
+        outcome(&ask(&mut c, simple(alice_dn(), "wrong")).await).0,
+        LdapResultCode::InvalidCredentials
+    );
+    assert_eq!(
+        whoami_value(&ask(&mut c, exop_req(exop::WHO_AM_I, None)).await),
+        ""
+    );
+
+    // A bind refused for a critical control too.
+    assert_eq!(
+        outcome(&ask(&mut c, simple(alice_dn(), "alice-password")).await).0,
+        LdapResultCode::Success
+    );
+    let msg = LdapMsg::new_with_ctrls(
+        8,
+        simple(alice_dn(), "alice-password"),
+        vec![ldap3_proto::control::LdapControl::Unknown {
+            oid: "1.2.3.9".into(),
+            criticality: true,
+            value: None,
+        }],
+    );
+    c.send(msg).await.unwrap();
+    let r = c.next().await.unwrap().unwrap();
+    assert_eq!(
+        outcome(&[r]).0,
+        LdapResultCode::UnavailableCriticalExtension
+    );
+    assert_eq!(
+        whoami_value(&ask(&mut c, exop_req(exop::WHO_AM_I, None)).await),
+        ""
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn step_up_as_another_user_is_refused() {
+    let cs = world("").await;
+    cs.add_user(TestUser {
+        username: "bob",
+        password: "bob-password",
+        ..alice()
+    })
+    .await;
+    let mut c = connect(&cs).await;
+    let bob = simple("uid=bob,ou=people,dc=example,dc=com", "bob-password");
+    assert_eq!(outcome(&ask(&mut c, bob).await).0, LdapResultCode::Success);
+    let step_up = ber::constructed(ber::SEQUENCE, &[ber::tlv(ber::context(0), b"u:alice")]);
+    let r = ask(&mut c, exop_req(exop::DELIVER_OTP_REQUEST, Some(step_up))).await;
+    assert_eq!(outcome(&r).0, LdapResultCode::InvalidCredentials);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bytes_sent_after_starttls_before_the_handshake_close_the_connection() {
+    let w = crate::ldap_front::ldap_world("").await;
+    let addr = w.ldap().trim_start_matches("ldap://").to_owned();
+    let mut s = TcpStream::connect(&addr).await.unwrap();
+    let mut out = bytes::BytesMut::new();
+    let mut codec = LdapCodec::default();
+    codec
+        .encode(LdapMsg::new(1, exop_req(exop::START_TLS, None)), &mut out)
+        .unwrap();
+    // A bind pipelined in clear right behind StartTLS must never be read as if under TLS.
+    codec
+        .encode(
+            LdapMsg::new(2, simple(alice_dn(), "alice-password")),
+            &mut out,
+        )
+        .unwrap();
+    s.write_all(&out).await.unwrap();
+    let got = read_to_end(s).await;
+    let mut buf = bytes::BytesMut::from(&got[..]);
+    let first = codec.decode(&mut buf).unwrap().unwrap();
+    assert_eq!(
+        outcome(&[first]).0,
+        LdapResultCode::Success,
+        "the StartTLS response"
+    );
+    assert!(
+        codec.decode(&mut buf).unwrap().is_none(),
+        "nothing answers the pipelined bind"
+    );
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -601,10 +743,10 @@ async fn handler_who_am_i_deliver_and_supported_follow_the_session() {
             Some(exop::encode_get_supported("uid=x,dc=y")),
         ),
     );
-    assert_eq!(
-        outcome(&[single(h.handle(nobody, &Session::default()).await)]).0,
-        LdapResultCode::NoSuchObject
-    );
+    // To an anonymous caller, nobody looks like a user no mechanism reaches.
+    let unknown = items(single(h.handle(nobody, &Session::default()).await));
+    assert_eq!(unknown.len(), 1);
+    assert!(!unknown[0].supported && unknown[0].recipient.is_none());
 }
 
 /// Message IDs in the order their final responses arrive, for a slow Deliver OTP (its SMTP

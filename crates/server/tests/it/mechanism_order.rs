@@ -172,11 +172,14 @@ async fn supported_mechanisms_masks_recipients_unless_told_otherwise() {
             {"delivery_mechanism": "SMS", "is_supported": false}
         ])
     );
+    // Nobody by that DN looks like a user no mechanism can reach: no user enumeration.
+    let nobody = cs
+        .get("/api/v1/otp/mechanisms?dn=uid=nobody,ou=people,dc=example,dc=com")
+        .await;
+    assert_eq!(nobody.status, 200);
     assert_eq!(
-        cs.get("/api/v1/otp/mechanisms?dn=uid=nobody,ou=people,dc=example,dc=com")
-            .await
-            .status,
-        404
+        nobody.json["mechanisms"],
+        json!([{"delivery_mechanism": "Email", "is_supported": false}, {"delivery_mechanism": "SMS", "is_supported": false}])
     );
     assert_eq!(cs.get("/api/v1/otp/mechanisms").await.status, 400);
 
@@ -209,4 +212,9 @@ async fn supported_mechanisms_reveals_recipients_when_configured() {
         a.json["mechanisms"],
         json!([{"delivery_mechanism": "SMS", "is_supported": true, "recipient_id": "+15550100001"}])
     );
+    // Trusted callers may also learn that a DN is unknown.
+    let nobody = cs
+        .get("/api/v1/otp/mechanisms?dn=uid=nobody,ou=people,dc=example,dc=com")
+        .await;
+    assert_eq!(nobody.status, 404);
 }
