@@ -4,6 +4,7 @@
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -52,6 +53,10 @@ pub struct LdapServer {
     limits: Limits,
     connections: Arc<Semaphore>,
     per_client: Arc<Mutex<HashMap<IpAddr, usize>>>,
+    /// Refused connections since the last warning, and when that was (ms since start).
+    refused: AtomicU64,
+    last_warning: AtomicU64,
+    started: std::time::Instant,
 }
 
 /// A TLS acceptor (rustls, ring) from a PEM certificate chain and key.
@@ -111,6 +116,26 @@ impl LdapServer {
             limits,
             connections,
             per_client: Arc::default(),
+            refused: AtomicU64::new(0),
+            last_warning: AtomicU64::new(0),
+            started: std::time::Instant::now(),
+        }
+    }
+
+    /// Counts a refused connection and warns at most every ten seconds, so a flood of
+    /// connections cannot flood the log too.
+    fn refused_connection(&self, peer: SocketAddr, why: &str) {
+        let refused = self.refused.fetch_add(1, Ordering::Relaxed) + 1;
+        let now = self.started.elapsed().as_millis() as u64;
+        let last = self.last_warning.load(Ordering::Relaxed);
+        if (last == 0 || now.saturating_sub(last) >= 10_000)
+            && self
+                .last_warning
+                .compare_exchange(last, now.max(1), Ordering::Relaxed, Ordering::Relaxed)
+                .is_ok()
+        {
+            self.refused.store(0, Ordering::Relaxed);
+            tracing::warn!(client = %peer, refused, "LDAP connections refused: {why}");
         }
     }
 
@@ -153,11 +178,11 @@ impl LdapServer {
                 }
             };
             let Ok(permit) = self.connections.clone().try_acquire_owned() else {
-                tracing::warn!(client = %peer, "LDAP connection refused: max_connections reached");
+                self.refused_connection(peer, "max_connections reached");
                 continue;
             };
             let Some(slot) = self.client_slot(peer.ip()) else {
-                tracing::warn!(client = %peer, "LDAP connection refused: max_connections_per_client reached");
+                self.refused_connection(peer, "max_connections_per_client reached");
                 continue;
             };
             let _ = stream.set_nodelay(true);
