@@ -20,5 +20,5 @@ pub mod secret;
 mod testkit;
 
 pub use error::{OtpError, Refusal, Undelivered};
-pub use model::{AccountState, Dn, Sponsor, Timestamp, User, UserKey};
+pub use model::{AccountState, Dn, Manager, Sponsor, Timestamp, User, UserKey};
 pub use secret::Secret;

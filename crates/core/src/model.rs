@@ -43,45 +43,125 @@ impl Dn {
         &self.0
     }
 
-    /// The comparison form: RDNs split on unescaped commas, each `type=value` trimmed and
-    /// lower-cased. Full RFC 4514 parsing arrives with LDAP directories; local DNs are simple.
+    /// The comparison form (RFC 4514): RDNs split on unescaped commas, multi-valued RDNs on
+    /// unescaped `+` (sorted), attribute types lower-cased, values unescaped (`\,` and `\2C`
+    /// are the same), trimmed, lower-cased (the usual caseIgnoreMatch), then escaped again one
+    /// canonical way. Malformed escapes are kept as written rather than guessed at.
     pub fn normalized(&self) -> String {
-        let mut out = Vec::new();
-        let mut current = String::new();
-        let mut escaped = false;
-        for c in self.0.chars() {
-            if escaped {
-                current.push(c);
-                escaped = false;
-            } else if c == '\\' {
-                current.push(c);
-                escaped = true;
-            } else if c == ',' {
-                out.push(normalize_rdn(&current));
-                current.clear();
-            } else {
-                current.push(c);
-            }
-        }
-        if !current.trim().is_empty() || !out.is_empty() {
-            out.push(normalize_rdn(&current));
-        }
-        out.join(",")
+        split_unescaped(&self.0, ',')
+            .iter()
+            .filter(|rdn| !rdn.trim().is_empty())
+            .map(|rdn| {
+                let mut avas: Vec<String> = split_unescaped(rdn, '+')
+                    .iter()
+                    .map(|ava| normalize_ava(ava))
+                    .collect();
+                avas.sort();
+                avas.join("+")
+            })
+            .collect::<Vec<_>>()
+            .join(",")
     }
 
     /// True when `self` is `base` or lies below it.
     pub fn is_within(&self, base: &Dn) -> bool {
-        let me = self.normalized();
-        let base = base.normalized();
-        me == base || me.ends_with(&format!(",{base}"))
+        // Compare whole RDNs: `uid=a\\,dc=x` is not below `dc=x`.
+        let me = split_unescaped(&self.normalized(), ',');
+        let base = split_unescaped(&base.normalized(), ',');
+        !base.is_empty() && me.len() >= base.len() && me[me.len() - base.len()..] == base[..]
     }
 }
 
-fn normalize_rdn(rdn: &str) -> String {
-    match rdn.split_once('=') {
-        Some((t, v)) => format!("{}={}", t.trim().to_lowercase(), v.trim().to_lowercase()),
-        None => rdn.trim().to_lowercase(),
+/// Splits on `sep` where it is not escaped by a backslash.
+fn split_unescaped(text: &str, sep: char) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut current = String::new();
+    let mut escaped = false;
+    for c in text.chars() {
+        if escaped {
+            current.push(c);
+            escaped = false;
+        } else if c == '\\' {
+            current.push(c);
+            escaped = true;
+        } else if c == sep {
+            out.push(std::mem::take(&mut current));
+        } else {
+            current.push(c);
+        }
     }
+    out.push(current);
+    out
+}
+
+fn normalize_ava(ava: &str) -> String {
+    let (ty, value) = match ava.split_once('=') {
+        Some((t, v)) => (t.trim().to_lowercase(), v),
+        None => return ava.trim().to_lowercase(),
+    };
+    let value = value.trim_start();
+    if value.starts_with('#') {
+        // A BER-encoded value: compare its hex as written.
+        return format!("{ty}={}", value.trim().to_lowercase());
+    }
+    format!(
+        "{ty}={}",
+        escape_value(&unescape_value(value).to_lowercase())
+    )
+}
+
+/// RFC 4514 §3 unescaping: `\XX` hex bytes (UTF-8) and `\c` for a special character; spaces
+/// at the end that are not escaped are dropped.
+fn unescape_value(v: &str) -> String {
+    let chars: Vec<char> = v.chars().collect();
+    // Trailing unescaped spaces do not belong to the value.
+    let mut end = chars.len();
+    while end > 0 && chars[end - 1] == ' ' && !(end >= 2 && chars[end - 2] == '\\') {
+        end -= 1;
+    }
+    let mut bytes = Vec::new();
+    let mut i = 0;
+    while i < end {
+        let c = chars[i];
+        if c == '\\' && i + 1 < end {
+            let hex: String = chars[i + 1..(i + 3).min(end)].iter().collect();
+            if hex.len() == 2 && hex.chars().all(|h| h.is_ascii_hexdigit()) {
+                if let Ok(b) = u8::from_str_radix(&hex, 16) {
+                    bytes.push(b);
+                }
+                i += 3;
+                continue;
+            }
+            let mut buf = [0u8; 4];
+            bytes.extend_from_slice(chars[i + 1].encode_utf8(&mut buf).as_bytes());
+            i += 2;
+            continue;
+        }
+        let mut buf = [0u8; 4];
+        bytes.extend_from_slice(c.encode_utf8(&mut buf).as_bytes());
+        i += 1;
+    }
+    String::from_utf8_lossy(&bytes).into_owned()
+}
+
+/// RFC 4514 §2.4 escaping, one canonical way.
+fn escape_value(v: &str) -> String {
+    let count = v.chars().count();
+    let mut out = String::with_capacity(v.len());
+    for (i, c) in v.chars().enumerate() {
+        let special = matches!(c, ',' | '+' | '"' | '\\' | '<' | '>' | ';' | '=')
+            || (i == 0 && (c == ' ' || c == '#'))
+            || (i + 1 == count && c == ' ');
+        if c == '\0' {
+            out.push_str("\\00");
+            continue;
+        }
+        if special {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out
 }
 
 impl fmt::Display for Dn {
@@ -104,6 +184,18 @@ pub struct Sponsor {
     pub name: Option<String>,
     pub email: Option<String>,
     pub phone: Option<String>,
+}
+
+/// Who approves or hears about a user's logins: the LDAP `manager` entry, or a local user's
+/// sponsor. Any part may be missing; the approval profile's default recipient stands in when no
+/// manager is found.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Manager {
+    /// The manager's entry, for LDAP users.
+    pub dn: Option<Dn>,
+    pub name: Option<String>,
+    pub mail: Option<String>,
+    pub mobile: Option<String>,
 }
 
 /// Whether an account may authenticate at all, as far as its directory shows.
@@ -159,5 +251,20 @@ mod tests {
     fn escaped_commas_stay_inside_their_rdn() {
         let dn = Dn::new(r"cn=Smith\, John,dc=example,dc=com");
         assert_eq!(dn.normalized(), r"cn=smith\, john,dc=example,dc=com");
+    }
+
+    #[test]
+    fn rfc4514_escapes_compare_by_meaning() {
+        let same = |a: &str, b: &str| Dn::new(a).normalized() == Dn::new(b).normalized();
+        assert!(same(r"cn=Smith\, John,dc=x", r"CN=smith\2c john, DC=X"));
+        assert!(same(r"uid=a\2ab,dc=x", r"uid=a*b,dc=x"));
+        assert!(same(r"uid=\C3\BC,dc=x", "uid=ü,dc=x"));
+        assert!(same("uid=o'brien,dc=x", r"uid=o\27brien,dc=x"));
+        assert!(same("cn=a+sn=b,dc=x", "sn=B+cn=A,dc=x"));
+        assert!(!same(r"uid=a\,b,dc=x", "uid=a,b=,dc=x"));
+        assert!(same("uid=a ,dc=x", "uid=a,dc=x"));
+        assert!(!same(r"uid=a\ ,dc=x", "uid=a,dc=x"));
+        assert!(!Dn::new(r"uid=a\,dc=x").is_within(&Dn::new("dc=x")));
+        assert!(Dn::new(r"uid=a\,b,dc=x").is_within(&Dn::new("DC=X")));
     }
 }

@@ -489,6 +489,21 @@ impl OtpService {
         Ok(out)
     }
 
+    /// The manager of the user an identity names, from the user's own directory (for approval
+    /// profiles; `None` when there is no usable manager).
+    pub async fn manager_of(
+        &self,
+        authentication_id: &str,
+    ) -> Result<Option<crate::Manager>, OtpError> {
+        let identity = Identity::parse(authentication_id)?;
+        let user = self
+            .find_user(&identity)
+            .await?
+            .ok_or(OtpError::NoSuchUser)?;
+        let dir = self.directory_of(&user).map_err(|(e, _)| e)?;
+        dir.find_manager(&user).await.map_err(unavailable)
+    }
+
     /// Enabled mechanism names, for the root DSE's `ds-supported-otp-delivery-mechanism`.
     pub fn mechanism_names(&self) -> Vec<String> {
         self.mechanisms
@@ -502,7 +517,15 @@ impl OtpService {
     /// decides; an unreachable directory stops the chain (no silent fall-through).
     async fn find_user(&self, identity: &Identity) -> Result<Option<User>, OtpError> {
         for dir in &self.directories {
-            match dir.find_user(identity).await.map_err(unavailable)? {
+            let found = match dir.find_user(identity).await {
+                Ok(found) => found,
+                Err(e) if dir.stops_chain_when_unavailable() => return Err(unavailable(e)),
+                Err(e) => {
+                    tracing::warn!(directory = dir.name(), error = %e, "directory unavailable; trying the next");
+                    continue;
+                }
+            };
+            match found {
                 Lookup::Found(user) => return Ok(Some(*user)),
                 Lookup::Ambiguous => {
                     return Err(OtpError::InvalidCredentials(Refusal::AmbiguousUser));

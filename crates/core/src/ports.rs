@@ -7,7 +7,7 @@ use thiserror::Error;
 
 use crate::audit::{AuditQuery, AuditRecord};
 use crate::identity::Identity;
-use crate::model::{Timestamp, User, UserKey};
+use crate::model::{Manager, Timestamp, User, UserKey};
 use crate::secret::Secret;
 
 /// The current time. Injected so expiry is testable.
@@ -123,6 +123,15 @@ pub trait Directory: Send + Sync {
     /// Spends the effort of a password check for nobody, so an unknown user takes as long to
     /// refuse as a wrong password.
     async fn check_password_of_nobody(&self, password: &Secret);
+    /// The user's manager: `None` when there is none, or it cannot be used (dangling, outside
+    /// the directory's bases, the user themself).
+    async fn find_manager(&self, user: &User) -> Result<Option<Manager>, DirectoryError>;
+    /// When this directory cannot be reached: stop the fallback chain with "unavailable"
+    /// (true, the default: a lower directory must not silently answer for a user it may not
+    /// hold) or go on to the next directory (false).
+    fn stops_chain_when_unavailable(&self) -> bool {
+        true
+    }
 }
 
 #[derive(Debug, Clone, Error, PartialEq, Eq)]

@@ -12,7 +12,7 @@ use countersign_core::ratelimit::RateLimiter;
 
 use crate::config::{Config, StoreConfig, Transport};
 use crate::delivery::{FileCourier, SmsCourier, SmtpCourier};
-use crate::directory::LocalDirectory;
+use crate::directory::{LdapDirectory, LocalDirectory};
 use crate::ldap::listener::tls_acceptor;
 use crate::ldap::{LdapHandler, LdapServer, LdapSettings, Limits};
 use crate::store::SqliteStore;
@@ -22,6 +22,7 @@ pub struct App {
     pub config: Config,
     pub store: Arc<SqliteStore>,
     pub local_directories: Vec<Arc<LocalDirectory>>,
+    pub ldap_directories: Vec<Arc<LdapDirectory>>,
     pub otp: Arc<OtpService>,
 }
 
@@ -88,12 +89,27 @@ impl App {
             .iter()
             .map(|d| Arc::new(LocalDirectory::new(d.clone(), dyn_store.clone())))
             .collect();
+        let ldap_directories: Vec<Arc<LdapDirectory>> = config
+            .ldap_directories
+            .iter()
+            .map(|d| LdapDirectory::new(d.clone()).map(Arc::new))
+            .collect::<Result<_, _>>()?;
         let directories: Vec<Arc<dyn Directory>> = config
             .deliver_otp
             .directories
             .iter()
-            .filter_map(|name| local_directories.iter().find(|d| d.name() == name))
-            .map(|d| d.clone() as Arc<dyn Directory>)
+            .filter_map(|name| {
+                let local = local_directories
+                    .iter()
+                    .find(|d| d.name() == name)
+                    .map(|d| d.clone() as Arc<dyn Directory>);
+                local.or_else(|| {
+                    ldap_directories
+                        .iter()
+                        .find(|d| d.name() == name)
+                        .map(|d| d.clone() as Arc<dyn Directory>)
+                })
+            })
             .collect();
 
         let mut mechanisms = Vec::new();
@@ -158,6 +174,7 @@ impl App {
             config,
             store,
             local_directories,
+            ldap_directories,
             otp: Arc::new(otp),
         })
     }
@@ -179,6 +196,12 @@ impl App {
                 .directories
                 .iter()
                 .map(|d| d.base_dn.clone())
+                .chain(
+                    self.config
+                        .ldap_directories
+                        .iter()
+                        .flat_map(|d| d.user_base_dns.clone()),
+                )
                 .collect(),
         };
         let limits = Limits {

@@ -134,13 +134,39 @@ struct HttpSection {
 #[serde(deny_unknown_fields)]
 struct DirectorySection {
     name: String,
-    /// `local` (users in countersign's store).
+    /// `local` (users in countersign's store) or `ldap` (a directory server).
     #[serde(rename = "type")]
     kind: String,
-    /// Base of the DNs of local users: `uid=<username>,<base_dn>`.
+    /// local: base of the DNs of local users, `uid=<username>,<base_dn>`.
     base_dn: Option<String>,
     /// Attributes an `u:` identity is matched against (any of them); exactly one user must match.
     match_attributes: Option<Vec<String>>,
+    /// ldap: `ldap://host:port` or `ldaps://host:port`.
+    url: Option<String>,
+    /// ldap: upgrade `ldap://` with StartTLS (required, not opportunistic).
+    starttls: Option<bool>,
+    /// ldap: PEM CA certificates to trust (default: the system's).
+    ca_file: Option<PathBuf>,
+    /// ldap: service account for lookups (anonymous when absent).
+    bind_dn: Option<String>,
+    bind_password_file: Option<PathBuf>,
+    bind_password_env: Option<String>,
+    /// ldap: where users are searched (subtree); DNs outside them are nobody.
+    user_base_dns: Option<Vec<String>>,
+    /// ldap: extra filter every user must match, e.g. `(objectClass=inetOrgPerson)`.
+    match_filter: Option<String>,
+    mail_attribute: Option<String>,
+    mobile_attribute: Option<String>,
+    display_name_attribute: Option<String>,
+    manager_attribute: Option<String>,
+    preferred_mechanism_attribute: Option<String>,
+    /// ldap: more attributes to read for policies, e.g. `["memberOf"]`.
+    attributes: Option<Vec<String>>,
+    /// ldap: per-operation timeout (default 10s).
+    timeout: Option<String>,
+    /// ldap: when the server cannot be reached, `stop` the fallback chain (default) or try the
+    /// `next` directory.
+    on_unavailable: Option<String>,
 }
 
 /// `[password_generator]`: PingDirectory's Random Password Generator.
@@ -304,12 +330,35 @@ pub struct Config {
     pub listen_ldaps: Option<SocketAddr>,
     pub ldap: LdapConfig,
     pub directories: Vec<DirectoryConfig>,
+    pub ldap_directories: Vec<LdapDirectoryConfig>,
     pub generator: PasswordGenerator,
     pub mail_profiles: Vec<MailProfile>,
     pub sms_profiles: Vec<SmsProfile>,
     pub mechanisms: Vec<MechanismConfig>,
     pub deliver_otp: DeliverOtpConfig,
     pub rate_limits: RateLimitConfig,
+}
+
+/// A `[[directory]]` of type `ldap`.
+#[derive(Debug, Clone)]
+pub struct LdapDirectoryConfig {
+    pub name: String,
+    pub url: String,
+    pub starttls: bool,
+    pub ca_pem: Option<Vec<u8>>,
+    pub bind_dn: Option<String>,
+    pub bind_password: Option<Secret>,
+    pub user_base_dns: Vec<String>,
+    pub match_attributes: Vec<String>,
+    pub match_filter: Option<String>,
+    pub mail_attribute: String,
+    pub mobile_attribute: String,
+    pub display_name_attribute: String,
+    pub manager_attribute: String,
+    pub preferred_mechanism_attribute: String,
+    pub attributes: Vec<String>,
+    pub timeout: Duration,
+    pub stop_when_unavailable: bool,
 }
 
 /// Which simple bind names are accepted besides DNs.
@@ -689,6 +738,136 @@ impl Validator<'_> {
         }
     }
 
+    fn ldap_directory(
+        &mut self,
+        d: &DirectorySection,
+        span: &std::ops::Range<usize>,
+        key: &str,
+    ) -> Option<LdapDirectoryConfig> {
+        let Some(url) = d.url.clone() else {
+            self.error(
+                Some(span.clone()),
+                format!("{key}.url"),
+                "missing: an ldap directory needs url",
+            );
+            return None;
+        };
+        if !(url.starts_with("ldap://") || url.starts_with("ldaps://")) {
+            self.key_error(
+                span,
+                "url",
+                format!("{key}.url"),
+                format!("{url:?}: expected ldap://HOST:PORT or ldaps://HOST:PORT"),
+            );
+        }
+        let starttls = d.starttls.unwrap_or(false);
+        if starttls && url.starts_with("ldaps://") {
+            self.key_error(
+                span,
+                "starttls",
+                format!("{key}.starttls"),
+                "StartTLS on an ldaps:// URL: TLS is already there",
+            );
+        }
+        let ca_pem = d.ca_file.as_ref().and_then(|p| {
+            let path = self.path(p);
+            match std::fs::read(&path) {
+                Ok(b) => Some(b),
+                Err(e) => {
+                    self.key_error(
+                        span,
+                        "ca_file",
+                        format!("{key}.ca_file"),
+                        format!("cannot read {}: {e}", path.display()),
+                    );
+                    None
+                }
+            }
+        });
+        let bind_password = match (&d.bind_password_file, &d.bind_password_env) {
+            (Some(p), None) => self.secret_file(span, &format!("{key}.bind_password_file"), p),
+            (None, Some(v)) => self.secret_env(span, &format!("{key}.bind_password_env"), v),
+            (None, None) => None,
+            (Some(_), Some(_)) => {
+                self.key_error(
+                    span,
+                    "bind_password_file",
+                    format!("{key}.bind_password_file"),
+                    "set bind_password_file or bind_password_env, not both",
+                );
+                None
+            }
+        };
+        if d.bind_dn.is_some() != (d.bind_password_file.is_some() || d.bind_password_env.is_some())
+        {
+            self.key_error(
+                span,
+                "bind_dn",
+                format!("{key}.bind_dn"),
+                "bind_dn and bind_password_file (or _env) go together",
+            );
+        }
+        let user_base_dns = d.user_base_dns.clone().unwrap_or_default();
+        if user_base_dns.is_empty() {
+            self.error(
+                Some(span.clone()),
+                format!("{key}.user_base_dns"),
+                "missing: an ldap directory needs user_base_dns",
+            );
+        }
+        if let Some(f) = &d.match_filter
+            && !(f.starts_with('(') && f.ends_with(')'))
+        {
+            self.key_error(
+                span,
+                "match_filter",
+                format!("{key}.match_filter"),
+                format!("{f:?}: a filter is written in parentheses"),
+            );
+        }
+        let on_unavailable = d.on_unavailable.as_deref().unwrap_or("stop");
+        if !["stop", "next"].contains(&on_unavailable) {
+            self.key_error(
+                span,
+                "on_unavailable",
+                format!("{key}.on_unavailable"),
+                format!("{on_unavailable:?}: expected stop or next"),
+            );
+        }
+        let attr =
+            |v: &Option<String>, default: &str| v.clone().unwrap_or_else(|| default.to_owned());
+        Some(LdapDirectoryConfig {
+            name: d.name.clone(),
+            url,
+            starttls,
+            ca_pem,
+            bind_dn: d.bind_dn.clone(),
+            bind_password,
+            user_base_dns,
+            match_attributes: d
+                .match_attributes
+                .clone()
+                .unwrap_or_else(|| vec!["uid".to_owned()]),
+            match_filter: d.match_filter.clone(),
+            mail_attribute: attr(&d.mail_attribute, "mail"),
+            mobile_attribute: attr(&d.mobile_attribute, "mobile"),
+            display_name_attribute: attr(&d.display_name_attribute, "cn"),
+            manager_attribute: attr(&d.manager_attribute, "manager"),
+            preferred_mechanism_attribute: attr(
+                &d.preferred_mechanism_attribute,
+                "ds-auth-preferred-otp-delivery-mechanism",
+            ),
+            attributes: d.attributes.clone().unwrap_or_default(),
+            timeout: self.duration(
+                span,
+                &format!("{key}.timeout"),
+                d.timeout.as_deref(),
+                Duration::from_secs(10),
+            ),
+            stop_when_unavailable: on_unavailable != "next",
+        })
+    }
+
     fn ldap_config(
         &mut self,
         l: &LdapSection,
@@ -965,23 +1144,49 @@ impl Validator<'_> {
 
         // Directories.
         let mut dirs = Vec::new();
+        let mut ldap_dirs: Vec<LdapDirectoryConfig> = Vec::new();
         for (i, (d, span)) in directories.iter().enumerate() {
             let key = format!("directory[{i}]");
-            if d.kind != "local" {
-                self.error(
-                    Some(span.clone()),
-                    format!("{key}.type"),
-                    format!("{:?}: expected \"local\"", d.kind),
-                );
-                continue;
-            }
-            if dirs.iter().any(|x: &DirectoryConfig| x.name == d.name) {
+            if dirs.iter().any(|x: &DirectoryConfig| x.name == d.name)
+                || ldap_dirs.iter().any(|x| x.name == d.name)
+            {
                 self.error(
                     Some(span.clone()),
                     format!("{key}.name"),
                     format!("directory {:?} is defined twice", d.name),
                 );
             }
+            if d.kind == "ldap" {
+                if let Some(l) = self.ldap_directory(d, span, &key) {
+                    ldap_dirs.push(l);
+                }
+                continue;
+            }
+            if d.kind != "local" {
+                self.error(
+                    Some(span.clone()),
+                    format!("{key}.type"),
+                    format!("{:?}: expected \"local\" or \"ldap\"", d.kind),
+                );
+                continue;
+            }
+            for (field, set) in [
+                ("url", d.url.is_some()),
+                ("starttls", d.starttls.is_some()),
+                ("bind_dn", d.bind_dn.is_some()),
+                ("user_base_dns", d.user_base_dns.is_some()),
+                ("manager_attribute", d.manager_attribute.is_some()),
+            ] {
+                if set {
+                    self.key_error(
+                        span,
+                        field,
+                        format!("{key}.{field}"),
+                        "only for directories of type ldap",
+                    );
+                }
+            }
+
             let match_attributes: Vec<String> = d
                 .match_attributes
                 .clone()
@@ -1322,7 +1527,7 @@ impl Validator<'_> {
                 );
             }
             for m in &mappers {
-                if !dirs.iter().any(|d| d.name == *m) {
+                if !dirs.iter().any(|d| d.name == *m) && !ldap_dirs.iter().any(|d| d.name == *m) {
                     self.key_error(
                         &span,
                         "identity_mapper",
@@ -1421,6 +1626,7 @@ impl Validator<'_> {
             listen_ldaps,
             ldap,
             directories: dirs,
+            ldap_directories: ldap_dirs,
             generator: generator?,
             mail_profiles,
             sms_profiles,

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use countersign_core::Secret;
 use countersign_core::identity::Identity;
-use countersign_core::model::{Dn, User};
+use countersign_core::model::{Dn, Manager, User};
 use countersign_core::ports::{Directory, DirectoryError, Lookup, Store, StoreError};
 
 use crate::config::DirectoryConfig;
@@ -125,5 +125,19 @@ impl Directory for LocalDirectory {
 
     async fn check_password_of_nobody(&self, password: &Secret) {
         passwords::verify_async(password, &self.dummy_hash).await;
+    }
+
+    /// The sponsor stands in for the manager of a local user.
+    async fn find_manager(&self, user: &User) -> Result<Option<Manager>, DirectoryError> {
+        Ok(user
+            .sponsor
+            .as_ref()
+            .filter(|s| s.name.is_some() || s.email.is_some() || s.phone.is_some())
+            .map(|s| Manager {
+                dn: None,
+                name: s.name.clone(),
+                mail: s.email.clone(),
+                mobile: s.phone.clone(),
+            }))
     }
 }

@@ -1,5 +1,7 @@
 //! Where users live, behind the core's `Directory` port.
 
+pub mod ldap;
 pub mod local;
 
+pub use ldap::LdapDirectory;
 pub use local::LocalDirectory;
