@@ -83,8 +83,8 @@ fn dangling_references_are_named() {
             "default_mechanisms = [\"Email\", \"Pigeon\"]",
         )
         .replace(
-            "identity_mapper = \"local\"",
-            "identity_mapper = \"corp-ldap\"",
+            "identity_mapper = [\"local\"]",
+            "identity_mapper = [\"corp-ldap\"]",
         );
     let (ok, out) = check(&text);
     assert!(!ok);

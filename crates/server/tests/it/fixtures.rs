@@ -371,6 +371,8 @@ pub struct Setup {
     pub ldap_tls: Option<(PathBuf, PathBuf)>,
     /// More `[ldap]` keys.
     pub ldap_extra: String,
+    /// `[deliver_otp] identity_mapper`; empty: the local directory.
+    pub identity_mapper: Vec<String>,
 }
 
 impl Default for Setup {
@@ -383,6 +385,7 @@ impl Default for Setup {
             ldap: false,
             ldap_tls: None,
             ldap_extra: String::new(),
+            identity_mapper: Vec::new(),
             rate_limits: "deliver_per_user = \"off\"\ndeliver_per_client = \"off\"\nverify_per_user = \"off\"\nverify_per_client = \"off\"\n".into(),
         }
     }
@@ -428,7 +431,19 @@ impl Setup {
             c += "[[delivery_mechanism]]\nname = \"SMS\"\ntype = \"sms\"\nsms_profile = \"gateway\"\n\n";
         }
         c += &self.extra;
-        c += "\n[deliver_otp]\nidentity_mapper = \"local\"\n";
+        let mappers = if self.identity_mapper.is_empty() {
+            vec!["local".to_owned()]
+        } else {
+            self.identity_mapper.clone()
+        };
+        c += &format!(
+            "\n[deliver_otp]\nidentity_mapper = [{}]\n",
+            mappers
+                .iter()
+                .map(|m| format!("\"{m}\""))
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
         let mut defaults = self.default_mechanisms.clone();
         if defaults.is_empty() {
             defaults.extend(self.smtp.as_ref().map(|_| "Email"));
