@@ -22,8 +22,8 @@ use countersign_core::ports::{Directory, LocalUser, Store};
 use futures_util::{SinkExt, StreamExt};
 use ldap3_proto::LdapCodec;
 use ldap3_proto::proto::{
-    LdapBindCred, LdapBindRequest, LdapExtendedRequest, LdapMsg, LdapOp, LdapResultCode,
-    SaslCredentials,
+    LdapBindCred, LdapBindRequest, LdapDerefAliases, LdapExtendedRequest, LdapFilter, LdapMsg,
+    LdapOp, LdapResultCode, LdapSearchRequest, LdapSearchScope, SaslCredentials,
 };
 use tokio::sync::mpsc;
 use tokio_util::codec::Framed;
@@ -42,7 +42,7 @@ struct Args {
     /// Suites to run, comma-separated: http, ldap-bind-new, ldap-bind-persistent, ldap-otp.
     #[arg(
         long,
-        default_value = "http,ldap-bind-new,ldap-bind-persistent,ldap-otp",
+        default_value = "http,ldap-bind-new,ldap-bind-persistent,ldap-otp,dir-bind,dir-bind-direct,dir-deliver,dir-deliver-direct",
         value_delimiter = ','
     )]
     suite: Vec<String>,
@@ -83,7 +83,9 @@ async fn main() -> anyhow::Result<()> {
             .local_addr()?
             .port())
     };
-    let (http_port, ldap_port) = (free_port()?, free_port()?);
+    let (http_port, ldap_port, slapd_port) = (free_port()?, free_port()?, free_port()?);
+    let slapd = Slapd::start(tmp.path(), slapd_port, users)?;
+    std::fs::write(tmp.path().join("service.pw"), "service-password\n")?;
     let config_path = tmp.path().join("countersign.toml");
     std::fs::write(
         &config_path,
@@ -100,6 +102,13 @@ max_connections_per_client = 4096
 [[directory]]
 name = "local"
 type = "local"
+[[directory]]
+name = "corp"
+type = "ldap"
+url = "ldap://127.0.0.1:{slapd_port}"
+bind_dn = "cn=countersign,dc=example,dc=com"
+bind_password_file = "service.pw"
+user_base_dns = ["{DIR_BASE}"]
 [[sms_profile]]
 name = "gw"
 url = "http://{gw_addr}/send"
@@ -110,7 +119,7 @@ type = "sms"
 sms_profile = "gw"
 text_before_otp = ""
 [deliver_otp]
-identity_mapper = "local"
+identity_mapper = ["local", "corp"]
 default_mechanisms = ["SMS"]
 [rate_limits]
 deliver_per_user = "off"
@@ -190,6 +199,22 @@ verify_per_client = "off"
                 "LDAP: Deliver OTP + UNBOUNDID-DELIVERED-OTP bind round trips",
                 &["deliver", "sasl bind"],
             ),
+            "dir-bind" => (
+                "Directory users: simple bind through countersign's LDAP front (persistent connections)",
+                &["bind"],
+            ),
+            "dir-bind-direct" => (
+                "Directory users: the same directory work sent straight to slapd (DN read + bind on a new connection)",
+                &["read+bind"],
+            ),
+            "dir-deliver" => (
+                "Directory users: Deliver OTP over HTTP (until the SMS gateway has the code)",
+                &["deliver"],
+            ),
+            "dir-deliver-direct" => (
+                "Directory users: the same directory work sent straight to slapd (uid search + bind on a new connection)",
+                &["search+bind"],
+            ),
             other => bail!("unknown suite {other}"),
         };
         println!("### {title}\n");
@@ -222,9 +247,36 @@ verify_per_client = "off"
                     })
                     .await?
                 }
-                _ => {
+                "ldap-otp" => {
                     level(c, measure, |i, w| {
                         ldap_otp_client(ldap_addr.clone(), inbox(&inboxes, i), i, w)
+                    })
+                    .await?
+                }
+                "dir-bind" => {
+                    level(c, measure, |i, w| dir_bind_client(ldap_addr.clone(), i, w)).await?
+                }
+                "dir-bind-direct" => {
+                    level(c, measure, |i, w| {
+                        direct_client(slapd.addr.clone(), i, w, false)
+                    })
+                    .await?
+                }
+                "dir-deliver" => {
+                    level(c, measure, |i, w| {
+                        dir_deliver_client(
+                            client.clone(),
+                            base.clone(),
+                            inbox_for(&inboxes, dir_phone(i)),
+                            i,
+                            w,
+                        )
+                    })
+                    .await?
+                }
+                _ => {
+                    level(c, measure, |i, w| {
+                        direct_client(slapd.addr.clone(), i, w, true)
                     })
                     .await?
                 }
@@ -236,12 +288,17 @@ verify_per_client = "off"
                 v.sort();
                 row += &format!(" {} | {} |", ms(pct(&v, 0.50)), ms(pct(&v, 0.99)));
             }
-            // Every iteration of every suite checks one static password or none: deliver does,
-            // binds do, verify and the OTP bind do not.
-            row += &format!(
-                " {:.0}% |",
-                100.0 * rate * argon2.as_secs_f64() / cores as f64
-            );
+            // Every iteration of the local-user suites checks one static password with argon2
+            // (deliver, simple bind; verify and the OTP bind do not); directory users' passwords
+            // are checked by the directory.
+            if suite.starts_with("dir") {
+                row += " - |";
+            } else {
+                row += &format!(
+                    " {:.0}% |",
+                    100.0 * rate * argon2.as_secs_f64() / cores as f64
+                );
+            }
             println!("{row}");
         }
         println!();
@@ -250,14 +307,219 @@ verify_per_client = "off"
     Ok(())
 }
 
+const DIR_BASE: &str = "ou=people,dc=example,dc=com";
+
+fn dir_phone(i: usize) -> String {
+    format!("+1666{i:07}")
+}
+
+fn dir_dn(i: usize) -> String {
+    format!("uid=duser{i},{DIR_BASE}")
+}
+
+/// An OpenLDAP slapd of the bench's own with `users` directory users (plaintext passwords, so
+/// the directory's own hashing is not what is measured), each managed by duser0.
+struct Slapd {
+    child: std::process::Child,
+    addr: String,
+}
+
+impl Slapd {
+    fn start(dir: &std::path::Path, port: u16, users: usize) -> anyhow::Result<Slapd> {
+        let db = dir.join("slapd-db");
+        std::fs::create_dir_all(&db)?;
+        let conf = dir.join("slapd.conf");
+        std::fs::write(
+            &conf,
+            format!(
+                "include /etc/ldap/schema/core.schema\ninclude /etc/ldap/schema/cosine.schema\n\
+                 include /etc/ldap/schema/inetorgperson.schema\nmodulepath /usr/lib/ldap\nmoduleload back_mdb\n\
+                 pidfile {d}/slapd.pid\ndatabase mdb\nsuffix \"dc=example,dc=com\"\n\
+                 rootdn \"cn=admin,dc=example,dc=com\"\nrootpw admin\ndirectory {db}\nindex uid eq\n",
+                d = dir.display(),
+                db = db.display()
+            ),
+        )?;
+        let mut ldif = String::from(
+            "dn: dc=example,dc=com\nobjectClass: dcObject\nobjectClass: organization\no: Example\ndc: example\n\n\
+             dn: ou=people,dc=example,dc=com\nobjectClass: organizationalUnit\nou: people\n\n\
+             dn: cn=countersign,dc=example,dc=com\nobjectClass: organizationalRole\nobjectClass: simpleSecurityObject\ncn: countersign\nuserPassword: service-password\n\n",
+        );
+        for i in 0..users {
+            ldif += &format!(
+                "dn: {}\nobjectClass: inetOrgPerson\nuid: duser{i}\ncn: Directory User {i}\nsn: U\nmail: duser{i}@example.com\nmobile: {}\nmanager: {}\nuserPassword: bench-password\n\n",
+                dir_dn(i),
+                dir_phone(i),
+                dir_dn(0)
+            );
+        }
+        std::fs::write(dir.join("seed.ldif"), ldif)?;
+        let sbin = |t: &str| {
+            let p = std::path::Path::new("/usr/sbin").join(t);
+            if p.exists() { p } else { PathBuf::from(t) }
+        };
+        let out = std::process::Command::new(sbin("slapadd"))
+            .arg("-f")
+            .arg(&conf)
+            .arg("-l")
+            .arg(dir.join("seed.ldif"))
+            .output()?;
+        if !out.status.success() {
+            bail!("slapadd: {}", String::from_utf8_lossy(&out.stderr));
+        }
+        let child = std::process::Command::new(sbin("slapd"))
+            .arg("-f")
+            .arg(&conf)
+            .arg("-h")
+            .arg(format!("ldap://127.0.0.1:{port}/"))
+            .arg("-d")
+            .arg("0")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .context("starting slapd (apt-get install slapd)")?;
+        for _ in 0..200 {
+            if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                return Ok(Slapd {
+                    child,
+                    addr: format!("127.0.0.1:{port}"),
+                });
+            }
+            std::thread::sleep(Duration::from_millis(25));
+        }
+        bail!("slapd did not start")
+    }
+}
+
+impl Drop for Slapd {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+async fn dir_bind_client(addr: String, i: usize, w: Window) -> anyhow::Result<Vec<Vec<Duration>>> {
+    let mut samples = Vec::new();
+    let mut conn = LdapClient::connect(&addr).await?;
+    while Instant::now() < w.until {
+        let t0 = Instant::now();
+        let bind = LdapOp::BindRequest(LdapBindRequest {
+            version: 3,
+            dn: dir_dn(i),
+            cred: LdapBindCred::Simple("bench-password".into()),
+        });
+        let code = conn.ask(bind).await?;
+        if code != LdapResultCode::Success {
+            bail!("bind: {code:?}");
+        }
+        if w.counts(t0) {
+            samples.push(vec![t0.elapsed()]);
+        }
+    }
+    Ok(samples)
+}
+
+async fn dir_deliver_client(
+    client: reqwest::Client,
+    base: String,
+    mut rx: mpsc::UnboundedReceiver<String>,
+    i: usize,
+    w: Window,
+) -> anyhow::Result<Vec<Vec<Duration>>> {
+    let mut samples = Vec::new();
+    let deliver = serde_json::json!({"authentication_id": format!("u:duser{i}"), "static_password": "bench-password"});
+    while Instant::now() < w.until {
+        let t0 = Instant::now();
+        let r = client
+            .post(format!("{base}/api/v1/otp/deliver"))
+            .json(&deliver)
+            .send()
+            .await?;
+        if !r.status().is_success() {
+            bail!("deliver: HTTP {}", r.status());
+        }
+        tokio::time::timeout(Duration::from_secs(10), rx.recv())
+            .await?
+            .ok_or_else(|| anyhow!("gateway closed"))?;
+        if w.counts(t0) {
+            samples.push(vec![t0.elapsed()]);
+        }
+    }
+    Ok(samples)
+}
+
+/// What countersign asks of the directory, straight to slapd: on a service connection, read the
+/// user (by DN, or by uid over the base when `by_uid`), then bind as the user on a new one.
+async fn direct_client(
+    addr: String,
+    i: usize,
+    w: Window,
+    by_uid: bool,
+) -> anyhow::Result<Vec<Vec<Duration>>> {
+    let mut samples = Vec::new();
+    let mut service = LdapClient::connect(&addr).await?;
+    let bind = LdapOp::BindRequest(LdapBindRequest {
+        version: 3,
+        dn: "cn=countersign,dc=example,dc=com".into(),
+        cred: LdapBindCred::Simple("service-password".into()),
+    });
+    if service.ask(bind).await? != LdapResultCode::Success {
+        bail!("service bind refused");
+    }
+    while Instant::now() < w.until {
+        let t0 = Instant::now();
+        let (base, scope, filter) = if by_uid {
+            (
+                DIR_BASE.to_owned(),
+                LdapSearchScope::Subtree,
+                LdapFilter::Or(vec![LdapFilter::Equality(
+                    "uid".into(),
+                    format!("duser{i}"),
+                )]),
+            )
+        } else {
+            (
+                dir_dn(i),
+                LdapSearchScope::Base,
+                LdapFilter::Present("objectClass".into()),
+            )
+        };
+        let found = service.search(base, scope, filter).await?;
+        if found != 1 {
+            bail!("found {found} entries");
+        }
+        let mut user = LdapClient::connect(&addr).await?;
+        let bind = LdapOp::BindRequest(LdapBindRequest {
+            version: 3,
+            dn: dir_dn(i),
+            cred: LdapBindCred::Simple("bench-password".into()),
+        });
+        if user.ask(bind).await? != LdapResultCode::Success {
+            bail!("user bind refused");
+        }
+        let _ = user
+            .framed
+            .send(LdapMsg::new(99, LdapOp::UnbindRequest))
+            .await;
+        if w.counts(t0) {
+            samples.push(vec![t0.elapsed()]);
+        }
+    }
+    Ok(samples)
+}
+
 fn pct(v: &[Duration], p: f64) -> Duration {
     v[((v.len() as f64 * p) as usize).min(v.len() - 1)]
 }
 
 fn inbox(inboxes: &Inboxes, i: usize) -> mpsc::UnboundedReceiver<String> {
+    inbox_for(inboxes, phone(i))
+}
+
+fn inbox_for(inboxes: &Inboxes, number: String) -> mpsc::UnboundedReceiver<String> {
     let (tx, rx) = mpsc::unbounded_channel();
     if let Ok(mut map) = inboxes.lock() {
-        map.insert(phone(i), tx);
+        map.insert(number, tx);
     }
     rx
 }
@@ -358,6 +620,47 @@ impl LdapClient {
             framed: Framed::new(stream, LdapCodec::default()),
             next_id: 1,
         })
+    }
+
+    /// Searches; returns the number of entries (the result must be success).
+    async fn search(
+        &mut self,
+        base: String,
+        scope: LdapSearchScope,
+        filter: LdapFilter,
+    ) -> anyhow::Result<usize> {
+        self.next_id += 1;
+        let req = LdapSearchRequest {
+            base,
+            scope,
+            aliases: LdapDerefAliases::Never,
+            sizelimit: 0,
+            timelimit: 0,
+            typesonly: false,
+            filter,
+            attrs: vec![
+                "mail".into(),
+                "mobile".into(),
+                "cn".into(),
+                "manager".into(),
+            ],
+        };
+        self.framed
+            .send(LdapMsg::new(self.next_id, LdapOp::SearchRequest(req)))
+            .await?;
+        let mut n = 0;
+        loop {
+            let msg = self
+                .framed
+                .next()
+                .await
+                .ok_or_else(|| anyhow!("connection closed"))??;
+            match msg.op {
+                LdapOp::SearchResultEntry(_) => n += 1,
+                LdapOp::SearchResultDone(r) if r.code == LdapResultCode::Success => return Ok(n),
+                other => bail!("search: {other:?}"),
+            }
+        }
     }
 
     /// Sends `op` and returns the result code of its response.

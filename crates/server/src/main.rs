@@ -57,7 +57,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     println!(
                         "{}: ok ({} directories, {} delivery mechanisms)",
                         path.display(),
-                        c.directories.len(),
+                        c.directories.len() + c.ldap_directories.len(),
                         c.mechanisms.len()
                     );
                     Ok(ExitCode::SUCCESS)

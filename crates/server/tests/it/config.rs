@@ -180,3 +180,26 @@ fn the_demo_config_is_valid() {
     );
     assert!(ok, "{out}");
 }
+
+#[test]
+fn ldap_directory_mistakes_are_named() {
+    let local = "[[directory]]\nname = \"local\"\ntype = \"local\"\n";
+    let text = valid().replace(
+        local,
+        &format!("{local}url = \"ldap://x\"\n\n[[directory]]\nname = \"corp\"\ntype = \"ldap\"\nurl = \"http://x\"\nstarttls = true\nbind_dn = \"cn=x\"\non_unavailable = \"maybe\"\nmatch_filter = \"uid=*\"\n\n[[directory]]\nname = \"nourl\"\ntype = \"ldap\"\n\n[[directory]]\nname = \"x\"\ntype = \"local\"\n"),
+    );
+    assert_ne!(text, valid());
+    let (ok, out) = check(&text);
+    assert!(!ok);
+    for expect in [
+        "directory[0].url: only for directories of type ldap",
+        "directory[1].url: \"http://x\": expected ldap://HOST:PORT or ldaps://HOST:PORT",
+        "directory[1].bind_dn: bind_dn and bind_password_file (or _env) go together",
+        "directory[1].user_base_dns: missing",
+        "directory[1].on_unavailable: \"maybe\": expected stop or next",
+        "directory[1].match_filter: \"uid=*\": a filter is written in parentheses",
+        "directory[2].url: missing",
+    ] {
+        assert!(out.contains(expect), "missing {expect:?} in\n{out}");
+    }
+}

@@ -419,18 +419,21 @@ async fn on_unavailable_next_falls_through_to_the_next_directory() {
     // A local alice, with another password and address.
     cs.add_user(TestUser {
         mail: vec!["alice@local.example"],
+        password: "local-alice-password",
         ..alice()
     })
     .await;
     let via = |pw: &'static str| json!({"authentication_id": "u:alice", "static_password": pw});
-    // While corp answers, it decides: its alice, its password (a wrong one does not fall through).
+    // While corp answers, it decides: its alice, its password; the local password, wrong for
+    // corp's alice, does not fall through to the local alice.
     assert_eq!(
         cs.deliver(via("alice-password")).await.json["recipient_id"],
         "alice@example.com"
     );
+    assert_eq!(cs.deliver(via("local-alice-password")).await.status, 401);
     slapd.stop();
     // corp down and configured to let the next directory answer: the local alice.
-    let a = cs.deliver(via("alice-password")).await;
+    let a = cs.deliver(via("local-alice-password")).await;
     assert_eq!(a.status, 200, "{}", a.json);
     assert_eq!(a.json["recipient_id"], "alice@local.example");
 }
