@@ -815,14 +815,41 @@ impl Validator<'_> {
                 "missing: an ldap directory needs user_base_dns",
             );
         }
-        if let Some(f) = &d.match_filter
-            && !(f.starts_with('(') && f.ends_with(')'))
+        if let Some(f) = &d.match_filter {
+            if !(f.starts_with('(') && f.ends_with(')')) {
+                self.key_error(
+                    span,
+                    "match_filter",
+                    format!("{key}.match_filter"),
+                    format!("{f:?}: a filter is written in parentheses"),
+                );
+            } else if ldap3::parse_filter(f).is_err() {
+                self.key_error(
+                    span,
+                    "match_filter",
+                    format!("{key}.match_filter"),
+                    format!("{f:?} is not an LDAP filter (RFC 4515)"),
+                );
+            }
+        }
+        if d.match_attributes
+            .as_ref()
+            .is_some_and(|m| m.is_empty() || m.iter().any(|a| a.trim().is_empty()))
         {
             self.key_error(
                 span,
-                "match_filter",
-                format!("{key}.match_filter"),
-                format!("{f:?}: a filter is written in parentheses"),
+                "match_attributes",
+                format!("{key}.match_attributes"),
+                "must name at least one attribute, none empty",
+            );
+        }
+        if bind_password.as_ref().is_some_and(|p| p.is_empty()) {
+            // An empty password makes the service bind anonymous on servers that allow it.
+            self.key_error(
+                span,
+                "bind_dn",
+                format!("{key}.bind_password_file"),
+                "the service account's password is empty",
             );
         }
         let on_unavailable = d.on_unavailable.as_deref().unwrap_or("stop");

@@ -1,11 +1,13 @@
 //! A directory server (OpenLDAP, Active Directory, ...) as a `[[directory]]` of type `ldap`.
 //!
 //! Lookups go over one long-lived service connection (bound as `bind_dn`, or anonymous), which is
-//! dropped on any transport failure and re-established on demand, no sooner than a backoff that
+//! dropped on a transport failure and re-established on demand, no sooner than a backoff that
 //! doubles from 1 s to 30 s while the server stays down: until then lookups fail fast with
-//! "unavailable". Password checks bind as the user on a fresh connection, so a user's bind never
-//! changes the service connection's identity. Every value put into a filter is escaped
-//! (RFC 4515); DNs are compared in their RFC 4514 normalized form. Nothing is ever written.
+//! "unavailable". Connections carry a generation, so a late failure on an old connection neither
+//! tears down a newer one nor doubles the backoff again. Password checks bind as the user on a
+//! fresh connection, so a user's bind never changes the service connection's identity. Every
+//! value put into a filter is escaped (RFC 4515); DNs are compared in their RFC 4514
+//! normalized form. Nothing is ever written.
 //!
 //! Account state read from entries: OpenLDAP ppolicy's `pwdAccountLockedTime` (present ⇒
 //! locked). A server that enforces its own policy refuses the bind as well.
@@ -19,16 +21,23 @@ use countersign_core::Secret;
 use countersign_core::identity::Identity;
 use countersign_core::model::{AccountState, Dn, Manager, Timestamp, User};
 use countersign_core::ports::{Directory, DirectoryError, Lookup};
-use ldap3::{Ldap, LdapConnAsync, LdapConnSettings, LdapError, Scope, SearchEntry, ldap_escape};
+use ldap3::{
+    Ldap, LdapConnAsync, LdapConnSettings, Scope, SearchEntry, SearchOptions, ldap_escape,
+};
 
 use crate::config::LdapDirectoryConfig;
 
 const MIN_BACKOFF: Duration = Duration::from_secs(1);
 const MAX_BACKOFF: Duration = Duration::from_secs(30);
-/// Result code noSuchObject.
+
+// LDAP result codes (RFC 4511 appendix A).
+const SIZE_LIMIT_EXCEEDED: u32 = 4;
+const CONSTRAINT_VIOLATION: u32 = 19;
 const NO_SUCH_OBJECT: u32 = 32;
-/// Result code invalidCredentials.
+const INVALID_DN_SYNTAX: u32 = 34;
+const INAPPROPRIATE_AUTHENTICATION: u32 = 48;
 const INVALID_CREDENTIALS: u32 = 49;
+const UNWILLING_TO_PERFORM: u32 = 53;
 
 /// When the server is considered down, and for how long to wait before the next attempt.
 #[derive(Debug, Default)]
@@ -37,10 +46,20 @@ struct Health {
     backoff: Duration,
 }
 
+/// What a search may treat as "nothing there" rather than an error.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Missing {
+    /// Reading one entry by DN: noSuchObject and invalidDNSyntax mean nobody.
+    IsEmpty,
+    /// Searching a configured base: its absence is a configuration problem, not "no user".
+    IsError,
+}
+
 pub struct LdapDirectory {
     config: LdapDirectoryConfig,
     tls: Option<Arc<rustls::ClientConfig>>,
-    service: tokio::sync::Mutex<Option<Ldap>>,
+    /// The service connection and its generation.
+    service: tokio::sync::Mutex<(u64, Option<Ldap>)>,
     health: Mutex<Health>,
 }
 
@@ -59,6 +78,12 @@ impl LdapDirectory {
                         .add(cert)
                         .map_err(|e| format!("directory {}: ca_file: {e}", config.name))?;
                 }
+                if roots.is_empty() {
+                    return Err(format!(
+                        "directory {}: ca_file holds no certificate",
+                        config.name
+                    ));
+                }
                 let client = rustls::ClientConfig::builder_with_provider(Arc::new(
                     rustls::crypto::ring::default_provider(),
                 ))
@@ -72,7 +97,7 @@ impl LdapDirectory {
         Ok(Self {
             config,
             tls,
-            service: tokio::sync::Mutex::new(None),
+            service: tokio::sync::Mutex::new((0, None)),
             health: Mutex::new(Health::default()),
         })
     }
@@ -107,19 +132,25 @@ impl LdapDirectory {
         Ok(ldap)
     }
 
-    /// The service connection, (re)established when needed, unless the server is in backoff.
-    async fn service(&self) -> Result<Ldap, DirectoryError> {
+    fn in_backoff(&self) -> bool {
+        self.health
+            .lock()
+            .map(|h| h.retry_at.is_some_and(|at| Instant::now() < at))
+            .unwrap_or(false)
+    }
+
+    /// The service connection and its generation, (re)established when needed, unless the
+    /// server is in backoff.
+    async fn service(&self) -> Result<(u64, Ldap), DirectoryError> {
         let mut slot = self.service.lock().await;
-        if let Some(ldap) = slot.as_mut()
+        let generation = slot.0;
+        if let Some(ldap) = slot.1.as_mut()
             && !ldap.is_closed()
         {
-            return Ok(ldap.clone());
+            return Ok((generation, ldap.clone()));
         }
-        *slot = None;
-        if let Ok(h) = self.health.lock()
-            && let Some(at) = h.retry_at
-            && Instant::now() < at
-        {
+        slot.1 = None;
+        if self.in_backoff() {
             return Err(self.unavailable("the directory server is down; retrying shortly"));
         }
         let mut ldap = match self.connect().await {
@@ -134,22 +165,24 @@ impl LdapDirectory {
                 .with_timeout(self.config.timeout)
                 .simple_bind(dn, pw.expose())
                 .await;
-            match bound.map(|r| r.success()) {
-                Ok(Ok(_)) => {}
-                Ok(Err(e)) => {
-                    return Err(self.unavailable(format!("service account bind refused: {e}")));
-                }
-                Err(e) => {
-                    self.mark_down();
-                    return Err(self.unavailable(format!("service account bind failed: {e}")));
-                }
+            let problem = match bound.map(|r| r.success()) {
+                Ok(Ok(_)) => None,
+                Ok(Err(e)) => Some(format!("service account bind refused: {e}")),
+                Err(e) => Some(format!("service account bind failed: {e}")),
+            };
+            if let Some(problem) = problem {
+                // Back off here too: retrying a refused bind on every request could lock the
+                // service account out under a password policy.
+                self.mark_down();
+                return Err(self.unavailable(problem));
             }
         }
         if let Ok(mut h) = self.health.lock() {
             *h = Health::default();
         }
-        *slot = Some(ldap.clone());
-        Ok(ldap)
+        slot.0 += 1;
+        slot.1 = Some(ldap.clone());
+        Ok((slot.0, ldap))
     }
 
     fn mark_down(&self) {
@@ -160,9 +193,13 @@ impl LdapDirectory {
         }
     }
 
-    async fn drop_service(&self) {
-        *self.service.lock().await = None;
-        self.mark_down();
+    /// Drops the service connection of `generation` after a transport failure, once.
+    async fn drop_service(&self, generation: u64) {
+        let mut slot = self.service.lock().await;
+        if slot.0 == generation && slot.1.is_some() {
+            slot.1 = None;
+            self.mark_down();
+        }
     }
 
     fn wanted_attributes(&self) -> Vec<String> {
@@ -180,39 +217,69 @@ impl LdapDirectory {
         attrs
     }
 
-    /// Searches with the service connection; noSuchObject is an empty answer.
+    /// Searches with the service connection, returning at most `limit` entries (0: no limit;
+    /// a search that hits the limit returns what it has, which is enough to tell "more than
+    /// one").
     async fn search(
         &self,
         base: &str,
         scope: Scope,
         filter: &str,
+        missing: Missing,
+        limit: i32,
     ) -> Result<Vec<SearchEntry>, DirectoryError> {
-        let mut ldap = self.service().await?;
+        let (generation, mut ldap) = self.service().await?;
         let attrs = self.wanted_attributes();
-        match ldap
+        let call = ldap
             .with_timeout(self.config.timeout)
-            .search(base, scope, filter, attrs)
-            .await
+            .with_search_options(SearchOptions::new().sizelimit(limit))
+            .search(base, scope, filter, attrs);
+        // ldap3's timeout covers each message; bound the whole search too.
+        let outcome = match tokio::time::timeout(self.config.timeout.saturating_mul(2), call).await
         {
-            Ok(result) => match result.success() {
-                Ok((entries, _)) => Ok(entries.into_iter().map(SearchEntry::construct).collect()),
-                Err(LdapError::LdapResult { result }) if result.rc == NO_SUCH_OBJECT => {
-                    Ok(Vec::new())
-                }
-                Err(e) => Err(self.unavailable(format!("search failed: {e}"))),
-            },
-            Err(e) => {
-                self.drop_service().await;
-                Err(self.unavailable(format!("search failed: {e}")))
+            Ok(o) => o,
+            Err(_) => {
+                self.drop_service(generation).await;
+                return Err(self.unavailable("search timed out"));
             }
+        };
+        let (entries, rc) = match outcome {
+            Ok(ldap3::SearchResult(entries, result)) => (entries, result.rc),
+            Err(e) => {
+                self.drop_service(generation).await;
+                return Err(self.unavailable(format!("search failed: {e}")));
+            }
+        };
+        match rc {
+            0 => {}
+            SIZE_LIMIT_EXCEEDED if limit > 0 => {}
+            NO_SUCH_OBJECT | INVALID_DN_SYNTAX if missing == Missing::IsEmpty => {
+                return Ok(Vec::new());
+            }
+            NO_SUCH_OBJECT => {
+                return Err(self.unavailable(format!("search base {base:?} does not exist")));
+            }
+            other => return Err(self.unavailable(format!("search answered result code {other}"))),
         }
+        entries
+            .into_iter()
+            .map(|e| {
+                // ldap3 panics on entries it cannot parse; a bad server must not take the
+                // request (or an LDAP session) down with it.
+                std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| SearchEntry::construct(e)))
+                    .map_err(|_| {
+                        self.unavailable("the directory sent an entry that cannot be parsed")
+                    })
+            })
+            .collect()
     }
 
+    /// Strictly below one of the user bases (a base itself is not a user).
     fn within_bases(&self, dn: &Dn) -> bool {
-        self.config
-            .user_base_dns
-            .iter()
-            .any(|b| dn.is_within(&Dn::new(b.clone())))
+        self.config.user_base_dns.iter().any(|b| {
+            let base = Dn::new(b.clone());
+            dn.is_within(&base) && dn.normalized() != base.normalized()
+        })
     }
 
     fn with_match_filter(&self, filter: String) -> String {
@@ -248,7 +315,7 @@ impl LdapDirectory {
             sponsor: None,
             account: AccountState {
                 disabled: false,
-                // ppolicy removes the attribute when a timed lockout ends.
+                // Present ⇒ locked; ppolicy removes it when the lockout is lifted.
                 locked_until: locked.then_some(Timestamp(i64::MAX)),
                 password_expires_at: None,
             },
@@ -264,18 +331,31 @@ impl LdapDirectory {
             return Ok(false);
         }
         let mut ldap = self.connect().await?;
-        let outcome = ldap
+        let call = ldap
             .with_timeout(self.config.timeout)
-            .simple_bind(dn, password.expose())
-            .await;
-        let _ = ldap.unbind().await;
+            .simple_bind(dn, password.expose());
+        let outcome = tokio::time::timeout(self.config.timeout.saturating_mul(2), call).await;
+        let _ = tokio::time::timeout(self.config.timeout, ldap.unbind()).await;
         match outcome {
-            Ok(r) if r.rc == 0 => Ok(true),
-            Ok(r) if r.rc == INVALID_CREDENTIALS => Ok(false),
-            // Locked out by the server's policy, constraint violations and the like: refused.
-            Ok(r) if r.rc < 51 || r.rc == 53 => Ok(false),
-            Ok(r) => Err(self.unavailable(format!("bind answered {}", r.rc))),
-            Err(e) => Err(self.unavailable(format!("bind failed: {e}"))),
+            Ok(Ok(r)) if r.rc == 0 => Ok(true),
+            // Refusals of the credentials or the account (locked or disabled on some servers,
+            // ppolicy's constraint violations).
+            Ok(Ok(r))
+                if matches!(
+                    r.rc,
+                    INVALID_CREDENTIALS
+                        | INAPPROPRIATE_AUTHENTICATION
+                        | UNWILLING_TO_PERFORM
+                        | CONSTRAINT_VIOLATION
+                ) =>
+            {
+                Ok(false)
+            }
+            // Anything else (strongerAuthRequired, busy, protocol errors) is the directory's
+            // problem, never a wrong password.
+            Ok(Ok(r)) => Err(self.unavailable(format!("bind answered result code {}", r.rc))),
+            Ok(Err(e)) => Err(self.unavailable(format!("bind failed: {e}"))),
+            Err(_) => Err(self.unavailable("bind timed out")),
         }
     }
 }
@@ -292,12 +372,13 @@ impl Directory for LdapDirectory {
                 if !self.within_bases(dn) {
                     return Ok(Lookup::NotFound);
                 }
-                self.search(
-                    dn.as_str(),
-                    Scope::Base,
-                    &self.with_match_filter("(objectClass=*)".into()),
-                )
-                .await?
+                let filter = self.with_match_filter("(objectClass=*)".into());
+                self.search(dn.as_str(), Scope::Base, &filter, Missing::IsEmpty, 0)
+                    .await?
+                    .into_iter()
+                    // The server may spell the DN differently; what it found must be in a base.
+                    .filter(|e| self.within_bases(&Dn::new(e.dn.clone())))
+                    .collect()
             }
             Identity::Username(name) => {
                 let value = ldap_escape(name.as_str());
@@ -308,22 +389,23 @@ impl Directory for LdapDirectory {
                     .map(|a| format!("({a}={value})"))
                     .collect();
                 let filter = self.with_match_filter(format!("(|{any})"));
-                let mut found: Vec<SearchEntry> = Vec::new();
+                let mut found: Vec<(String, SearchEntry)> = Vec::new();
                 for base in &self.config.user_base_dns {
-                    for e in self.search(base, Scope::Subtree, &filter).await? {
+                    // Two are enough to know the name is ambiguous.
+                    for e in self
+                        .search(base, Scope::Subtree, &filter, Missing::IsError, 2)
+                        .await?
+                    {
                         let norm = Dn::new(e.dn.clone()).normalized();
-                        if !found
-                            .iter()
-                            .any(|f| Dn::new(f.dn.clone()).normalized() == norm)
-                        {
-                            found.push(e);
+                        if !found.iter().any(|(n, _)| *n == norm) {
+                            found.push((norm, e));
                         }
                     }
                 }
-                found
+                found.into_iter().map(|(_, e)| e).collect()
             }
         };
-        let mut entries = entries;
+        let mut entries: Vec<SearchEntry> = entries;
         Ok(match entries.len() {
             0 => Lookup::NotFound,
             1 => Lookup::Found(Box::new(self.user_from(entries.remove(0)))),
@@ -336,7 +418,10 @@ impl Directory for LdapDirectory {
     }
 
     async fn check_password_of_nobody(&self, password: &Secret) {
-        // A bind the server refuses costs about what a real one does.
+        // A bind the server refuses costs about what a real one does; not while it is down.
+        if self.in_backoff() {
+            return;
+        }
         if let Some(base) = self.config.user_base_dns.first() {
             let _ = self
                 .bind_as(&format!("cn=countersign-nobody,{base}"), password)
@@ -354,13 +439,24 @@ impl Directory for LdapDirectory {
         if manager_dn.normalized() == user.dn.normalized() || !self.within_bases(&manager_dn) {
             return Ok(None);
         }
+        let filter = self.with_match_filter("(objectClass=*)".into());
         let mut entries = self
-            .search(manager_dn.as_str(), Scope::Base, "(objectClass=*)")
+            .search(
+                manager_dn.as_str(),
+                Scope::Base,
+                &filter,
+                Missing::IsEmpty,
+                0,
+            )
             .await?;
         let Some(entry) = entries.pop() else {
             return Ok(None);
         };
         let m = self.user_from(entry);
+        // Compare the entry found, not the attribute's spelling of it.
+        if m.dn.normalized() == user.dn.normalized() || !self.within_bases(&m.dn) {
+            return Ok(None);
+        }
         Ok(Some(Manager {
             dn: Some(m.dn),
             name: m.display_name,

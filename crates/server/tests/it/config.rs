@@ -202,4 +202,16 @@ fn ldap_directory_mistakes_are_named() {
     ] {
         assert!(out.contains(expect), "missing {expect:?} in\n{out}");
     }
+    let text = valid().replace(
+        local,
+        &format!("{local}\n[[directory]]\nname = \"corp\"\ntype = \"ldap\"\nurl = \"ldap://x\"\nuser_base_dns = [\"dc=x\"]\nmatch_attributes = []\nmatch_filter = \"(uid=x)(cn=y)\"\n"),
+    );
+    let (ok, out) = check(&text);
+    assert!(!ok);
+    for expect in [
+        "directory[1].match_filter: \"(uid=x)(cn=y)\" is not an LDAP filter",
+        "directory[1].match_attributes: must name at least one attribute",
+    ] {
+        assert!(out.contains(expect), "missing {expect:?} in\n{out}");
+    }
 }

@@ -128,9 +128,21 @@ async fn users_are_mapped_checked_and_never_injected() {
     );
     assert_eq!(lookup(&d, "dn:dc=example,dc=com").await, Lookup::NotFound);
 
-    // ppolicy's lock is read.
+    // ppolicy's lock is read, and only where it is set.
     let erin = found(lookup(&d, "u:erin").await);
     assert!(erin.account.locked_until.is_some());
+    assert!(alice.account.locked_until.is_none());
+
+    // A malformed DN, or a base itself, is nobody, not an outage.
+    assert_eq!(
+        lookup(&d, &format!("dn:uid=x,,{BASE}")).await,
+        Lookup::NotFound
+    );
+    assert_eq!(
+        lookup(&d, "dn:uid=x=y,ou=people,dc=example,dc=com").await,
+        Lookup::NotFound
+    );
+    assert_eq!(lookup(&d, &format!("dn:{BASE}")).await, Lookup::NotFound);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -436,4 +448,24 @@ async fn on_unavailable_next_falls_through_to_the_next_directory() {
     let a = cs.deliver(via("local-alice-password")).await;
     assert_eq!(a.status, 200, "{}", a.json);
     assert_eq!(a.json["recipient_id"], "alice@local.example");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_user_base_that_does_not_exist_is_an_outage_not_an_empty_answer() {
+    let slapd = Slapd::start();
+    let dir = tempfile::TempDir::new().unwrap();
+    let text = format!(
+        "[store]\nurl = \"sqlite://x.db\"\n{}\n[[delivery_mechanism]]\nname = \"F\"\ntype = \"file\"\ndirectory = \"o\"\n[deliver_otp]\nidentity_mapper = \"corp\"\ndefault_mechanisms = [\"F\"]\n",
+        slapd
+            .directory_config("corp", &plain(&slapd))
+            .replace(BASE, "ou=nowhere,dc=example,dc=com")
+    );
+    let config = Config::parse(&text, dir.path()).unwrap();
+    let d = LdapDirectory::new(config.ldap_directories[0].clone()).unwrap();
+    // Otherwise a typo in user_base_dns would let a lower directory answer for these users.
+    let e = d
+        .find_user(&Identity::parse("u:alice").unwrap())
+        .await
+        .unwrap_err();
+    assert!(e.to_string().contains("does not exist"), "{e}");
 }
