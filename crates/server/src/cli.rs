@@ -52,6 +52,12 @@ pub enum Command {
     User(UserCommand),
     /// Show audit records, newest first.
     Audit(AuditArgs),
+    /// Show the manager a user's approval requests would go to (LDAP `manager`, or a local
+    /// user's sponsor), found through the identity mapper's directories.
+    Manager {
+        /// `u:NAME` or `dn:DN`.
+        identity: String,
+    },
 }
 
 #[derive(Debug, Args)]
@@ -502,6 +508,34 @@ async fn fetch(
         .await
         .map_err(store_err)?
         .ok_or_else(|| anyhow::anyhow!("no user named {username:?} in directory {}", dir.name()))
+}
+
+/// `countersign manager IDENTITY`: exit 0 with the manager, 1 when there is none.
+pub async fn run_manager(app: &App, identity: &str) -> anyhow::Result<bool> {
+    let manager = app
+        .otp
+        .manager_of(identity)
+        .await
+        .map_err(|e| anyhow::anyhow!(e.to_string()))?;
+    let mut out = std::io::stdout().lock();
+    match manager {
+        Some(m) => {
+            if let Some(dn) = &m.dn {
+                writeln!(out, "dn: {dn}")?;
+            }
+            writeln!(out, "name: {}", m.name.as_deref().unwrap_or("-"))?;
+            writeln!(out, "mail: {}", m.mail.as_deref().unwrap_or("-"))?;
+            writeln!(out, "mobile: {}", m.mobile.as_deref().unwrap_or("-"))?;
+            Ok(true)
+        }
+        None => {
+            writeln!(
+                out,
+                "no manager: an approval profile's default recipient would be used"
+            )?;
+            Ok(false)
+        }
+    }
 }
 
 pub async fn run_audit(app: &App, args: AuditArgs) -> anyhow::Result<()> {

@@ -110,5 +110,14 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             cli::run_audit(&app, args).await?;
             Ok(ExitCode::SUCCESS)
         }
+        Command::Manager { identity } => {
+            let app = cli::load_app(&cli.config)?;
+            let found = cli::run_manager(&app, &identity).await?;
+            Ok(if found {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            })
+        }
     }
 }

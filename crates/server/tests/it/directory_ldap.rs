@@ -469,3 +469,115 @@ async fn a_user_base_that_does_not_exist_is_an_outage_not_an_empty_answer() {
         .unwrap_err();
     assert!(e.to_string().contains("does not exist"), "{e}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_manager_command_finds_managers_end_to_end() {
+    let slapd = Slapd::start();
+    let dir = tempfile::TempDir::new().unwrap();
+    let setup = Setup {
+        extra: format!(
+            "{}\n[[delivery_mechanism]]\nname = \"F\"\ntype = \"file\"\ndirectory = \"o\"\n",
+            slapd.directory_config("corp", &plain(&slapd))
+        ),
+        default_mechanisms: vec!["F"],
+        identity_mapper: vec!["corp".into(), "local".into()],
+        ..Setup::default()
+    };
+    std::fs::write(dir.path().join("countersign.toml"), setup.config()).unwrap();
+    let run = |id: &str| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_countersign"))
+            .arg("--config")
+            .arg(dir.path().join("countersign.toml"))
+            .args(["manager", id])
+            .output()
+            .unwrap();
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let (ok, out, err) = run("u:alice");
+    assert!(ok, "{err}");
+    assert!(
+        out.contains("name: Bob Manager")
+            && out.contains("mail: bob@example.com")
+            && out.contains("mobile: +15550100002"),
+        "{out}"
+    );
+    for nobody in ["u:bob", "u:carol", "u:dave", "u:frank"] {
+        let (ok, out, _) = run(nobody);
+        assert!(!ok && out.contains("no manager"), "{nobody}: {out}");
+    }
+    // A local user's sponsor, through the same command.
+    let (ok, _, err) = {
+        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_countersign"))
+            .arg("--config")
+            .arg(dir.path().join("countersign.toml"))
+            .args([
+                "user",
+                "add",
+                "lena",
+                "--sponsor-name",
+                "Sam Sponsor",
+                "--sponsor-email",
+                "sam@example.com",
+            ])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        use std::io::Write;
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(b"lena-password\n")
+            .unwrap();
+        let o = child.wait_with_output().unwrap();
+        (
+            o.status.success(),
+            String::new(),
+            String::from_utf8_lossy(&o.stderr).into_owned(),
+        )
+    };
+    assert!(ok, "{err}");
+    let (ok, out, err) = run("u:lena");
+    assert!(ok, "{err}");
+    assert!(
+        out.contains("name: Sam Sponsor") && out.contains("mail: sam@example.com"),
+        "{out}"
+    );
+}
+
+#[test]
+fn the_two_schema_files_define_the_same_things() {
+    // slapd loads countersign.schema in every test above; the cn=config form must match it.
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../contrib");
+    let defs = |file: &str| {
+        let text = std::fs::read_to_string(root.join(file)).unwrap();
+        let body: String = text
+            .lines()
+            .filter(|l| !l.trim_start().starts_with('#'))
+            .collect::<Vec<_>>()
+            .join(" ");
+        let mut words: Vec<String> = body
+            .split_whitespace()
+            .filter(|w| {
+                w.starts_with("2.25.") || w.starts_with('\'') || w.starts_with("1.3.6.1.4.1.1466")
+            })
+            .map(str::to_owned)
+            .collect();
+        words.sort();
+        words
+    };
+    let schema = defs("countersign.schema");
+    assert!(
+        schema
+            .iter()
+            .any(|w| w == "'ds-auth-preferred-otp-delivery-mechanism'"),
+        "{schema:?}"
+    );
+    assert_eq!(schema, defs("countersign.ldif"));
+}
