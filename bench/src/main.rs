@@ -14,10 +14,13 @@ use anyhow::{Context, anyhow, bail};
 use clap::Parser;
 use countersign::app::App;
 use countersign::config::Config;
+use countersign::directory::LdapDirectory;
 use countersign::ldap::exop;
 use countersign::passwords;
 use countersign_core::Secret;
+use countersign_core::identity::Identity;
 use countersign_core::model::{AccountState, User};
+use countersign_core::ports::Lookup;
 use countersign_core::ports::{Directory, LocalUser, Store};
 use futures_util::{SinkExt, StreamExt};
 use ldap3_proto::LdapCodec;
@@ -42,7 +45,7 @@ struct Args {
     /// Suites to run, comma-separated: http, ldap-bind-new, ldap-bind-persistent, ldap-otp.
     #[arg(
         long,
-        default_value = "http,ldap-bind-new,ldap-bind-persistent,ldap-otp,dir-bind,dir-bind-direct,dir-deliver,dir-deliver-direct",
+        default_value = "http,ldap-bind-new,ldap-bind-persistent,ldap-otp,dir-bind,dir-bind-direct,dir-deliver,dir-deliver-direct,dir-login,dir-login-direct",
         value_delimiter = ','
     )]
     suite: Vec<String>,
@@ -161,6 +164,15 @@ verify_per_client = "off"
     }
 
     let argon2 = argon2_cost();
+    let corp: Arc<LdapDirectory> = {
+        let config = Config::load(&config_path).map_err(|e| anyhow!("{e}"))?;
+        let c = config
+            .ldap_directories
+            .first()
+            .cloned()
+            .ok_or_else(|| anyhow!("no ldap directory"))?;
+        Arc::new(LdapDirectory::new(c).map_err(|e| anyhow!(e))?)
+    };
 
     let mut server = tokio::process::Command::new(&args.server)
         .arg("--config")
@@ -210,6 +222,14 @@ verify_per_client = "off"
             "dir-deliver" => (
                 "Directory users: Deliver OTP over HTTP (until the SMS gateway has the code)",
                 &["deliver"],
+            ),
+            "dir-login" => (
+                "Directory users: a login through countersign's directory adapter (u: lookup, password bind, manager lookup), in process",
+                &["login"],
+            ),
+            "dir-login-direct" => (
+                "Directory users: the same directory work straight to slapd (uid search, bind on a new connection, manager entry read)",
+                &["login"],
             ),
             "dir-deliver-direct" => (
                 "Directory users: the same directory work sent straight to slapd (uid search + bind on a new connection)",
@@ -271,6 +291,19 @@ verify_per_client = "off"
                             i,
                             w,
                         )
+                    })
+                    .await?
+                }
+                "dir-login" => {
+                    let dir = corp.clone();
+                    level(c, measure, move |i, w| {
+                        adapter_login_client(dir.clone(), i, w)
+                    })
+                    .await?
+                }
+                "dir-login-direct" => {
+                    level(c, measure, |i, w| {
+                        direct_login_client(slapd.addr.clone(), i, w)
                     })
                     .await?
                 }
@@ -441,6 +474,109 @@ async fn dir_deliver_client(
         tokio::time::timeout(Duration::from_secs(10), rx.recv())
             .await?
             .ok_or_else(|| anyhow!("gateway closed"))?;
+        if w.counts(t0) {
+            samples.push(vec![t0.elapsed()]);
+        }
+    }
+    Ok(samples)
+}
+
+/// A login as countersign does it for a directory user, through the adapter itself: find the
+/// user by `u:` name, bind as them, look up their manager.
+async fn adapter_login_client(
+    dir: Arc<LdapDirectory>,
+    i: usize,
+    w: Window,
+) -> anyhow::Result<Vec<Vec<Duration>>> {
+    let mut samples = Vec::new();
+    let identity = Identity::parse(&format!("u:duser{i}")).map_err(|e| anyhow!(e.to_string()))?;
+    let password = Secret::new("bench-password");
+    while Instant::now() < w.until {
+        let t0 = Instant::now();
+        let user = match dir
+            .find_user(&identity)
+            .await
+            .map_err(|e| anyhow!(e.to_string()))?
+        {
+            Lookup::Found(u) => *u,
+            other => bail!("lookup: {other:?}"),
+        };
+        if !dir
+            .check_password(&user, &password)
+            .await
+            .map_err(|e| anyhow!(e.to_string()))?
+        {
+            bail!("password refused");
+        }
+        if dir
+            .find_manager(&user)
+            .await
+            .map_err(|e| anyhow!(e.to_string()))?
+            .is_none()
+            && i != 0
+        {
+            bail!("no manager");
+        }
+        if w.counts(t0) {
+            samples.push(vec![t0.elapsed()]);
+        }
+    }
+    Ok(samples)
+}
+
+/// The same login straight to slapd: uid search, bind on a new connection, manager entry read.
+async fn direct_login_client(
+    addr: String,
+    i: usize,
+    w: Window,
+) -> anyhow::Result<Vec<Vec<Duration>>> {
+    let mut samples = Vec::new();
+    let mut service = LdapClient::connect(&addr).await?;
+    let bind = LdapOp::BindRequest(LdapBindRequest {
+        version: 3,
+        dn: "cn=countersign,dc=example,dc=com".into(),
+        cred: LdapBindCred::Simple("service-password".into()),
+    });
+    if service.ask(bind).await? != LdapResultCode::Success {
+        bail!("service bind refused");
+    }
+    while Instant::now() < w.until {
+        let t0 = Instant::now();
+        let filter = LdapFilter::Or(vec![LdapFilter::Equality(
+            "uid".into(),
+            format!("duser{i}"),
+        )]);
+        if service
+            .search(DIR_BASE.to_owned(), LdapSearchScope::Subtree, filter)
+            .await?
+            != 1
+        {
+            bail!("user not found");
+        }
+        let mut user = LdapClient::connect(&addr).await?;
+        let bind = LdapOp::BindRequest(LdapBindRequest {
+            version: 3,
+            dn: dir_dn(i),
+            cred: LdapBindCred::Simple("bench-password".into()),
+        });
+        if user.ask(bind).await? != LdapResultCode::Success {
+            bail!("user bind refused");
+        }
+        let _ = user
+            .framed
+            .send(LdapMsg::new(99, LdapOp::UnbindRequest))
+            .await;
+        if service
+            .search(
+                dir_dn(0),
+                LdapSearchScope::Base,
+                LdapFilter::Present("objectClass".into()),
+            )
+            .await?
+            != 1
+        {
+            bail!("manager not found");
+        }
         if w.counts(t0) {
             samples.push(vec![t0.elapsed()]);
         }
