@@ -72,6 +72,8 @@ pub trait Store: Send + Sync {
     async fn append_audit(&self, record: &AuditRecord) -> Result<(), StoreError>;
     /// Newest first.
     async fn list_audit(&self, query: &AuditQuery) -> Result<Vec<AuditRecord>, StoreError>;
+    /// Deletes audit records older than `before`; returns how many.
+    async fn prune_audit(&self, before: Timestamp) -> Result<u64, StoreError>;
 
     // Local directory users.
     async fn insert_local_user(&self, user: &LocalUser) -> Result<(), StoreError>;

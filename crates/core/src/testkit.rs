@@ -94,6 +94,12 @@ impl Store for MemStore {
         self.audit.lock().unwrap().push(record.clone());
         Ok(())
     }
+    async fn prune_audit(&self, before: Timestamp) -> Result<u64, StoreError> {
+        let mut a = self.audit.lock().unwrap();
+        let n = a.len();
+        a.retain(|r| r.at >= before);
+        Ok((n - a.len()) as u64)
+    }
     async fn list_audit(&self, _q: &AuditQuery) -> Result<Vec<AuditRecord>, StoreError> {
         Ok(self.audit.lock().unwrap().iter().rev().cloned().collect())
     }

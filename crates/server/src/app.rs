@@ -24,6 +24,7 @@ pub struct App {
     pub local_directories: Vec<Arc<LocalDirectory>>,
     pub ldap_directories: Vec<Arc<LdapDirectory>>,
     pub otp: Arc<OtpService>,
+    pub clock: Arc<dyn Clock>,
 }
 
 /// The sockets of the configured fronts, bound before serving (so a demo or a test can bind
@@ -75,6 +76,7 @@ impl App {
     /// As [`App::build`], with the clock injected (tests move time forward).
     pub fn build_with_clock(config: Config, clock: Arc<dyn Clock>) -> Result<App, String> {
         install_crypto_provider();
+        let clock_for_app = clock.clone();
         let store = match &config.store {
             StoreConfig::Sqlite(path) => {
                 Arc::new(SqliteStore::open(path).map_err(|e| e.to_string())?)
@@ -176,6 +178,7 @@ impl App {
             local_directories,
             ldap_directories,
             otp: Arc::new(otp),
+            clock: clock_for_app,
         })
     }
 
@@ -244,6 +247,19 @@ impl App {
                 tasks.spawn(server.serve(l, true, stopped.clone()));
             }
         }
+        if let Some(retention) = self.config.audit_retention {
+            let (store, clock) = (self.store.clone(), self.clock.clone());
+            let mut rx = stopped.clone();
+            tasks.spawn(async move {
+                loop {
+                    prune_audit(store.as_ref(), clock.as_ref(), retention).await;
+                    tokio::select! {
+                        _ = tokio::time::sleep(std::time::Duration::from_secs(3600)) => {}
+                        _ = rx.changed() => return,
+                    }
+                }
+            });
+        }
         shutdown.await;
         let _ = stop.send(true);
         while tasks.join_next().await.is_some() {}
@@ -265,6 +281,15 @@ impl App {
                 })
             }
         }
+    }
+}
+
+/// Deletes audit records older than `retention`.
+pub async fn prune_audit(store: &dyn Store, clock: &dyn Clock, retention: std::time::Duration) {
+    match store.prune_audit(clock.now().minus(retention)).await {
+        Ok(0) => {}
+        Ok(n) => tracing::info!(removed = n, "old audit records removed"),
+        Err(e) => tracing::warn!(error = %e, "audit records could not be pruned"),
     }
 }
 

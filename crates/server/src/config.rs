@@ -267,6 +267,15 @@ enum OneOrMany {
     Many(Vec<String>),
 }
 
+/// `[audit]`
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AuditSection {
+    /// Audit records older than this are deleted (checked at start and every hour), e.g.
+    /// `400d`; `off` (the default) keeps them forever.
+    retention: Option<String>,
+}
+
 /// `[rate_limits]`: `N/DURATION` (e.g. `5/15m`) or `off`.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -294,6 +303,7 @@ struct Skeleton {
     delivery_mechanism: Option<Spanned<toml::Value>>,
     deliver_otp: Option<Spanned<toml::Value>>,
     rate_limits: Option<Spanned<toml::Value>>,
+    audit: Option<Spanned<toml::Value>>,
 }
 
 impl Skeleton {
@@ -311,6 +321,7 @@ impl Skeleton {
             "delivery_mechanism" => self.delivery_mechanism.as_ref(),
             "deliver_otp" => self.deliver_otp.as_ref(),
             "rate_limits" => self.rate_limits.as_ref(),
+            "audit" => self.audit.as_ref(),
             _ => None,
         }
     }
@@ -337,6 +348,8 @@ pub struct Config {
     pub mechanisms: Vec<MechanismConfig>,
     pub deliver_otp: DeliverOtpConfig,
     pub rate_limits: RateLimitConfig,
+    /// `[audit] retention`; `None` keeps records forever.
+    pub audit_retention: Option<Duration>,
 }
 
 /// A `[[directory]]` of type `ldap`.
@@ -1032,7 +1045,8 @@ impl Validator<'_> {
             }
         };
         let s = &skeleton;
-        const KNOWN: [&str; 12] = [
+        const KNOWN: [&str; 13] = [
+            "audit",
             "server",
             "store",
             "listen",
@@ -1111,6 +1125,26 @@ impl Validator<'_> {
             .get("rate_limits")
             .and_then(|v| self.section("rate_limits", v))
             .unwrap_or_default();
+        let audit_span = s.get("audit").map(|v| v.span()).unwrap_or(0..0);
+        let audit: AuditSection = s
+            .get("audit")
+            .and_then(|v| self.section("audit", v))
+            .unwrap_or_default();
+        let audit_retention = match audit.retention.as_deref() {
+            None | Some("off") => None,
+            Some(t) => match parse_duration(t).filter(|d| !d.is_zero()) {
+                Some(d) => Some(d),
+                None => {
+                    self.key_error(
+                        &audit_span,
+                        "retention",
+                        "audit.retention",
+                        format!("{t:?}: expected a duration such as 400d, or off"),
+                    );
+                    None
+                }
+            },
+        };
 
         // Store and key.
         let store_span = s.get("store").map(|v| v.span()).unwrap_or(0..0);
@@ -1660,6 +1694,7 @@ impl Validator<'_> {
             mechanisms,
             deliver_otp: deliver?,
             rate_limits,
+            audit_retention,
         })
     }
 }

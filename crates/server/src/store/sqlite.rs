@@ -436,6 +436,16 @@ impl Store for SqliteStore {
         .await
     }
 
+    async fn prune_audit(&self, before: Timestamp) -> Result<u64, StoreError> {
+        self.with(move |c| {
+            let n = c
+                .execute("DELETE FROM audit WHERE at < ?1", params![before.0])
+                .map_err(unavailable)?;
+            Ok(n as u64)
+        })
+        .await
+    }
+
     async fn list_audit(&self, q: &AuditQuery) -> Result<Vec<AuditRecord>, StoreError> {
         let q = q.clone();
         self.with(move |c| {

@@ -237,3 +237,32 @@ async fn a_deleted_user_takes_the_outstanding_otp_along() {
         "the new alice must not inherit the old OTP"
     );
 }
+
+#[tokio::test]
+async fn audit_records_older_than_the_retention_are_pruned() {
+    let extra = "[[delivery_mechanism]]\nname = \"File\"\ntype = \"file\"\ndirectory = \"outbox\"\nprint = false\n\n[audit]\nretention = \"1d\"\n";
+    let cs = Countersign::start(&Setup {
+        extra: extra.into(),
+        default_mechanisms: vec!["File"],
+        ..Setup::default()
+    })
+    .await;
+    assert_eq!(
+        cs.app.config.audit_retention,
+        Some(Duration::from_secs(86_400))
+    );
+    assert_eq!(cs.verify("u:old", "123456").await.status, 401);
+    cs.clock.advance(Duration::from_secs(2 * 86_400));
+    assert_eq!(cs.verify("u:new", "123456").await.status, 401);
+    countersign::app::prune_audit(
+        cs.app.store.as_ref(),
+        cs.clock.as_ref(),
+        Duration::from_secs(86_400),
+    )
+    .await;
+    let left = cs.app.store.list_audit(&Default::default()).await.unwrap();
+    assert_eq!(
+        left.iter().map(|r| r.identity.as_str()).collect::<Vec<_>>(),
+        ["u:new"]
+    );
+}
