@@ -127,6 +127,8 @@ struct HttpSection {
     /// `a***@example.com`). Anyone who can reach the API can call it, so only turn this on
     /// when the API is reachable by trusted applications alone.
     reveal_recipients: Option<bool>,
+    /// Time a client has to send a request's headers (default 10s); slower ones are cut off.
+    header_read_timeout: Option<String>,
 }
 
 /// `[[directory]]`
@@ -337,6 +339,7 @@ pub struct Config {
     pub store: StoreConfig,
     pub listen_http: Option<SocketAddr>,
     pub http_reveal_recipients: bool,
+    pub http_header_read_timeout: Duration,
     pub listen_ldap: Option<SocketAddr>,
     pub listen_ldaps: Option<SocketAddr>,
     pub ldap: LdapConfig,
@@ -1096,6 +1099,13 @@ impl Validator<'_> {
             .get("http")
             .and_then(|v| self.section("http", v))
             .unwrap_or_default();
+        let http_span = s.get("http").map(|v| v.span()).unwrap_or(0..0);
+        let http_header_read_timeout = self.duration(
+            &http_span,
+            "http.header_read_timeout",
+            http.header_read_timeout.as_deref(),
+            Duration::from_secs(10),
+        );
         let ldap_span = s.get("ldap").map(|v| v.span()).unwrap_or(0..0);
         let ldap: LdapSection = s
             .get("ldap")
@@ -1683,6 +1693,7 @@ impl Validator<'_> {
             store: store?,
             listen_http,
             http_reveal_recipients: http.reveal_recipients.unwrap_or(false),
+            http_header_read_timeout,
             listen_ldap,
             listen_ldaps,
             ldap,

@@ -28,6 +28,8 @@ pub struct ApiState {
     pub store: Arc<dyn Store>,
     /// `[http] reveal_recipients`: full addresses in the mechanisms lookup, else masked.
     pub reveal_recipients: bool,
+    /// `[http] header_read_timeout`.
+    pub header_read_timeout: Duration,
 }
 
 impl ApiState {
@@ -36,6 +38,7 @@ impl ApiState {
             otp: app.otp.clone(),
             store: app.store.clone(),
             reveal_recipients: app.config.http_reveal_recipients,
+            header_read_timeout: app.config.http_header_read_timeout,
         }
     }
 }

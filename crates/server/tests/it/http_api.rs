@@ -172,3 +172,39 @@ async fn default_limits_apply_when_the_config_says_nothing() {
     let retry: u64 = a.headers["retry-after"].to_str().unwrap().parse().unwrap();
     assert_eq!(retry, 180, "one attempt comes back every 15m / 5");
 }
+
+#[tokio::test]
+async fn a_client_that_never_finishes_its_headers_is_cut_off() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let extra = format!(
+        "{}\n[http]\nheader_read_timeout = \"1s\"\n",
+        file_mechanism()
+    );
+    let cs = Countersign::start(&Setup {
+        extra,
+        default_mechanisms: vec!["File"],
+        ..Setup::default()
+    })
+    .await;
+    let addr = cs.base.trim_start_matches("http://").to_owned();
+    let mut slow = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    slow.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n")
+        .await
+        .unwrap();
+    // The server gives up on the unfinished request (a 408 or a plain close), well before a
+    // real slowloris would have to stop.
+    let mut got = Vec::new();
+    let read = tokio::time::timeout(
+        std::time::Duration::from_secs(20),
+        slow.read_to_end(&mut got),
+    )
+    .await;
+    assert!(read.is_ok(), "the connection must be closed by the server");
+    assert!(
+        !String::from_utf8_lossy(&got).contains("200 OK"),
+        "{}",
+        String::from_utf8_lossy(&got)
+    );
+    // Everyone else is served.
+    assert_eq!(cs.get("/healthz").await.status, 200);
+}
