@@ -531,15 +531,7 @@ async fn direct_login_client(
     w: Window,
 ) -> anyhow::Result<Vec<Vec<Duration>>> {
     let mut samples = Vec::new();
-    let mut service = LdapClient::connect(&addr).await?;
-    let bind = LdapOp::BindRequest(LdapBindRequest {
-        version: 3,
-        dn: "cn=countersign,dc=example,dc=com".into(),
-        cred: LdapBindCred::Simple("service-password".into()),
-    });
-    if service.ask(bind).await? != LdapResultCode::Success {
-        bail!("service bind refused");
-    }
+    let mut service = service_connection(&addr).await?;
     while Instant::now() < w.until {
         let t0 = Instant::now();
         let filter = LdapFilter::Or(vec![LdapFilter::Equality(
@@ -553,19 +545,7 @@ async fn direct_login_client(
         {
             bail!("user not found");
         }
-        let mut user = LdapClient::connect(&addr).await?;
-        let bind = LdapOp::BindRequest(LdapBindRequest {
-            version: 3,
-            dn: dir_dn(i),
-            cred: LdapBindCred::Simple("bench-password".into()),
-        });
-        if user.ask(bind).await? != LdapResultCode::Success {
-            bail!("user bind refused");
-        }
-        let _ = user
-            .framed
-            .send(LdapMsg::new(99, LdapOp::UnbindRequest))
-            .await;
+        bind_on_new_connection(&addr, i).await?;
         if service
             .search(
                 dir_dn(0),
@@ -584,6 +564,38 @@ async fn direct_login_client(
     Ok(samples)
 }
 
+/// A connection bound as countersign's service account.
+async fn service_connection(addr: &str) -> anyhow::Result<LdapClient> {
+    let mut service = LdapClient::connect(addr).await?;
+    let bind = LdapOp::BindRequest(LdapBindRequest {
+        version: 3,
+        dn: "cn=countersign,dc=example,dc=com".into(),
+        cred: LdapBindCred::Simple("service-password".into()),
+    });
+    if service.ask(bind).await? != LdapResultCode::Success {
+        bail!("service bind refused");
+    }
+    Ok(service)
+}
+
+/// Binds as directory user `i` on a new connection, then unbinds.
+async fn bind_on_new_connection(addr: &str, i: usize) -> anyhow::Result<()> {
+    let mut user = LdapClient::connect(addr).await?;
+    let bind = LdapOp::BindRequest(LdapBindRequest {
+        version: 3,
+        dn: dir_dn(i),
+        cred: LdapBindCred::Simple("bench-password".into()),
+    });
+    if user.ask(bind).await? != LdapResultCode::Success {
+        bail!("user bind refused");
+    }
+    let _ = user
+        .framed
+        .send(LdapMsg::new(99, LdapOp::UnbindRequest))
+        .await;
+    Ok(())
+}
+
 /// What countersign asks of the directory, straight to slapd: on a service connection, read the
 /// user (by DN, or by uid over the base when `by_uid`), then bind as the user on a new one.
 async fn direct_client(
@@ -593,15 +605,7 @@ async fn direct_client(
     by_uid: bool,
 ) -> anyhow::Result<Vec<Vec<Duration>>> {
     let mut samples = Vec::new();
-    let mut service = LdapClient::connect(&addr).await?;
-    let bind = LdapOp::BindRequest(LdapBindRequest {
-        version: 3,
-        dn: "cn=countersign,dc=example,dc=com".into(),
-        cred: LdapBindCred::Simple("service-password".into()),
-    });
-    if service.ask(bind).await? != LdapResultCode::Success {
-        bail!("service bind refused");
-    }
+    let mut service = service_connection(&addr).await?;
     while Instant::now() < w.until {
         let t0 = Instant::now();
         let (base, scope, filter) = if by_uid {
@@ -624,19 +628,7 @@ async fn direct_client(
         if found != 1 {
             bail!("found {found} entries");
         }
-        let mut user = LdapClient::connect(&addr).await?;
-        let bind = LdapOp::BindRequest(LdapBindRequest {
-            version: 3,
-            dn: dir_dn(i),
-            cred: LdapBindCred::Simple("bench-password".into()),
-        });
-        if user.ask(bind).await? != LdapResultCode::Success {
-            bail!("user bind refused");
-        }
-        let _ = user
-            .framed
-            .send(LdapMsg::new(99, LdapOp::UnbindRequest))
-            .await;
+        bind_on_new_connection(&addr, i).await?;
         if w.counts(t0) {
             samples.push(vec![t0.elapsed()]);
         }

@@ -138,6 +138,29 @@ fn decode_error(e: &DecodeError) -> LdapResult {
     result(LdapResultCode::ProtocolError, e.to_string())
 }
 
+/// A bind's answer: bound as the user, or anonymous after any failure. A malformed identity is
+/// a credential failure here (binds answer 49 for every credential problem).
+fn bind_outcome(id: i32, outcome: Result<countersign_core::User, OtpError>) -> Outcome {
+    let (bound, res) = match outcome {
+        Ok(user) => (
+            Some(BoundUser {
+                key: user.key(),
+                dn: user.dn.to_string(),
+            }),
+            success(),
+        ),
+        Err(OtpError::MalformedIdentity(_)) => (
+            None,
+            result(LdapResultCode::InvalidCredentials, "invalid credentials"),
+        ),
+        Err(e) => (None, map_error(&e)),
+    };
+    Outcome::Bind {
+        bound,
+        response: bind_response(id, res),
+    }
+}
+
 /// RFC 4511 §4.1.11: a critical control the server does not recognise fails the operation.
 fn critical_control(controls: &[LdapControl]) -> Option<String> {
     controls.iter().find_map(|c| match c {
@@ -310,21 +333,7 @@ impl LdapHandler {
                     authorization_id: creds.authorization_id,
                     otp: creds.otp,
                 };
-                match self.otp.authenticate(req, &self.caller(session)).await {
-                    Ok(user) => Outcome::Bind {
-                        bound: Some(BoundUser {
-                            key: user.key(),
-                            dn: user.dn.to_string(),
-                        }),
-                        response: bind_response(id, success()),
-                    },
-                    // SASL failures are credential failures, malformed identities included.
-                    Err(OtpError::MalformedIdentity(_)) => fail(result(
-                        LdapResultCode::InvalidCredentials,
-                        "invalid credentials",
-                    )),
-                    Err(e) => fail(map_error(&e)),
-                }
+                bind_outcome(id, self.otp.authenticate(req, &self.caller(session)).await)
             }
             LdapBindCred::SASL(sasl) => fail(result(
                 LdapResultCode::AuthMethodNotSupported,
@@ -390,24 +399,12 @@ impl LdapHandler {
             } else {
                 format!("dn:{name}")
             };
-        match self
-            .otp
-            .authenticate_password(&identity, &password, &self.caller(session))
-            .await
-        {
-            Ok(user) => Outcome::Bind {
-                bound: Some(BoundUser {
-                    key: user.key(),
-                    dn: user.dn.to_string(),
-                }),
-                response: bind_response(id, success()),
-            },
-            Err(OtpError::MalformedIdentity(_)) => fail(result(
-                LdapResultCode::InvalidCredentials,
-                "invalid credentials",
-            )),
-            Err(e) => fail(map_error(&e)),
-        }
+        bind_outcome(
+            id,
+            self.otp
+                .authenticate_password(&identity, &password, &self.caller(session))
+                .await,
+        )
     }
 
     // ---------------------------------------------------------------------------------------
