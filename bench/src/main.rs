@@ -257,13 +257,13 @@ verify_per_client = "off"
                 }
                 "ldap-bind-new" => {
                     level(c, measure, |i, w| {
-                        ldap_bind_client(ldap_addr.clone(), i, w, false)
+                        ldap_bind_client(ldap_addr.clone(), local_dn(i), w, false)
                     })
                     .await?
                 }
                 "ldap-bind-persistent" => {
                     level(c, measure, |i, w| {
-                        ldap_bind_client(ldap_addr.clone(), i, w, true)
+                        ldap_bind_client(ldap_addr.clone(), local_dn(i), w, true)
                     })
                     .await?
                 }
@@ -274,7 +274,10 @@ verify_per_client = "off"
                     .await?
                 }
                 "dir-bind" => {
-                    level(c, measure, |i, w| dir_bind_client(ldap_addr.clone(), i, w)).await?
+                    level(c, measure, |i, w| {
+                        ldap_bind_client(ldap_addr.clone(), dir_dn(i), w, true)
+                    })
+                    .await?
                 }
                 "dir-bind-direct" => {
                     level(c, measure, |i, w| {
@@ -344,6 +347,10 @@ const DIR_BASE: &str = "ou=people,dc=example,dc=com";
 
 fn dir_phone(i: usize) -> String {
     format!("+1666{i:07}")
+}
+
+fn local_dn(i: usize) -> String {
+    format!("uid=user{i},ou=people,dc=countersign,dc=local")
 }
 
 fn dir_dn(i: usize) -> String {
@@ -431,27 +438,6 @@ impl Drop for Slapd {
     }
 }
 
-async fn dir_bind_client(addr: String, i: usize, w: Window) -> anyhow::Result<Vec<Vec<Duration>>> {
-    let mut samples = Vec::new();
-    let mut conn = LdapClient::connect(&addr).await?;
-    while Instant::now() < w.until {
-        let t0 = Instant::now();
-        let bind = LdapOp::BindRequest(LdapBindRequest {
-            version: 3,
-            dn: dir_dn(i),
-            cred: LdapBindCred::Simple("bench-password".into()),
-        });
-        let code = conn.ask(bind).await?;
-        if code != LdapResultCode::Success {
-            bail!("bind: {code:?}");
-        }
-        if w.counts(t0) {
-            samples.push(vec![t0.elapsed()]);
-        }
-    }
-    Ok(samples)
-}
-
 async fn dir_deliver_client(
     client: reqwest::Client,
     base: String,
@@ -463,17 +449,7 @@ async fn dir_deliver_client(
     let deliver = serde_json::json!({"authentication_id": format!("u:duser{i}"), "static_password": "bench-password"});
     while Instant::now() < w.until {
         let t0 = Instant::now();
-        let r = client
-            .post(format!("{base}/api/v1/otp/deliver"))
-            .json(&deliver)
-            .send()
-            .await?;
-        if !r.status().is_success() {
-            bail!("deliver: HTTP {}", r.status());
-        }
-        tokio::time::timeout(Duration::from_secs(10), rx.recv())
-            .await?
-            .ok_or_else(|| anyhow!("gateway closed"))?;
+        http_deliver(&client, &base, &deliver, &mut rx).await?;
         if w.counts(t0) {
             samples.push(vec![t0.elapsed()]);
         }
@@ -695,6 +671,26 @@ where
     Ok(all)
 }
 
+/// `POST /api/v1/otp/deliver`, then the code as the SMS gateway received it.
+async fn http_deliver(
+    client: &reqwest::Client,
+    base: &str,
+    body: &serde_json::Value,
+    rx: &mut mpsc::UnboundedReceiver<String>,
+) -> anyhow::Result<String> {
+    let r = client
+        .post(format!("{base}/api/v1/otp/deliver"))
+        .json(body)
+        .send()
+        .await?;
+    if !r.status().is_success() {
+        bail!("deliver: HTTP {}", r.status());
+    }
+    tokio::time::timeout(Duration::from_secs(10), rx.recv())
+        .await?
+        .ok_or_else(|| anyhow!("gateway closed"))
+}
+
 async fn http_client(
     client: reqwest::Client,
     base: String,
@@ -706,17 +702,7 @@ async fn http_client(
     let deliver = serde_json::json!({"authentication_id": format!("u:user{i}"), "static_password": "bench-password"});
     while Instant::now() < w.until {
         let t0 = Instant::now();
-        let r = client
-            .post(format!("{base}/api/v1/otp/deliver"))
-            .json(&deliver)
-            .send()
-            .await?;
-        if !r.status().is_success() {
-            bail!("deliver: HTTP {}", r.status());
-        }
-        let otp = tokio::time::timeout(Duration::from_secs(10), rx.recv())
-            .await?
-            .ok_or_else(|| anyhow!("gateway closed"))?;
+        let otp = http_deliver(&client, &base, &deliver, &mut rx).await?;
         let t1 = Instant::now();
         let verify = serde_json::json!({"authentication_id": format!("u:user{i}"), "otp": otp});
         let r = client
@@ -808,17 +794,10 @@ impl LdapClient {
     }
 }
 
-fn simple_bind(i: usize) -> LdapOp {
-    LdapOp::BindRequest(LdapBindRequest {
-        version: 3,
-        dn: format!("uid=user{i},ou=people,dc=countersign,dc=local"),
-        cred: LdapBindCred::Simple("bench-password".into()),
-    })
-}
-
+/// Simple binds as `dn`, on one persistent connection or a new connection each time.
 async fn ldap_bind_client(
     addr: String,
-    i: usize,
+    dn: String,
     w: Window,
     persistent: bool,
 ) -> anyhow::Result<Vec<Vec<Duration>>> {
@@ -829,7 +808,12 @@ async fn ldap_bind_client(
         if !persistent {
             conn = LdapClient::connect(&addr).await?;
         }
-        let code = conn.ask(simple_bind(i)).await?;
+        let bind = LdapOp::BindRequest(LdapBindRequest {
+            version: 3,
+            dn: dn.clone(),
+            cred: LdapBindCred::Simple("bench-password".into()),
+        });
+        let code = conn.ask(bind).await?;
         if code != LdapResultCode::Success {
             bail!("bind: {code:?}");
         }

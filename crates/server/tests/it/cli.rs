@@ -1,9 +1,6 @@
 //! The `countersign` binary's user and audit commands, run as an operator would.
 
-use std::io::Write;
-use std::process::{Command, Stdio};
-
-use crate::fixtures::Setup;
+use crate::fixtures::{Setup, run_countersign};
 
 struct Cli {
     dir: tempfile::TempDir,
@@ -24,27 +21,7 @@ impl Cli {
 
     /// Runs countersign with `args`, feeding `stdin`; returns (success, stdout, stderr).
     fn run(&self, args: &[&str], stdin: &str) -> (bool, String, String) {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_countersign"))
-            .arg("--config")
-            .arg(self.dir.path().join("countersign.toml"))
-            .args(args)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        child
-            .stdin
-            .take()
-            .unwrap()
-            .write_all(stdin.as_bytes())
-            .unwrap();
-        let out = child.wait_with_output().unwrap();
-        (
-            out.status.success(),
-            String::from_utf8_lossy(&out.stdout).into_owned(),
-            String::from_utf8_lossy(&out.stderr).into_owned(),
-        )
+        run_countersign(&self.dir.path().join("countersign.toml"), args, stdin)
     }
 }
 

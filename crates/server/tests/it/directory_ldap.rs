@@ -289,16 +289,7 @@ async fn directory_users_over_the_ldap_front() {
     let smtp = SmtpServer::start(SmtpOptions::default());
     let gw = SmsGateway::start().await;
     let cs = ldap_users_world(&slapd, &smtp, &gw).await;
-    let addr = cs
-        .ldap_url
-        .as_deref()
-        .unwrap()
-        .trim_start_matches("ldap://")
-        .to_owned();
-    let mut c = tokio_util::codec::Framed::new(
-        tokio::net::TcpStream::connect(addr).await.unwrap(),
-        ldap3_proto::LdapCodec::default(),
-    );
+    let mut c = cs.ldap_connect().await;
     let mut ask = async |op: LdapOp| {
         c.send(LdapMsg::new(3, op)).await.unwrap();
         match c.next().await.unwrap().unwrap().op {
@@ -373,16 +364,7 @@ async fn the_directory_going_away_and_coming_back() {
     assert_eq!(a.status, 503, "{}", a.json);
     assert_eq!(a.json["title"], "Service unavailable");
     // LDAP front: unavailable (52) with a diagnostic.
-    let addr = cs
-        .ldap_url
-        .as_deref()
-        .unwrap()
-        .trim_start_matches("ldap://")
-        .to_owned();
-    let mut c = tokio_util::codec::Framed::new(
-        tokio::net::TcpStream::connect(addr).await.unwrap(),
-        ldap3_proto::LdapCodec::default(),
-    );
+    let mut c = cs.ldap_connect().await;
     c.send(LdapMsg::new(
         1,
         LdapOp::BindRequest(LdapBindRequest {
@@ -484,19 +466,8 @@ async fn the_manager_command_finds_managers_end_to_end() {
         ..Setup::default()
     };
     std::fs::write(dir.path().join("countersign.toml"), setup.config()).unwrap();
-    let run = |id: &str| {
-        let out = std::process::Command::new(env!("CARGO_BIN_EXE_countersign"))
-            .arg("--config")
-            .arg(dir.path().join("countersign.toml"))
-            .args(["manager", id])
-            .output()
-            .unwrap();
-        (
-            out.status.success(),
-            String::from_utf8_lossy(&out.stdout).into_owned(),
-            String::from_utf8_lossy(&out.stderr).into_owned(),
-        )
-    };
+    let config = dir.path().join("countersign.toml");
+    let run = |id: &str| run_countersign(&config, &["manager", id], "");
     let (ok, out, err) = run("u:alice");
     assert!(ok, "{err}");
     assert!(
@@ -510,38 +481,16 @@ async fn the_manager_command_finds_managers_end_to_end() {
         assert!(!ok && out.contains("no manager"), "{nobody}: {out}");
     }
     // A local user's sponsor, through the same command.
-    let (ok, _, err) = {
-        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_countersign"))
-            .arg("--config")
-            .arg(dir.path().join("countersign.toml"))
-            .args([
-                "user",
-                "add",
-                "lena",
-                "--sponsor-name",
-                "Sam Sponsor",
-                "--sponsor-email",
-                "sam@example.com",
-            ])
-            .stdin(std::process::Stdio::piped())
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::piped())
-            .spawn()
-            .unwrap();
-        use std::io::Write;
-        child
-            .stdin
-            .take()
-            .unwrap()
-            .write_all(b"lena-password\n")
-            .unwrap();
-        let o = child.wait_with_output().unwrap();
-        (
-            o.status.success(),
-            String::new(),
-            String::from_utf8_lossy(&o.stderr).into_owned(),
-        )
-    };
+    let add = [
+        "user",
+        "add",
+        "lena",
+        "--sponsor-name",
+        "Sam Sponsor",
+        "--sponsor-email",
+        "sam@example.com",
+    ];
+    let (ok, _, err) = run_countersign(&config, &add, "lena-password\n");
     assert!(ok, "{err}");
     let (ok, out, err) = run("u:lena");
     assert!(ok, "{err}");

@@ -489,7 +489,53 @@ pub struct Answer {
     pub json: serde_json::Value,
 }
 
+/// Runs the `countersign` binary with `--config config`, `args` and `stdin`; returns
+/// (success, stdout, stderr).
+pub fn run_countersign(config: &Path, args: &[&str], stdin: &str) -> (bool, String, String) {
+    use std::io::Write;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_countersign"))
+        .arg("--config")
+        .arg(config)
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(stdin.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// A raw LDAP connection (ldap3_proto's codec) for talking to the front byte-exactly.
+pub type LdapConn = tokio_util::codec::Framed<tokio::net::TcpStream, ldap3_proto::LdapCodec>;
+
 impl Countersign {
+    /// `127.0.0.1:PORT` of the plain LDAP listener.
+    pub fn ldap_addr(&self) -> String {
+        self.ldap_url
+            .as_deref()
+            .unwrap()
+            .trim_start_matches("ldap://")
+            .to_owned()
+    }
+
+    pub async fn ldap_connect(&self) -> LdapConn {
+        let stream = tokio::net::TcpStream::connect(self.ldap_addr())
+            .await
+            .unwrap();
+        tokio_util::codec::Framed::new(stream, ldap3_proto::LdapCodec::default())
+    }
+
     pub async fn start(setup: &Setup) -> Countersign {
         let dir = Arc::new(TempDir::new().unwrap());
         std::fs::write(dir.path().join("countersign.toml"), setup.config()).unwrap();

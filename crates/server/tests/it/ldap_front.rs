@@ -73,6 +73,15 @@ impl LdapWorld {
         )
     }
 
+    /// `ldapsearch` of the root DSE over plain LDAP with `extra` arguments (attributes or a
+    /// filter); returns (exit code, stdout).
+    pub fn root_dse(&self, extra: &[&str]) -> (i32, String) {
+        let mut args = vec!["-x", "-H", self.ldap(), "-b", "", "-s", "base"];
+        args.extend_from_slice(extra);
+        let (code, out, _) = self.tool("ldapsearch", &args);
+        (code, out)
+    }
+
     /// Runs the ldap3 client script; returns its JSON answer.
     pub fn ldap3(&self, url: &str, args: &[&str]) -> Value {
         let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/it/ldap3_client.py");
@@ -153,73 +162,35 @@ async fn root_dse_with_ldapsearch() {
         assert!(out.contains(line), "missing {line:?} in\n{out}");
     }
     // As the UnboundID SDK asks: *, + and the mechanism attribute by name.
-    let (_, all, _) = w.tool(
-        "ldapsearch",
-        &[
-            "-x",
-            "-H",
-            w.ldap(),
-            "-b",
-            "",
-            "-s",
-            "base",
-            "*",
-            "+",
-            "ds-supported-otp-delivery-mechanism",
-        ],
-    );
+    let (_, all) = w.root_dse(&["*", "+", "ds-supported-otp-delivery-mechanism"]);
     assert!(
         all.contains("ds-supported-otp-delivery-mechanism: Email")
             && all.contains("vendorVersion: countersign"),
         "{all}"
     );
     // Without a list (or with *) only the user attributes: the rest are operational (RFC 4512).
-    let (_, user, _) = w.tool(
-        "ldapsearch",
-        &["-x", "-H", w.ldap(), "-b", "", "-s", "base"],
-    );
+    let (_, user) = w.root_dse(&[]);
     assert!(
         user.contains("objectClass: top") && !user.contains("supportedExtension"),
         "{user}"
     );
-    let (_, op, _) = w.tool(
-        "ldapsearch",
-        &["-x", "-H", w.ldap(), "-b", "", "-s", "base", "+"],
-    );
+    let (_, op) = w.root_dse(&["+"]);
     assert!(
         op.contains("supportedExtension") && !op.contains("objectClass"),
         "{op}"
     );
     // A filter the root DSE does not match: no entry.
-    let (_, unmatched, _) = w.tool(
-        "ldapsearch",
-        &[
-            "-x",
-            "-H",
-            w.ldap(),
-            "-b",
-            "",
-            "-s",
-            "base",
-            "(vendorName=other)",
-        ],
-    );
+    let (_, unmatched) = w.root_dse(&["(vendorName=other)"]);
     assert!(
         !unmatched.contains("# numEntries") && unmatched.contains("result: 0 Success"),
         "{unmatched}"
     );
-    let (_, one, _) = w.tool(
-        "ldapsearch",
-        &["-x", "-H", w.ldap(), "-b", "", "-s", "base", "vendorName"],
-    );
+    let (_, one) = w.root_dse(&["vendorName"]);
     assert!(
         one.contains("vendorName: countersign") && !one.contains("supportedExtension"),
         "{one}"
     );
-    let (_, none, _) = w.tool(
-        "ldapsearch",
-        &["-x", "-H", w.ldap(), "-b", "", "-s", "base", "1.1"],
-    );
+    let (_, none) = w.root_dse(&["1.1"]);
     assert!(
         none.contains("dn:") && !none.contains("vendorName"),
         "{none}"

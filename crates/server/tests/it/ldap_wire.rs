@@ -11,7 +11,7 @@ use ldap3_proto::LdapCodec;
 use ldap3_proto::proto::*;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
-use tokio_util::codec::{Decoder, Encoder, Framed};
+use tokio_util::codec::{Decoder, Encoder};
 
 use crate::fixtures::*;
 
@@ -33,18 +33,22 @@ async fn world(ldap_extra: &str) -> Countersign {
     cs
 }
 
-type Conn = Framed<TcpStream, LdapCodec>;
+type Conn = LdapConn;
 
 async fn connect(cs: &Countersign) -> Conn {
-    let addr = cs
-        .ldap_url
-        .as_deref()
-        .unwrap()
-        .trim_start_matches("ldap://")
-        .to_owned();
-    Framed::new(
-        TcpStream::connect(addr).await.unwrap(),
-        LdapCodec::default(),
+    cs.ldap_connect().await
+}
+
+/// `op` carrying a critical control nobody knows (RFC 4511 §4.1.11).
+fn with_unknown_critical_control(id: i32, op: LdapOp) -> LdapMsg {
+    LdapMsg::new_with_ctrls(
+        id,
+        op,
+        vec![ldap3_proto::control::LdapControl::Unknown {
+            oid: "1.2.3.9".into(),
+            criticality: true,
+            value: None,
+        }],
     )
 }
 
@@ -342,15 +346,7 @@ async fn everything_else_is_answered_never_dropped() {
         assert!(!msg.is_empty(), "{label}: a diagnostic is expected");
     }
     // A critical control we do not know fails the operation (RFC 4511 §4.1.11).
-    let msg = LdapMsg::new_with_ctrls(
-        9,
-        exop_req(exop::WHO_AM_I, None),
-        vec![ldap3_proto::control::LdapControl::Unknown {
-            oid: "1.2.3.9".into(),
-            criticality: true,
-            value: None,
-        }],
-    );
+    let msg = with_unknown_critical_control(9, exop_req(exop::WHO_AM_I, None));
     c.send(msg).await.unwrap();
     let r = c.next().await.unwrap().unwrap();
     assert_eq!(
@@ -386,12 +382,7 @@ fn is_notice_of_disconnection(bytes: &[u8]) -> bool {
 async fn a_10_mb_frame_or_garbage_closes_only_that_connection() {
     let cs = world("").await;
     let mut bystander = connect(&cs).await;
-    let addr = cs
-        .ldap_url
-        .as_deref()
-        .unwrap()
-        .trim_start_matches("ldap://")
-        .to_owned();
+    let addr = cs.ldap_addr();
 
     // 10 MB in one LDAP message: SEQUENCE with a 4-byte length.
     let mut s = TcpStream::connect(&addr).await.unwrap();
@@ -434,12 +425,7 @@ async fn a_10_mb_frame_or_garbage_closes_only_that_connection() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn connections_beyond_the_limit_are_closed_unanswered() {
     let cs = world("max_connections = 2\n").await;
-    let addr = cs
-        .ldap_url
-        .as_deref()
-        .unwrap()
-        .trim_start_matches("ldap://")
-        .to_owned();
+    let addr = cs.ldap_addr();
     let mut a = connect(&cs).await;
     let mut b = connect(&cs).await;
     // Both are being served before the third arrives.
@@ -528,15 +514,7 @@ async fn a_failed_bind_leaves_the_connection_anonymous() {
         outcome(&ask(&mut c, simple(alice_dn(), "alice-password")).await).0,
         LdapResultCode::Success
     );
-    let msg = LdapMsg::new_with_ctrls(
-        8,
-        simple(alice_dn(), "alice-password"),
-        vec![ldap3_proto::control::LdapControl::Unknown {
-            oid: "1.2.3.9".into(),
-            criticality: true,
-            value: None,
-        }],
-    );
+    let msg = with_unknown_critical_control(8, simple(alice_dn(), "alice-password"));
     c.send(msg).await.unwrap();
     let r = c.next().await.unwrap().unwrap();
     assert_eq!(
