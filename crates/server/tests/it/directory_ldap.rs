@@ -12,8 +12,8 @@ use countersign_core::model::Dn;
 use countersign_core::ports::{Directory, Lookup, Store};
 use serde_json::json;
 
+use crate::fixtures::slapd::{BASE, Slapd};
 use crate::fixtures::*;
-use crate::slapd::{BASE, Slapd};
 
 fn dn(uid: &str) -> String {
     format!("uid={uid},{BASE}")

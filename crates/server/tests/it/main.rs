@@ -15,4 +15,3 @@ mod ldap_front;
 mod ldap_wire;
 mod mechanism_order;
 mod otp_lifecycle;
-mod slapd;

@@ -1,24 +1,10 @@
-//! The capabilities the core needs from the outside world, as small traits. Adapters in the
-//! server crate implement them for real (SQLite, directories, SMTP, SMS gateways); tests use the
-//! in-memory fakes in `testkit`.
+//! Durable state: OTPs, audit records, local users.
 
 use async_trait::async_trait;
 use thiserror::Error;
 
 use crate::audit::{AuditQuery, AuditRecord};
-use crate::identity::Identity;
-use crate::model::{Manager, Timestamp, User, UserKey};
-use crate::secret::Secret;
-
-/// The current time. Injected so expiry is testable.
-pub trait Clock: Send + Sync {
-    fn now(&self) -> Timestamp;
-}
-
-/// A cryptographically secure random source.
-pub trait Random: Send + Sync {
-    fn fill(&self, buf: &mut [u8]);
-}
+use crate::model::{Timestamp, User, UserKey};
 
 #[derive(Debug, Clone, Error, PartialEq, Eq)]
 pub enum StoreError {
@@ -98,62 +84,4 @@ pub trait Store: Send + Sync {
         value: &str,
     ) -> Result<Vec<LocalUser>, StoreError>;
     async fn list_local_users(&self, directory: &str) -> Result<Vec<LocalUser>, StoreError>;
-}
-
-#[derive(Debug, Clone, Error, PartialEq, Eq)]
-pub enum DirectoryError {
-    #[error("directory {directory} unavailable: {reason}")]
-    Unavailable { directory: String, reason: String },
-}
-
-/// What an identity lookup found.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Lookup {
-    Found(Box<User>),
-    NotFound,
-    /// The identity mapper matched more than one entry: refused, as Ping's mappers do.
-    Ambiguous,
-}
-
-/// Where users live: a `[[directory]]` (local store, LDAP server).
-#[async_trait]
-pub trait Directory: Send + Sync {
-    fn name(&self) -> &str;
-    /// Resolves `dn:` directly and `u:` through this directory's identity mapper.
-    async fn find_user(&self, identity: &Identity) -> Result<Lookup, DirectoryError>;
-    async fn check_password(&self, user: &User, password: &Secret) -> Result<bool, DirectoryError>;
-    /// Spends the effort of a password check for nobody, so an unknown user takes as long to
-    /// refuse as a wrong password.
-    async fn check_password_of_nobody(&self, password: &Secret);
-    /// The user's manager: `None` when there is none, or it cannot be used (dangling, outside
-    /// the directory's bases, the user themself).
-    async fn find_manager(&self, user: &User) -> Result<Option<Manager>, DirectoryError>;
-    /// When this directory cannot be reached: stop the fallback chain with "unavailable"
-    /// (true, the default: a lower directory must not silently answer for a user it may not
-    /// hold) or go on to the next directory (false).
-    fn stops_chain_when_unavailable(&self) -> bool {
-        true
-    }
-}
-
-#[derive(Debug, Clone, Error, PartialEq, Eq)]
-pub enum DeliveryError {
-    /// The transport did not take the message (connection refused, timeout, rejected). The text
-    /// may name the server; it never holds the message body.
-    #[error("{0}")]
-    Failed(String),
-}
-
-/// A message for one recipient. The body holds the OTP, hence a [`Secret`].
-#[derive(Debug, Clone)]
-pub struct OutboundMessage {
-    pub to: String,
-    pub subject: String,
-    pub body: Secret,
-}
-
-/// Takes a message to one address over one transport (SMTP, SMS gateway, file).
-#[async_trait]
-pub trait Courier: Send + Sync {
-    async fn send(&self, message: &OutboundMessage) -> Result<(), DeliveryError>;
 }

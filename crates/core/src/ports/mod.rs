@@ -1,0 +1,13 @@
+//! The capabilities the core needs from the outside world, as small traits. Adapters in the
+//! server crate implement them for real (SQLite, directories, SMTP, SMS gateways); tests use the
+//! in-memory fakes in `testkit`.
+
+mod clock;
+mod courier;
+mod directory;
+mod store;
+
+pub use clock::{Clock, Random};
+pub use courier::{Courier, DeliveryError, OutboundMessage};
+pub use directory::{Directory, DirectoryError, Lookup};
+pub use store::{IssuedOtp, LocalUser, Store, StoreError};
