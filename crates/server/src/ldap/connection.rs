@@ -1,8 +1,7 @@
 //! The operations of one framed LDAP stream (RFC 4511 §4.1.1, §4.2.1): requests are read while
 //! others run; searches and the Ping extended operations run beside each other; a bind is the
 //! one operation nothing runs beside, and it stays watched while it waits (for a directory
-//! today, for a person approving it tomorrow), so Unbind, Abandon, a closed socket and shutdown
-//! all reach it. Sockets, TLS and limits on connections are the listener's; meaning is the
+//! today, for a person approving it tomorrow), so Unbind, a closed socket and shutdown reach it. Sockets, TLS and limits on connections are the listener's; meaning is the
 //! handler's.
 
 use std::collections::HashMap;
@@ -79,16 +78,7 @@ enum Binding {
     Queued(LdapMsg),
     /// Polled by the connection's own task, beside its socket and the shutdown signal, so
     /// dropping it cancels it: no task is left running for a client that has gone.
-    Running { msgid: i32, future: BindFuture },
-}
-
-impl Binding {
-    fn msgid(&self) -> i32 {
-        match self {
-            Binding::Queued(msg) => msg.msgid,
-            Binding::Running { msgid, .. } => *msgid,
-        }
-    }
+    Running(BindFuture),
 }
 
 /// What to do after a request or a response.
@@ -129,7 +119,7 @@ pub(super) async fn run(
         } else {
             ctx.idle_timeout
         };
-        let bind_running = matches!(ops.binding, Some(Binding::Running { .. }));
+        let bind_running = matches!(ops.binding, Some(Binding::Running(_)));
         let frame = tokio::select! {
             Some(done) = ops.in_flight.join_next_with_id(), if !ops.in_flight.is_empty() => {
                 let msgs = ops.finished(done);
@@ -211,7 +201,7 @@ fn next(step: Step, framed: Frames) -> Next {
 /// The result of the running bind; never ready when there is none.
 async fn bind_result(binding: &mut Option<Binding>) -> Outcome {
     match binding {
-        Some(Binding::Running { future, .. }) => future.as_mut().await,
+        Some(Binding::Running(future)) => future.as_mut().await,
         _ => std::future::pending().await,
     }
 }
@@ -239,30 +229,21 @@ async fn apply(outcome: Outcome, session: &mut Session, framed: &mut Frames) -> 
 
 impl Operations<'_> {
     async fn request(&mut self, msg: LdapMsg, session: &mut Session, framed: &mut Frames) -> Step {
-        if let Some(binding) = &self.binding {
-            match &msg.op {
-                LdapOp::AbandonRequest(id) if *id == binding.msgid() => {
-                    // RFC 4511 §4.11: the abandoned bind gets no response, nor does the
-                    // Abandon; the connection's identity stays what it was.
-                    tracing::debug!(msgid = id, "bind abandoned");
-                    self.binding = None;
-                    return Step::Go;
-                }
-                LdapOp::AbandonRequest(_) | LdapOp::UnbindRequest => {}
-                _ => {
-                    // RFC 4511 §4.2.1: clients must not send operations while a bind is in
-                    // progress. Holding them would let one connection queue without bound;
-                    // they are refused, and the bind carries on.
-                    let res = LdapResult {
-                        code: LdapResultCode::OperationsError,
-                        matcheddn: String::new(),
-                        message: "a bind is in progress on this connection".into(),
-                        referral: Vec::new(),
-                    };
-                    let refusal = self.ctx.handler.refusal_for(&msg.op, msg.msgid, res);
-                    return apply(Outcome::Respond(vec![refusal]), session, framed).await;
-                }
-            }
+        if self.binding.is_some()
+            && !matches!(msg.op, LdapOp::UnbindRequest | LdapOp::AbandonRequest(_))
+        {
+            // RFC 4511 §4.2.1: clients must not send operations while a bind is in progress.
+            // Holding them would let one connection queue without bound; they are refused,
+            // and the bind carries on. (Unbind cancels the bind; Abandon is ignored, as a bind
+            // cannot be abandoned, RFC 4511 §4.11.)
+            let res = LdapResult {
+                code: LdapResultCode::OperationsError,
+                matcheddn: String::new(),
+                message: "a bind is in progress on this connection".into(),
+                referral: Vec::new(),
+            };
+            let refusal = self.ctx.handler.refusal_for(&msg.op, msg.msgid, res);
+            return apply(Outcome::Respond(vec![refusal]), session, framed).await;
         }
         if matches!(msg.op, LdapOp::BindRequest(_)) {
             self.binding = Some(Binding::Queued(msg));
@@ -311,7 +292,6 @@ impl Operations<'_> {
             return;
         };
         session.outstanding = 0;
-        let msgid = msg.msgid;
         let (handler, snapshot, span) = (self.ctx.handler.clone(), session.clone(), op_span(&msg));
         let counted = Counted::new(&self.ctx.operations);
         let future = Box::pin(
@@ -321,7 +301,7 @@ impl Operations<'_> {
             }
             .instrument(span),
         );
-        self.binding = Some(Binding::Running { msgid, future });
+        self.binding = Some(Binding::Running(future));
     }
 
     /// Waits for the spawned operations and sends their answers.

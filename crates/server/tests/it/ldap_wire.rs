@@ -422,6 +422,53 @@ async fn a_10_mb_frame_or_garbage_closes_only_that_connection() {
     );
 }
 
+/// A Who Am I request whose messageID is the BER INTEGER with contents `id` (two's complement).
+fn whoami_with_raw_id(id: &[u8]) -> Vec<u8> {
+    let name = exop::WHO_AM_I.as_bytes();
+    let mut op = vec![0x77, (name.len() + 2) as u8, 0x80, name.len() as u8];
+    op.extend_from_slice(name);
+    let mut msg = vec![0x30, (2 + id.len() + op.len()) as u8, 0x02, id.len() as u8];
+    msg.extend_from_slice(id);
+    msg.extend_from_slice(&op);
+    msg
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn message_ids_outside_1_to_2_31_minus_1_close_the_connection() {
+    // RFC 4511 §4.1.1.1: MessageID ::= INTEGER (0 .. maxInt), 0 only for unsolicited
+    // notifications; a request outside the range is a protocol error (§4.4.1 notice, close).
+    let cs = world("").await;
+    let addr = cs.ldap_addr();
+    for id in [
+        &[0xfb][..],                     // -5 (once answered as 251)
+        &[0x00],                         // 0
+        &[0x80, 0x00, 0x00, 0x00],       // -2^31
+        &[0x00, 0x80, 0x00, 0x00, 0x00], // 2^31
+        &[0x01, 0x00, 0x00, 0x00, 0x01], // 2^32 + 1 (once answered as 1)
+    ] {
+        let mut s = TcpStream::connect(&addr).await.unwrap();
+        s.write_all(&whoami_with_raw_id(id)).await.unwrap();
+        let got = read_to_end(s).await;
+        assert!(
+            is_notice_of_disconnection(&got),
+            "message ID {id:02x?}: expected a notice of disconnection, got {got:02x?}"
+        );
+    }
+    // The ends of the range are served, with the ID they came with.
+    for (id, expect) in [(&[0x01][..], 1), (&[0x7f, 0xff, 0xff, 0xff], i32::MAX)] {
+        let mut s = TcpStream::connect(&addr).await.unwrap();
+        s.write_all(&whoami_with_raw_id(id)).await.unwrap();
+        let mut conn = tokio_util::codec::Framed::new(s, LdapCodec::default());
+        let answer = tokio::time::timeout(Duration::from_secs(20), conn.next())
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap();
+        assert_eq!(answer.msgid, expect);
+        assert_eq!(outcome(&[answer]).0, LdapResultCode::Success);
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn connections_beyond_the_limit_are_closed_unanswered() {
     let cs = world("max_connections = 2\n").await;
