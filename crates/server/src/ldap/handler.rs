@@ -604,3 +604,7 @@ impl LdapHandler {
         }
     }
 }
+
+#[cfg(test)]
+#[path = "handler_tests.rs"]
+mod tests;

@@ -1,11 +1,11 @@
 //! The LDAP front at the byte level: the spec's full PDUs, malformed and unknown input answered
 //! with clear result codes, oversized frames and garbage closing only their own connection,
-//! and the connection limits. Also the handler on its own, without sockets.
+//! message IDs out of range, and the connection limits. (The handler on its own, without
+//! sockets, is tested beside it: `src/ldap/handler_tests.rs`.)
 
 use std::time::Duration;
 
-use countersign::ldap::handler::{BoundUser, LdapSettings, Outcome, Session};
-use countersign::ldap::{LdapHandler, ber, exop};
+use countersign::ldap::{ber, exop};
 use futures_util::{SinkExt, StreamExt};
 use ldap3_proto::LdapCodec;
 use ldap3_proto::proto::*;
@@ -422,6 +422,53 @@ async fn a_10_mb_frame_or_garbage_closes_only_that_connection() {
     );
 }
 
+/// A Who Am I request whose messageID is the BER INTEGER with contents `id` (two's complement).
+fn whoami_with_raw_id(id: &[u8]) -> Vec<u8> {
+    let name = exop::WHO_AM_I.as_bytes();
+    let mut op = vec![0x77, (name.len() + 2) as u8, 0x80, name.len() as u8];
+    op.extend_from_slice(name);
+    let mut msg = vec![0x30, (2 + id.len() + op.len()) as u8, 0x02, id.len() as u8];
+    msg.extend_from_slice(id);
+    msg.extend_from_slice(&op);
+    msg
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn message_ids_outside_1_to_2_31_minus_1_close_the_connection() {
+    // RFC 4511 §4.1.1.1: MessageID ::= INTEGER (0 .. maxInt), 0 only for unsolicited
+    // notifications; a request outside the range is a protocol error (§4.4.1 notice, close).
+    let cs = world("").await;
+    let addr = cs.ldap_addr();
+    for id in [
+        &[0xfb][..],                     // -5 (once answered as 251)
+        &[0x00],                         // 0
+        &[0x80, 0x00, 0x00, 0x00],       // -2^31
+        &[0x00, 0x80, 0x00, 0x00, 0x00], // 2^31
+        &[0x01, 0x00, 0x00, 0x00, 0x01], // 2^32 + 1 (once answered as 1)
+    ] {
+        let mut s = TcpStream::connect(&addr).await.unwrap();
+        s.write_all(&whoami_with_raw_id(id)).await.unwrap();
+        let got = read_to_end(s).await;
+        assert!(
+            is_notice_of_disconnection(&got),
+            "message ID {id:02x?}: expected a notice of disconnection, got {got:02x?}"
+        );
+    }
+    // The ends of the range are served, with the ID they came with.
+    for (id, expect) in [(&[0x01][..], 1), (&[0x7f, 0xff, 0xff, 0xff], i32::MAX)] {
+        let mut s = TcpStream::connect(&addr).await.unwrap();
+        s.write_all(&whoami_with_raw_id(id)).await.unwrap();
+        let mut conn = tokio_util::codec::Framed::new(s, LdapCodec::default());
+        let answer = tokio::time::timeout(Duration::from_secs(20), conn.next())
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap();
+        assert_eq!(answer.msgid, expect);
+        assert_eq!(outcome(&[answer]).0, LdapResultCode::Success);
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn connections_beyond_the_limit_are_closed_unanswered() {
     let cs = world("max_connections = 2\n").await;
@@ -574,157 +621,6 @@ async fn bytes_sent_after_starttls_before_the_handshake_close_the_connection() {
         codec.decode(&mut buf).unwrap().is_none(),
         "nothing answers the pipelined bind"
     );
-}
-
-// ---------------------------------------------------------------------------------------------
-// The handler on its own.
-
-fn handler(cs: &Countersign, tls_available: bool) -> LdapHandler {
-    LdapHandler::new(
-        cs.app.otp.clone(),
-        LdapSettings {
-            allow_deliver_otp_without_tls: false,
-            bind_name_forms: Default::default(),
-            reveal_recipients: false,
-            tls_available,
-            naming_contexts: vec!["ou=people,dc=example,dc=com".into()],
-        },
-    )
-}
-
-fn single(o: Outcome) -> LdapMsg {
-    match o {
-        Outcome::Respond(mut v) if v.len() == 1 => v.remove(0),
-        other => panic!("{other:?}"),
-    }
-}
-
-#[tokio::test]
-async fn handler_starttls_rules() {
-    let cs = world("").await;
-    let h = handler(&cs, true);
-    let starttls = || LdapMsg::new(1, exop_req(exop::START_TLS, None));
-    assert!(matches!(
-        h.handle(starttls(), &Session::default()).await,
-        Outcome::StartTls(_)
-    ));
-    let busy = Session {
-        outstanding: 1,
-        ..Session::default()
-    };
-    assert_eq!(
-        outcome(&[single(h.handle(starttls(), &busy).await)]).0,
-        LdapResultCode::OperationsError
-    );
-    let secure = Session {
-        secure: true,
-        ..Session::default()
-    };
-    assert_eq!(
-        outcome(&[single(h.handle(starttls(), &secure).await)]).0,
-        LdapResultCode::OperationsError
-    );
-    let no_cert = handler(&cs, false);
-    assert_eq!(
-        outcome(&[single(
-            no_cert.handle(starttls(), &Session::default()).await
-        )])
-        .0,
-        LdapResultCode::ProtocolError
-    );
-}
-
-#[tokio::test]
-async fn handler_who_am_i_deliver_and_supported_follow_the_session() {
-    let cs = world("").await;
-    let h = handler(&cs, true);
-    let whoami = || LdapMsg::new(1, exop_req(exop::WHO_AM_I, None));
-    let value = |m: LdapMsg| match m.op {
-        LdapOp::ExtendedResponse(r) => r.value,
-        other => panic!("{other:?}"),
-    };
-    assert_eq!(
-        value(single(h.handle(whoami(), &Session::default()).await)),
-        Some(Vec::new())
-    );
-    let alice_key = countersign_core::UserKey {
-        directory: "local".into(),
-        dn: countersign_core::Dn::new(alice_dn()).normalized(),
-    };
-    let bound = Session {
-        bound: Some(BoundUser {
-            key: alice_key,
-            dn: alice_dn().into(),
-        }),
-        secure: true,
-        ..Session::default()
-    };
-    assert_eq!(
-        value(single(h.handle(whoami(), &bound).await)),
-        Some(format!("dn:{}", alice_dn()).into_bytes())
-    );
-
-    // Deliver OTP on an insecure session is refused before the value is even read.
-    let deliver = |v: Vec<u8>| LdapMsg::new(2, exop_req(exop::DELIVER_OTP_REQUEST, Some(v)));
-    let step_up = ber::constructed(ber::SEQUENCE, &[ber::tlv(ber::context(0), b"u:alice")]);
-    assert_eq!(
-        outcome(&[single(
-            h.handle(deliver(b"garbage".to_vec()), &Session::default())
-                .await
-        )])
-        .0,
-        LdapResultCode::ConfidentialityRequired
-    );
-    // Step-up: no password, bound as alice, secure.
-    let anonymous_secure = Session {
-        secure: true,
-        ..Session::default()
-    };
-    assert_eq!(
-        outcome(&[single(
-            h.handle(deliver(step_up.clone()), &anonymous_secure).await
-        )])
-        .0,
-        LdapResultCode::InvalidCredentials
-    );
-    let r = single(h.handle(deliver(step_up), &bound).await);
-    assert_eq!(outcome(std::slice::from_ref(&r)).0, LdapResultCode::Success);
-
-    // Get Supported: full addresses for alice herself, masked for anyone else.
-    let supported = || {
-        LdapMsg::new(
-            3,
-            exop_req(
-                exop::GET_SUPPORTED_REQUEST,
-                Some(exop::encode_get_supported(alice_dn())),
-            ),
-        )
-    };
-    let items = |m: LdapMsg| exop::decode_get_supported_result(&value(m).unwrap()).unwrap();
-    // The File mechanism reaches e-mail addresses.
-    assert_eq!(
-        items(single(h.handle(supported(), &bound).await))[0]
-            .recipient
-            .as_deref(),
-        Some("alice@example.com")
-    );
-    assert_eq!(
-        items(single(h.handle(supported(), &Session::default()).await))[0]
-            .recipient
-            .as_deref(),
-        Some("a***@example.com")
-    );
-    let nobody = LdapMsg::new(
-        4,
-        exop_req(
-            exop::GET_SUPPORTED_REQUEST,
-            Some(exop::encode_get_supported("uid=x,dc=y")),
-        ),
-    );
-    // To an anonymous caller, nobody looks like a user no mechanism reaches.
-    let unknown = items(single(h.handle(nobody, &Session::default()).await));
-    assert_eq!(unknown.len(), 1);
-    assert!(!unknown[0].supported && unknown[0].recipient.is_none());
 }
 
 /// Message IDs in the order their final responses arrive, for a slow Deliver OTP (its SMTP
