@@ -30,11 +30,22 @@ fn main() -> ExitCode {
     };
     match runtime.block_on(run(cli)) {
         Ok(code) => code,
+        // The reader went away (`countersign audit | head`): nothing left to say to anyone.
+        Err(e) if is_broken_pipe(&e) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("countersign: {e:#}");
             ExitCode::FAILURE
         }
     }
+}
+
+/// Whether writing standard output failed because its reader closed the pipe (EPIPE; Rust
+/// ignores SIGPIPE, so the write returns the error instead of ending the process).
+fn is_broken_pipe(e: &anyhow::Error) -> bool {
+    e.chain().any(|c| {
+        c.downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+    })
 }
 
 /// `RUST_LOG`, else `default_level`; ldap3_proto always off: it logs raw client bytes (errors)
@@ -57,7 +68,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     println!(
                         "{}: ok ({} directories, {} delivery mechanisms)",
                         path.display(),
-                        c.directories.len() + c.ldap_directories.len(),
+                        c.directories.len(),
                         c.mechanisms.len()
                     );
                     Ok(ExitCode::SUCCESS)
@@ -70,6 +81,10 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     Ok(ExitCode::FAILURE)
                 }
             }
+        }
+        Command::Config(cmd) => {
+            cli::run_config(&cli.config, cmd)?;
+            Ok(ExitCode::SUCCESS)
         }
         Command::Demo(args) => {
             countersign::demo::run(args).await?;

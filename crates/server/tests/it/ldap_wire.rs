@@ -587,6 +587,7 @@ fn handler(cs: &Countersign, tls_available: bool) -> LdapHandler {
             bind_name_forms: Default::default(),
             reveal_recipients: false,
             tls_available,
+            deliver_otp_enabled: true,
             naming_contexts: vec!["ou=people,dc=example,dc=com".into()],
         },
     )
