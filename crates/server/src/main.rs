@@ -1,5 +1,6 @@
 //! The `countersign` binary: parses the command line and runs the chosen command.
 
+use std::io::Write;
 use std::process::ExitCode;
 
 use clap::Parser;
@@ -62,22 +63,25 @@ fn log_filter(default_level: &str) -> EnvFilter {
 async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::CheckConfig { file } => {
+            // writeln, not println: a closed pipe is an error to return, not a panic.
             let path = file.unwrap_or(cli.config);
+            let mut out = std::io::stdout().lock();
             match Config::load(&path) {
                 Ok(c) => {
-                    println!(
+                    writeln!(
+                        out,
                         "{}: ok ({} directories, {} delivery mechanisms)",
                         path.display(),
                         c.directories.len(),
                         c.mechanisms.len()
-                    );
+                    )?;
                     Ok(ExitCode::SUCCESS)
                 }
                 Err(errors) => {
                     for e in &errors.0 {
-                        println!("{}: {e}", path.display());
+                        writeln!(out, "{}: {e}", path.display())?;
                     }
-                    println!("{} problem(s) found", errors.0.len());
+                    writeln!(out, "{} problem(s) found", errors.0.len())?;
                     Ok(ExitCode::FAILURE)
                 }
             }
