@@ -167,8 +167,8 @@ verify_per_client = "off"
     let corp: Arc<LdapDirectory> = {
         let config = Config::load(&config_path).map_err(|e| anyhow!("{e}"))?;
         let c = config
-            .ldap_directories
-            .first()
+            .ldap_directories()
+            .next()
             .cloned()
             .ok_or_else(|| anyhow!("no ldap directory"))?;
         Arc::new(LdapDirectory::new(c).map_err(|e| anyhow!(e))?)

@@ -87,13 +87,11 @@ impl App {
 
         let dyn_store: Arc<dyn Store> = store.clone();
         let local_directories: Vec<Arc<LocalDirectory>> = config
-            .directories
-            .iter()
+            .local_directories()
             .map(|d| Arc::new(LocalDirectory::new(d.clone(), dyn_store.clone())))
             .collect();
         let ldap_directories: Vec<Arc<LdapDirectory>> = config
-            .ldap_directories
-            .iter()
+            .ldap_directories()
             .map(|d| LdapDirectory::new(d.clone()).map(Arc::new))
             .collect::<Result<_, _>>()?;
         let directories: Vec<Arc<dyn Directory>> = config
@@ -156,7 +154,7 @@ impl App {
             directories,
             mechanisms,
             default_mechanisms: config.deliver_otp.default_mechanisms.clone(),
-            generator: config.generator.clone(),
+            generator: config.password_generator.generator.clone(),
             settings: OtpSettings {
                 validity: config.deliver_otp.otp_validity,
                 max_failed_attempts: config.deliver_otp.max_failed_attempts,
@@ -194,17 +192,12 @@ impl App {
             bind_name_forms: l.bind_name_forms,
             reveal_recipients: l.reveal_recipients,
             tls_available: tls.is_some(),
+            deliver_otp_enabled: self.config.deliver_otp.enabled,
             naming_contexts: self
                 .config
                 .directories
                 .iter()
-                .map(|d| d.base_dn.clone())
-                .chain(
-                    self.config
-                        .ldap_directories
-                        .iter()
-                        .flat_map(|d| d.user_base_dns.clone()),
-                )
+                .flat_map(|d| d.naming_contexts())
                 .collect(),
         };
         let limits = Limits {

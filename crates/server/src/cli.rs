@@ -1,4 +1,5 @@
-//! Command-line interface: `serve`, `demo`, `check-config`, `user ...` and `audit`.
+//! Command-line interface: `serve`, `demo`, `check-config`, `config show`, `user ...` and
+//! `audit`.
 
 use std::io::{BufRead, IsTerminal, Write};
 use std::path::PathBuf;
@@ -47,6 +48,9 @@ pub enum Command {
         /// The file to check (default: --config).
         file: Option<PathBuf>,
     },
+    /// Show the effective configuration.
+    #[command(subcommand)]
+    Config(ConfigCommand),
     /// Manage users of a local directory.
     #[command(subcommand)]
     User(UserCommand),
@@ -57,6 +61,16 @@ pub enum Command {
     Manager {
         /// `u:NAME` or `dn:DN`.
         identity: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ConfigCommand {
+    /// Print the configuration in effect, every default filled in and secrets left out (a
+    /// secret shows the file or environment variable it is read from), as TOML.
+    Show {
+        /// Only this section, e.g. `deliver_otp` or `directory`.
+        section: Option<String>,
     },
 }
 
@@ -190,9 +204,23 @@ pub struct AuditArgs {
     pub json: bool,
 }
 
+pub fn load_config(path: &std::path::Path) -> anyhow::Result<Config> {
+    Config::load(path).map_err(|e| anyhow::anyhow!("{}:\n{e}", path.display()))
+}
+
 pub fn load_app(path: &std::path::Path) -> anyhow::Result<App> {
-    let config = Config::load(path).map_err(|e| anyhow::anyhow!("{}:\n{e}", path.display()))?;
-    App::build(config).map_err(|e| anyhow::anyhow!(e))
+    App::build(load_config(path)?).map_err(|e| anyhow::anyhow!(e))
+}
+
+/// `countersign config show [SECTION]`.
+pub fn run_config(path: &std::path::Path, cmd: ConfigCommand) -> anyhow::Result<()> {
+    match cmd {
+        ConfigCommand::Show { section } => {
+            let text = load_config(path)?.show(section.as_deref())?;
+            std::io::stdout().lock().write_all(text.as_bytes())?;
+        }
+    }
+    Ok(())
 }
 
 /// Reads a password: from the terminal (twice, not echoed) or one line of standard input.
@@ -584,16 +612,62 @@ pub async fn run_audit(app: &App, args: AuditArgs) -> anyhow::Result<()> {
                 format_time(r.at),
                 r.action.as_str(),
                 r.outcome.as_str(),
-                r.front,
-                r.client.as_deref().unwrap_or("-"),
-                r.identity,
-                r.reason,
+                visible(&r.front),
+                visible(r.client.as_deref().unwrap_or("-")),
+                visible(&r.identity),
+                visible(&r.reason),
                 match (&r.mechanism, &r.recipient) {
-                    (Some(m), Some(to)) => format!(" via {m} to {to}"),
+                    (Some(m), Some(to)) => format!(" via {} to {}", visible(m), visible(to)),
                     _ => String::new(),
                 }
             )?;
         }
     }
     Ok(())
+}
+
+/// A field of the plain audit output as it can be shown on a terminal without forging
+/// anything: a newline cannot start a fake record, an escape sequence cannot repaint the
+/// screen, a bidirectional override cannot reorder what follows. Such characters (C0, DEL,
+/// C1, Unicode direction marks and overrides) are written as `\n`, `\r`, `\t` or `\u{XX}`,
+/// and a backslash as `\\`, so every escape reads back to one character.
+pub fn visible(text: &str) -> std::borrow::Cow<'_, str> {
+    let hidden = |c: char| {
+        c == '\\'
+            || c.is_control()
+            || matches!(c, '\u{061C}' | '\u{200E}' | '\u{200F}' | '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}')
+    };
+    if !text.chars().any(hidden) {
+        return std::borrow::Cow::Borrowed(text);
+    }
+    let mut out = String::with_capacity(text.len() + 8);
+    for c in text.chars() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            c if hidden(c) => {
+                use std::fmt::Write;
+                let _ = write!(out, "\\u{{{:X}}}", u32::from(c));
+            }
+            c => out.push(c),
+        }
+    }
+    std::borrow::Cow::Owned(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::visible;
+
+    #[test]
+    fn control_characters_are_shown_escaped_and_unambiguous() {
+        assert_eq!(visible("u:alice"), "u:alice");
+        assert_eq!(
+            visible("a\nb\u{1b}[2J\u{7f}\u{9b}\u{202e}\\n"),
+            "a\\nb\\u{1B}[2J\\u{7F}\\u{9B}\\u{202E}\\\\n"
+        );
+        assert_eq!(visible("caf\u{e9}"), "caf\u{e9}");
+    }
 }

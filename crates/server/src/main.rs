@@ -1,5 +1,6 @@
 //! The `countersign` binary: parses the command line and runs the chosen command.
 
+use std::io::Write;
 use std::process::ExitCode;
 
 use clap::Parser;
@@ -30,11 +31,22 @@ fn main() -> ExitCode {
     };
     match runtime.block_on(run(cli)) {
         Ok(code) => code,
+        // The reader went away (`countersign audit | head`): nothing left to say to anyone.
+        Err(e) if is_broken_pipe(&e) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("countersign: {e:#}");
             ExitCode::FAILURE
         }
     }
+}
+
+/// Whether writing standard output failed because its reader closed the pipe (EPIPE; Rust
+/// ignores SIGPIPE, so the write returns the error instead of ending the process).
+fn is_broken_pipe(e: &anyhow::Error) -> bool {
+    e.chain().any(|c| {
+        c.downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+    })
 }
 
 /// `RUST_LOG`, else `default_level`; ldap3_proto always off: it logs raw client bytes (errors)
@@ -51,25 +63,32 @@ fn log_filter(default_level: &str) -> EnvFilter {
 async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::CheckConfig { file } => {
+            // writeln, not println: a closed pipe is an error to return, not a panic.
             let path = file.unwrap_or(cli.config);
+            let mut out = std::io::stdout().lock();
             match Config::load(&path) {
                 Ok(c) => {
-                    println!(
+                    writeln!(
+                        out,
                         "{}: ok ({} directories, {} delivery mechanisms)",
                         path.display(),
-                        c.directories.len() + c.ldap_directories.len(),
+                        c.directories.len(),
                         c.mechanisms.len()
-                    );
+                    )?;
                     Ok(ExitCode::SUCCESS)
                 }
                 Err(errors) => {
                     for e in &errors.0 {
-                        println!("{}: {e}", path.display());
+                        writeln!(out, "{}: {e}", path.display())?;
                     }
-                    println!("{} problem(s) found", errors.0.len());
+                    writeln!(out, "{} problem(s) found", errors.0.len())?;
                     Ok(ExitCode::FAILURE)
                 }
             }
+        }
+        Command::Config(cmd) => {
+            cli::run_config(&cli.config, cmd)?;
+            Ok(ExitCode::SUCCESS)
         }
         Command::Demo(args) => {
             countersign::demo::run(args).await?;

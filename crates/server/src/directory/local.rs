@@ -10,17 +10,17 @@ use countersign_core::identity::Identity;
 use countersign_core::model::{Dn, Manager, User};
 use countersign_core::ports::{Directory, DirectoryError, Lookup, Store, StoreError};
 
-use crate::config::DirectoryConfig;
+use crate::config::LocalDirectoryConfig;
 use crate::passwords;
 
 pub struct LocalDirectory {
-    config: DirectoryConfig,
+    config: LocalDirectoryConfig,
     store: Arc<dyn Store>,
     dummy_hash: Arc<String>,
 }
 
 impl LocalDirectory {
-    pub fn new(config: DirectoryConfig, store: Arc<dyn Store>) -> Self {
+    pub fn new(config: LocalDirectoryConfig, store: Arc<dyn Store>) -> Self {
         Self {
             config,
             store,
@@ -28,7 +28,7 @@ impl LocalDirectory {
         }
     }
 
-    pub fn config(&self) -> &DirectoryConfig {
+    pub fn config(&self) -> &LocalDirectoryConfig {
         &self.config
     }
 

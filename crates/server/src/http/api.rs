@@ -30,6 +30,8 @@ pub struct ApiState {
     pub reveal_recipients: bool,
     /// `[http] header_read_timeout`.
     pub header_read_timeout: Duration,
+    /// `[deliver_otp] enabled`: when false, the deliver endpoint does not exist (404).
+    pub deliver_otp_enabled: bool,
 }
 
 impl ApiState {
@@ -39,6 +41,7 @@ impl ApiState {
             store: app.store.clone(),
             reveal_recipients: app.config.http_reveal_recipients,
             header_read_timeout: app.config.http_header_read_timeout,
+            deliver_otp_enabled: app.config.deliver_otp.enabled,
         }
     }
 }
@@ -49,8 +52,11 @@ pub const MAX_BODY: usize = 64 * 1024;
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
 
 pub fn router(state: ApiState) -> Router {
-    Router::new()
-        .route("/api/v1/otp/deliver", post(deliver))
+    let mut router = Router::new();
+    if state.deliver_otp_enabled {
+        router = router.route("/api/v1/otp/deliver", post(deliver));
+    }
+    router
         .route("/api/v1/otp/verify", post(verify))
         .route("/api/v1/otp/mechanisms", get(mechanisms))
         .route("/healthz", get(healthz))

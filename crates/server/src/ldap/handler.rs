@@ -62,6 +62,8 @@ pub struct LdapSettings {
     pub reveal_recipients: bool,
     /// Whether StartTLS can be offered (a certificate is configured).
     pub tls_available: bool,
+    /// `[deliver_otp] enabled`: when false, Deliver OTP is neither advertised nor served.
+    pub deliver_otp_enabled: bool,
     pub naming_contexts: Vec<String>,
 }
 
@@ -192,11 +194,14 @@ fn critical_control(controls: &[LdapControl]) -> Option<String> {
 
 impl LdapHandler {
     pub fn new(otp: Arc<OtpService>, settings: LdapSettings) -> Self {
-        let mut extensions = vec![
-            exop::DELIVER_OTP_REQUEST.to_owned(),
+        let mut extensions = Vec::new();
+        if settings.deliver_otp_enabled {
+            extensions.push(exop::DELIVER_OTP_REQUEST.to_owned());
+        }
+        extensions.extend([
             exop::GET_SUPPORTED_REQUEST.to_owned(),
             exop::WHO_AM_I.to_owned(),
-        ];
+        ]);
         if settings.tls_available {
             extensions.push(exop::START_TLS.to_owned());
         }
@@ -486,7 +491,8 @@ impl LdapHandler {
         let respond = |m: LdapMsg| Outcome::Respond(vec![m]);
         let refuse = |res: LdapResult| respond(extended(id, res, None, None));
         match req.name.as_str() {
-            exop::DELIVER_OTP_REQUEST => {
+            // A disabled handler falls through to "unsupported", as if it did not exist.
+            exop::DELIVER_OTP_REQUEST if self.settings.deliver_otp_enabled => {
                 // The static password travels in this request (spec §7.1, "Transport").
                 if !session.secure && !self.settings.allow_deliver_otp_without_tls {
                     return refuse(result(

@@ -76,6 +76,7 @@ fn handler(otp: &Arc<OtpService>, tls_available: bool) -> LdapHandler {
             bind_name_forms: Default::default(),
             reveal_recipients: false,
             tls_available,
+            deliver_otp_enabled: true,
             naming_contexts: vec!["ou=people,dc=example,dc=com".into()],
         },
     )

@@ -199,3 +199,86 @@ async fn audit_shows_attempts_newest_first_with_filters_and_no_secrets() {
     let (ok, _, err) = cli.run(&["audit", "--action", "dance"], "");
     assert!(!ok && err.contains("--action"), "{err}");
 }
+
+/// Writes audit records straight into the configured store.
+async fn append_audit(cli: &Cli, records: &[countersign_core::audit::AuditRecord]) {
+    use countersign_core::ports::Store;
+    let config =
+        countersign::config::Config::load(&cli.dir.path().join("countersign.toml")).unwrap();
+    let app = countersign::app::App::build(config).unwrap();
+    for r in records {
+        app.store.append_audit(r).await.unwrap();
+    }
+}
+
+fn record(identity: &str, reason: &str) -> countersign_core::audit::AuditRecord {
+    use countersign_core::audit::{AuditAction, AuditOutcome, AuditRecord};
+    AuditRecord {
+        at: countersign_core::model::Timestamp(1_800_000_000_000),
+        action: AuditAction::Deliver,
+        front: "http".into(),
+        identity: identity.into(),
+        user_dn: None,
+        client: Some("192.0.2.7".into()),
+        outcome: AuditOutcome::Failure,
+        reason: reason.into(),
+        mechanism: None,
+        recipient: None,
+    }
+}
+
+#[tokio::test]
+async fn audit_output_cannot_be_forged_by_control_characters() {
+    let cli = Cli::new();
+    // An identity that tries to end its line and print a record of its own, clear the screen
+    // and reverse the text after it; a reason with a C1 CSI and DEL.
+    let forged = "u:mallory\n2027-01-15T08:00:00Z  verify  success http 10.0.0.1        u:alice  ok\u{1b}[2J\u{202e}\\";
+    append_audit(&cli, &[record(forged, "unknown user\u{9b}31m\u{7f}\r")]).await;
+    let (ok, out, err) = cli.run(&["audit"], "");
+    assert!(ok, "{err}");
+    assert_eq!(out.lines().count(), 1, "one record, one line:\n{out}");
+    assert!(
+        !out.trim_end_matches('\n')
+            .chars()
+            .any(|c| c.is_control() || c == '\u{202e}'),
+        "raw control characters in {out:?}"
+    );
+    assert!(
+        out.contains("u:mallory\\n2027-01-15T08:00:00Z  verify  success http 10.0.0.1        u:alice  ok\\u{1B}[2J\\u{202E}\\\\"),
+        "{out}"
+    );
+    assert!(out.contains("unknown user\\u{9B}31m\\u{7F}\\r"), "{out}");
+    // JSON output keeps the identity exactly, escaped by JSON itself.
+    let (ok, out, _) = cli.run(&["audit", "--json"], "");
+    assert!(ok);
+    let rec: serde_json::Value = serde_json::from_str(out.lines().next().unwrap()).unwrap();
+    assert_eq!(rec["identity"], forged);
+}
+
+#[tokio::test]
+async fn audit_into_a_closed_pipe_exits_quietly() {
+    let cli = Cli::new();
+    // More than a pipe holds (64 KiB on Linux), so the writer meets the closed pipe.
+    let long = "u:".to_owned() + &"x".repeat(1000);
+    let records: Vec<_> = (0..300).map(|_| record(&long, "unknown user")).collect();
+    append_audit(&cli, &records).await;
+    let out = std::process::Command::new("bash")
+        .args([
+            "-o",
+            "pipefail",
+            "-c",
+            "\"$0\" --config \"$1\" audit --limit 0 | head -1",
+            env!("CARGO_BIN_EXE_countersign"),
+        ])
+        .arg(cli.dir.path().join("countersign.toml"))
+        .output()
+        .unwrap();
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+    );
+    assert!(out.status.success(), "{:?}: {stderr}", out.status);
+    assert_eq!(stderr, "", "nothing on standard error");
+    assert_eq!(stdout.lines().count(), 1);
+    assert!(stdout.contains(&long), "{stdout}");
+}

@@ -215,3 +215,137 @@ fn ldap_directory_mistakes_are_named() {
         assert!(out.contains(expect), "missing {expect:?} in\n{out}");
     }
 }
+
+/// Runs `countersign config show ARGS` on `text` (in its own folder, with `env` set); returns
+/// (success, stdout, stderr).
+fn show(
+    dir: &std::path::Path,
+    text: &str,
+    args: &[&str],
+    env: &[(&str, &str)],
+) -> (bool, String, String) {
+    let path = dir.join("countersign.toml");
+    std::fs::write(&path, text).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_countersign"))
+        .arg("--config")
+        .arg(&path)
+        .args(["config", "show"])
+        .args(args)
+        .envs(env.iter().copied())
+        .output()
+        .unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// The valid file plus an LDAP directory whose service password is in a file and an SMTP
+/// password and SMS token from the environment and a file.
+fn with_secrets(dir: &std::path::Path) -> String {
+    std::fs::write(dir.join("ldap.pw"), "ldap-pw-FILE-SECRET\n").unwrap();
+    std::fs::write(dir.join("sms.token"), "Bearer SMS-FILE-SECRET\n").unwrap();
+    let local = "[[directory]]\nname = \"local\"\ntype = \"local\"\n";
+    valid()
+        .replace(
+            local,
+            &format!("[[directory]]\nname = \"corp\"\ntype = \"ldap\"\nurl = \"ldap://127.0.0.1:1\"\nbind_dn = \"cn=countersign,dc=example,dc=com\"\nbind_password_file = \"ldap.pw\"\nuser_base_dns = [\"ou=people,dc=example,dc=com\"]\n\n{local}"),
+        )
+        .replace(
+            "tls = \"none\"",
+            "tls = \"none\"\nusername = \"mfa\"\npassword_env = \"CS_TEST_SMTP_PASSWORD\"",
+        )
+        .replace(
+            "\n[deliver_otp]",
+            "[[sms_profile]]\nname = \"gw\"\nurl = \"https://sms.example.com/send\"\nheaders = { X-Client = \"countersign\" }\nheader_files = { Authorization = \"sms.token\" }\nbody = { to = \"{to}\", text = \"{message}\" }\n\n[deliver_otp]",
+        )
+}
+
+#[test]
+fn config_show_fills_in_every_default_and_never_shows_a_secret() {
+    let dir = tempfile::TempDir::new().unwrap();
+    let env = [("CS_TEST_SMTP_PASSWORD", "smtp-ENV-SECRET")];
+    let (ok, out, err) = show(dir.path(), &with_secrets(dir.path()), &[], &env);
+    assert!(ok, "{err}");
+    for secret in ["FILE-SECRET", "ENV-SECRET"] {
+        assert!(!out.contains(secret), "a secret in the output:\n{out}");
+    }
+    let pw = dir.path().join("ldap.pw");
+    let token = dir.path().join("sms.token");
+    for expect in [
+        // Defaults the file does not write.
+        "[deliver_otp]\nenabled = true\n# description = (not set)\n",
+        "max_failed_attempts = 3\n",
+        "[http]\nreveal_recipients = false\nheader_read_timeout = \"10s\"\n",
+        "idle_timeout = \"5m\"\nmax_connections = 1024\nmax_connections_per_client = 64\n",
+        "[audit]\nretention = \"off\"\n",
+        "mail_attribute = \"mail\"\n",
+        "on_unavailable = \"stop\"\n",
+        "timeout = \"10s\"\n",
+        "method = \"POST\"\n",
+        "# success_status = (any 2xx)\n",
+        // Secrets: where they come from, never what they are.
+        &format!(
+            "bind_password_file = \"{}\"  # secret set (value not shown)\n",
+            pw.display()
+        ),
+        "username = \"mfa\"\npassword_env = \"CS_TEST_SMTP_PASSWORD\"  # secret set from the environment (value not shown)\n",
+        &format!(
+            "header_files = {{ \"Authorization\" = \"{}\" }}\n",
+            token.display()
+        ),
+        "headers = { \"X-Client\" = \"countersign\" }\n",
+    ] {
+        assert!(out.contains(expect), "missing {expect:?} in\n{out}");
+    }
+
+    // What it prints is itself a configuration that means the same.
+    let again = tempfile::TempDir::new().unwrap();
+    let (ok, out2, err) = show(again.path(), &out, &[], &env);
+    assert!(ok, "{err}\n{out}");
+    assert_eq!(out2, out);
+}
+
+#[test]
+fn config_show_prints_one_section_and_names_its_settings() {
+    let dir = tempfile::TempDir::new().unwrap();
+    let text = valid().replace(
+        "[deliver_otp]\n",
+        "[deliver_otp]\nenabled = false\ndescription = \"Deliver OTP for the VPN\"\n",
+    );
+    let (ok, out, err) = show(dir.path(), &text, &["deliver_otp"], &[]);
+    assert!(ok, "{err}");
+    assert_eq!(
+        out,
+        "[deliver_otp]\nenabled = false\ndescription = \"Deliver OTP for the VPN\"\nidentity_mapper = [\"local\"]\ndefault_mechanisms = [\"Email\"]\notp_validity = \"5m\"\nmax_failed_attempts = 3\n"
+    );
+    let (ok, out, err) = show(dir.path(), &text, &["rate_limits"], &[]);
+    assert!(ok, "{err}");
+    assert!(out.starts_with("[rate_limits]\n"), "{out}");
+    assert!(!out.contains("[deliver_otp]"), "{out}");
+}
+
+#[test]
+fn config_show_refuses_an_unknown_section_and_an_invalid_file() {
+    let dir = tempfile::TempDir::new().unwrap();
+    let (ok, out, err) = show(dir.path(), &valid(), &["deliver"], &[]);
+    assert!(!ok);
+    assert!(out.is_empty(), "{out}");
+    assert!(
+        err.contains("unknown section \"deliver\"; expected one of audit, server, store,"),
+        "{err}"
+    );
+    let (ok, out, err) = show(
+        dir.path(),
+        &valid().replace("otp_validity = \"5m\"", "otp_validity = \"five\""),
+        &[],
+        &[],
+    );
+    assert!(!ok);
+    assert!(out.is_empty(), "{out}");
+    assert!(
+        err.contains("deliver_otp.otp_validity: \"five\" is not a duration"),
+        "{err}"
+    );
+}

@@ -27,7 +27,7 @@ fn adapter(slapd: &Slapd, url_and_tls: &str) -> LdapDirectory {
         slapd.directory_config("corp", url_and_tls)
     );
     let config = Config::parse(&text, dir.path()).unwrap_or_else(|e| panic!("{e}"));
-    LdapDirectory::new(config.ldap_directories[0].clone()).unwrap()
+    LdapDirectory::new(config.ldap_directories().next().unwrap().clone()).unwrap()
 }
 
 fn plain(slapd: &Slapd) -> String {
@@ -203,7 +203,7 @@ async fn starttls_and_ldaps_to_the_directory() {
         slapd.ldaps_url()
     );
     let config = Config::parse(&text, dir.path()).unwrap();
-    let untrusting = LdapDirectory::new(config.ldap_directories[0].clone()).unwrap();
+    let untrusting = LdapDirectory::new(config.ldap_directories().next().unwrap().clone()).unwrap();
     assert!(
         untrusting
             .find_user(&Identity::parse("u:alice").unwrap())
@@ -443,7 +443,7 @@ async fn a_user_base_that_does_not_exist_is_an_outage_not_an_empty_answer() {
             .replace(BASE, "ou=nowhere,dc=example,dc=com")
     );
     let config = Config::parse(&text, dir.path()).unwrap();
-    let d = LdapDirectory::new(config.ldap_directories[0].clone()).unwrap();
+    let d = LdapDirectory::new(config.ldap_directories().next().unwrap().clone()).unwrap();
     // Otherwise a typo in user_base_dns would let a lower directory answer for these users.
     let e = d
         .find_user(&Identity::parse("u:alice").unwrap())

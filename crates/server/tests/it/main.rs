@@ -5,6 +5,7 @@
 
 mod cli;
 mod config;
+mod deliver_otp_handler;
 mod delivery_email;
 mod delivery_sms;
 mod demo;
