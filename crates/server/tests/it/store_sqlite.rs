@@ -361,3 +361,25 @@ async fn closing_commits_the_appends_already_taken_and_refuses_later_ones() {
         "every Ok is on disk, nothing else"
     );
 }
+
+#[tokio::test]
+async fn pruning_more_records_than_one_slice_removes_them_all() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("countersign.db");
+    let store = SqliteStore::open(&path).unwrap();
+    let mut c = Connection::open(&path).unwrap();
+    let tx = c.transaction().unwrap();
+    for at in 0..12_001_i64 {
+        tx.execute(
+            "INSERT INTO audit (at, action, front, identity, outcome, reason)
+             VALUES (?1, 'bind', 'ldap', 'u:x', 'failure', 'wrong password')",
+            [at],
+        )
+        .unwrap();
+    }
+    tx.commit().unwrap();
+    assert_eq!(store.prune_audit(Timestamp(12_000)).await.unwrap(), 12_000);
+    let left = store.list_audit(&AuditQuery::default()).await.unwrap();
+    assert_eq!(left.len(), 1);
+    assert_eq!(left[0].at, Timestamp(12_000));
+}

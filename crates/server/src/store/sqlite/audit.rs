@@ -10,6 +10,9 @@ use rusqlite::{Row, params};
 
 use super::{SqliteStore, unavailable};
 
+/// Records deleted per write when pruning.
+const PRUNE_SLICE: usize = 5_000;
+
 fn record_from_row(r: &Row<'_>) -> rusqlite::Result<AuditRecord> {
     Ok(AuditRecord {
         at: Timestamp(r.get(0)?),
@@ -69,13 +72,25 @@ impl AuditStore for SqliteStore {
     }
 
     async fn prune_audit(&self, before: Timestamp) -> Result<u64, StoreError> {
-        self.write(move |c| {
-            let n = c
-                .execute("DELETE FROM audit WHERE at < ?1", params![before.0])
-                .map_err(unavailable)?;
-            Ok(n as u64)
-        })
-        .await
+        // In slices, each its own write: a year of records going at once must not hold up
+        // the attempts waiting behind it in the writer's queue.
+        let mut total = 0;
+        loop {
+            let n = self
+                .write(move |c| {
+                    c.execute(
+                        "DELETE FROM audit WHERE seq IN
+                            (SELECT seq FROM audit WHERE at < ?1 LIMIT ?2)",
+                        params![before.0, PRUNE_SLICE],
+                    )
+                    .map_err(unavailable)
+                })
+                .await?;
+            total += n as u64;
+            if n < PRUNE_SLICE {
+                return Ok(total);
+            }
+        }
     }
 
     async fn list_audit(&self, q: &AuditQuery) -> Result<Vec<AuditRecord>, StoreError> {
