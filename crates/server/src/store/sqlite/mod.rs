@@ -133,3 +133,32 @@ fn reader_count() -> usize {
         .map_or(2, |n| n.get())
         .clamp(2, 8)
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+
+    #[tokio::test]
+    async fn writes_are_synced_to_disk_at_each_commit_and_reads_cannot_write() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(&dir.path().join("s.db")).unwrap();
+        let pragma = |name: &'static str| {
+            move |c: &Connection| {
+                c.pragma_query_value(None, name, |r| {
+                    Ok(match r.get::<_, rusqlite::types::Value>(0)? {
+                        rusqlite::types::Value::Integer(i) => i.to_string(),
+                        rusqlite::types::Value::Text(t) => t,
+                        other => format!("{other:?}"),
+                    })
+                })
+                .map_err(unavailable)
+            }
+        };
+        // 2 = FULL: a commit that returned survives a power cut, not just a crash.
+        assert_eq!(store.write(pragma("synchronous")).await.unwrap(), "2");
+        assert_eq!(store.write(pragma("journal_mode")).await.unwrap(), "wal");
+        assert_eq!(store.read(pragma("query_only")).await.unwrap(), "1");
+    }
+}
