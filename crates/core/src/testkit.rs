@@ -50,7 +50,7 @@ pub struct MemStore {
 }
 
 #[async_trait]
-impl Store for MemStore {
+impl OtpStore for MemStore {
     async fn put_otp(&self, otp: &IssuedOtp) -> Result<(), StoreError> {
         self.otps
             .lock()
@@ -90,6 +90,10 @@ impl Store for MemStore {
         }
         Ok(())
     }
+}
+
+#[async_trait]
+impl AuditStore for MemStore {
     async fn append_audit(&self, record: &AuditRecord) -> Result<(), StoreError> {
         self.audit.lock().unwrap().push(record.clone());
         Ok(())
@@ -103,6 +107,10 @@ impl Store for MemStore {
     async fn list_audit(&self, _q: &AuditQuery) -> Result<Vec<AuditRecord>, StoreError> {
         Ok(self.audit.lock().unwrap().iter().rev().cloned().collect())
     }
+}
+
+#[async_trait]
+impl LocalUserStore for MemStore {
     async fn insert_local_user(&self, _u: &LocalUser) -> Result<(), StoreError> {
         Err(StoreError::NotFound)
     }

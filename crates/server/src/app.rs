@@ -256,6 +256,8 @@ impl App {
         shutdown.await;
         let _ = stop.send(true);
         while tasks.join_next().await.is_some() {}
+        // Every queued store write (audit records of the last attempts) is committed.
+        self.store.close().await;
         Ok(())
     }
 

@@ -7,7 +7,7 @@ use std::path::Path;
 
 use countersign_core::Secret;
 use countersign_core::model::{AccountState, Sponsor, Timestamp, User};
-use countersign_core::ports::{Directory, LocalUser, Store};
+use countersign_core::ports::{Directory, LocalUser, LocalUserStore};
 
 use crate::app::{App, Listeners};
 use crate::cli::DemoArgs;

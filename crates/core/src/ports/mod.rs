@@ -10,4 +10,4 @@ mod store;
 pub use clock::{Clock, Random};
 pub use courier::{Courier, DeliveryError, OutboundMessage};
 pub use directory::{Directory, DirectoryError, Lookup};
-pub use store::{IssuedOtp, LocalUser, Store, StoreError};
+pub use store::{AuditStore, IssuedOtp, LocalUser, LocalUserStore, OtpStore, Store, StoreError};

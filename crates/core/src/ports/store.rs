@@ -1,4 +1,5 @@
-//! Durable state: OTPs, audit records, local users.
+//! Durable state as focused ports: OTPs, the audit trail, local users (approval requests and
+//! the outbox join them). `Store` is all of them together, for the wiring.
 
 use async_trait::async_trait;
 use thiserror::Error;
@@ -35,9 +36,9 @@ pub struct LocalUser {
     pub password_hash: String,
 }
 
-/// Durable state. The store is the source of truth: everything here survives a restart.
+/// Outstanding OTPs, one per user: the only state the OTP use cases keep.
 #[async_trait]
-pub trait Store: Send + Sync {
+pub trait OtpStore: Send + Sync {
     /// Records an OTP for its user, replacing any outstanding one (one OTP per user).
     async fn put_otp(&self, otp: &IssuedOtp) -> Result<(), StoreError>;
     async fn get_otp(&self, user: &UserKey) -> Result<Option<IssuedOtp>, StoreError>;
@@ -54,17 +55,30 @@ pub trait Store: Send + Sync {
     async fn fail_otp(&self, user: &UserKey, id: &str, max_failed: u32) -> Result<u32, StoreError>;
     /// Removes OTP `id` (expired, or undeliverable).
     async fn delete_otp(&self, user: &UserKey, id: &str) -> Result<(), StoreError>;
+}
 
+/// The audit trail, append-only but for pruning by age.
+#[async_trait]
+pub trait AuditStore: Send + Sync {
+    /// Returns only once the record is durable: an attempt's answer waits for its record.
     async fn append_audit(&self, record: &AuditRecord) -> Result<(), StoreError>;
     /// Newest first.
     async fn list_audit(&self, query: &AuditQuery) -> Result<Vec<AuditRecord>, StoreError>;
     /// Deletes audit records older than `before`; returns how many.
     async fn prune_audit(&self, before: Timestamp) -> Result<u64, StoreError>;
+}
 
-    // Local directory users.
+/// The users of local directories, with their password hashes.
+#[async_trait]
+pub trait LocalUserStore: Send + Sync {
+    /// Refuses (`Conflict`) a second user with the same username (case-insensitively) or DN
+    /// in the directory.
     async fn insert_local_user(&self, user: &LocalUser) -> Result<(), StoreError>;
+    /// `NotFound` when no user has that username in the directory.
     async fn update_local_user(&self, user: &LocalUser) -> Result<(), StoreError>;
+    /// Also removes the user's outstanding OTP. False when there was no such user.
     async fn delete_local_user(&self, directory: &str, username: &str) -> Result<bool, StoreError>;
+    /// Username compared case-insensitively.
     async fn local_user(
         &self,
         directory: &str,
@@ -76,12 +90,20 @@ pub trait Store: Send + Sync {
         dn_normalized: &str,
     ) -> Result<Option<LocalUser>, StoreError>;
     /// Users whose attribute `name` (lower-case; `uid` is the username, `mail` and `mobile` the
-    /// addresses) has the value, compared case-insensitively.
+    /// addresses, `cn` the display name) has the value, compared case-insensitively.
     async fn local_users_matching(
         &self,
         directory: &str,
         attribute: &str,
         value: &str,
     ) -> Result<Vec<LocalUser>, StoreError>;
+    /// Ordered by username.
     async fn list_local_users(&self, directory: &str) -> Result<Vec<LocalUser>, StoreError>;
 }
+
+/// Durable state, all of it: the store is the source of truth and everything here survives a
+/// restart. Wiring holds one `Arc<dyn Store>`; a use case that needs one capability takes only
+/// that port. Every type implementing the focused ports is a `Store`.
+pub trait Store: OtpStore + AuditStore + LocalUserStore {}
+
+impl<T: OtpStore + AuditStore + LocalUserStore + ?Sized> Store for T {}

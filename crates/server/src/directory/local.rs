@@ -8,19 +8,19 @@ use async_trait::async_trait;
 use countersign_core::Secret;
 use countersign_core::identity::Identity;
 use countersign_core::model::{Dn, Manager, User};
-use countersign_core::ports::{Directory, DirectoryError, Lookup, Store, StoreError};
+use countersign_core::ports::{Directory, DirectoryError, LocalUserStore, Lookup, StoreError};
 
 use crate::config::LocalDirectoryConfig;
 use crate::passwords;
 
 pub struct LocalDirectory {
     config: LocalDirectoryConfig,
-    store: Arc<dyn Store>,
+    store: Arc<dyn LocalUserStore>,
     dummy_hash: Arc<String>,
 }
 
 impl LocalDirectory {
-    pub fn new(config: LocalDirectoryConfig, store: Arc<dyn Store>) -> Self {
+    pub fn new(config: LocalDirectoryConfig, store: Arc<dyn LocalUserStore>) -> Self {
         Self {
             config,
             store,

@@ -1,6 +1,8 @@
-//! Durable state behind the core's `Store` port. SQLite is the embedded default; PostgreSQL will
-//! implement the same trait for several nodes serving together.
+//! Durable state behind the core's store ports (`OtpStore`, `AuditStore`, `LocalUserStore`).
+//! SQLite is the embedded default; PostgreSQL will implement the same ports for several nodes
+//! serving together, checked by the same contract tests.
 
+mod private;
 pub mod sqlite;
 
 pub use sqlite::SqliteStore;

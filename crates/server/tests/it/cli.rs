@@ -202,7 +202,7 @@ async fn audit_shows_attempts_newest_first_with_filters_and_no_secrets() {
 
 /// Writes audit records straight into the configured store.
 async fn append_audit(cli: &Cli, records: &[countersign_core::audit::AuditRecord]) {
-    use countersign_core::ports::Store;
+    use countersign_core::ports::AuditStore;
     let config =
         countersign::config::Config::load(&cli.dir.path().join("countersign.toml")).unwrap();
     let app = countersign::app::App::build(config).unwrap();

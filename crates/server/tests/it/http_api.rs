@@ -1,7 +1,7 @@
 //! The HTTP API's edges: problem+json for bad input, rate limits with Retry-After, health, and
 //! the router tested without sockets.
 
-use countersign_core::ports::Store;
+use countersign_core::ports::AuditStore;
 use serde_json::json;
 
 use crate::fixtures::*;

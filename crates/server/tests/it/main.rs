@@ -17,3 +17,5 @@ mod ldap_front;
 mod ldap_wire;
 mod mechanism_order;
 mod otp_lifecycle;
+mod store_contract;
+mod store_sqlite;

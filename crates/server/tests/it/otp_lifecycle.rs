@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use countersign_core::model::{AccountState, Timestamp};
-use countersign_core::ports::Store;
+use countersign_core::ports::{AuditStore, LocalUserStore};
 
 use crate::fixtures::*;
 
