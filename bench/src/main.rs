@@ -21,7 +21,7 @@ use countersign_core::Secret;
 use countersign_core::identity::Identity;
 use countersign_core::model::{AccountState, User};
 use countersign_core::ports::Lookup;
-use countersign_core::ports::{Directory, LocalUser, Store};
+use countersign_core::ports::{Directory, LocalUser};
 use futures_util::{SinkExt, StreamExt};
 use ldap3_proto::LdapCodec;
 use ldap3_proto::proto::{

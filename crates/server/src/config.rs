@@ -129,6 +129,13 @@ struct HttpSection {
     reveal_recipients: Option<bool>,
     /// Time a client has to send a request's headers (default 10s); slower ones are cut off.
     header_read_timeout: Option<String>,
+    /// Time a client has to send a request's body once its headers are in (default 10s);
+    /// slower ones get a 408 and the connection is closed.
+    body_read_timeout: Option<String>,
+    /// Connections served at once (default 1024); more are closed on arrival.
+    max_connections: Option<usize>,
+    /// Connections one client address may hold at once (default 64).
+    max_connections_per_client: Option<usize>,
 }
 
 /// `[[directory]]`
@@ -340,6 +347,9 @@ pub struct Config {
     pub listen_http: Option<SocketAddr>,
     pub http_reveal_recipients: bool,
     pub http_header_read_timeout: Duration,
+    pub http_body_read_timeout: Duration,
+    pub http_max_connections: usize,
+    pub http_max_connections_per_client: usize,
     pub listen_ldap: Option<SocketAddr>,
     pub listen_ldaps: Option<SocketAddr>,
     pub ldap: LdapConfig,
@@ -1106,6 +1116,31 @@ impl Validator<'_> {
             http.header_read_timeout.as_deref(),
             Duration::from_secs(10),
         );
+        let http_body_read_timeout = self.duration(
+            &http_span,
+            "http.body_read_timeout",
+            http.body_read_timeout.as_deref(),
+            Duration::from_secs(10),
+        );
+        let mut http_positive = |field: &str, value: Option<usize>, default: usize| match value {
+            Some(0) => {
+                self.key_error(
+                    &http_span,
+                    field,
+                    format!("http.{field}"),
+                    "must be at least 1",
+                );
+                default
+            }
+            Some(n) => n,
+            None => default,
+        };
+        let http_max_connections = http_positive("max_connections", http.max_connections, 1024);
+        let http_max_connections_per_client = http_positive(
+            "max_connections_per_client",
+            http.max_connections_per_client,
+            64,
+        );
         let ldap_span = s.get("ldap").map(|v| v.span()).unwrap_or(0..0);
         let ldap: LdapSection = s
             .get("ldap")
@@ -1694,6 +1729,9 @@ impl Validator<'_> {
             listen_http,
             http_reveal_recipients: http.reveal_recipients.unwrap_or(false),
             http_header_read_timeout,
+            http_body_read_timeout,
+            http_max_connections,
+            http_max_connections_per_client,
             listen_ldap,
             listen_ldaps,
             ldap,
