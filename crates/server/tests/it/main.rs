@@ -11,6 +11,7 @@ mod demo;
 mod directory_ldap;
 mod fixtures;
 mod http_api;
+mod http_hardening;
 mod ldap_front;
 mod ldap_wire;
 mod mechanism_order;
