@@ -308,3 +308,20 @@ async fn caps_and_timeouts_are_checked_in_the_config() {
     assert!(errors.contains("must be at least 1"), "{errors}");
     assert!(errors.contains("http.body_read_timeout"), "{errors}");
 }
+
+#[tokio::test]
+async fn idle_and_silent_connections_do_not_keep_their_place() {
+    let cs = start("header_read_timeout = \"1s\"\n").await;
+    // Silent from the start.
+    let (answer, took) = raw_exchange(&addr(&cs), b"").await;
+    assert!(!answer.contains("200 OK"), "{answer}");
+    assert!(took < Duration::from_secs(10), "{took:?}");
+    // Idle after a complete keep-alive request: answered, then closed once idle too long.
+    let (answer, took) =
+        raw_exchange(&addr(&cs), b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n").await;
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    assert!(
+        took >= Duration::from_millis(900) && took < Duration::from_secs(10),
+        "{took:?}"
+    );
+}
