@@ -199,14 +199,14 @@ impl App {
     }
 
     /// The HTTP front's server (the API and the listener's limits), from `[http]`.
-    pub fn http_server(&self) -> Arc<HttpServer> {
+    pub fn http_server(&self) -> HttpServer {
         let c = &self.config;
         let limits = HttpLimits {
             header_read_timeout: c.http_header_read_timeout,
             max_connections: c.http_max_connections,
             max_connections_per_client: c.http_max_connections_per_client,
         };
-        Arc::new(HttpServer::new(self.http_state(), limits))
+        HttpServer::new(self.http_state(), limits)
     }
 
     /// The local directory named `name`, or the first one.

@@ -5,8 +5,6 @@
 //! ([`Admission`]), refused ones closed on arrival. At shutdown, requests in progress and the
 //! use cases they started may finish (up to 10 s); then the rest is cut.
 
-use std::net::SocketAddr;
-use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Extension;
@@ -54,18 +52,9 @@ impl HttpServer {
         }
     }
 
-    /// Connections holding a place now (tests watch it).
-    pub fn open_connections(&self) -> usize {
-        self.admission.open()
-    }
-
     /// Serves the API on `listener` until `shutdown` turns true (or its sender is gone), then
     /// drains: see the module comment.
-    pub async fn serve(
-        self: Arc<Self>,
-        listener: TcpListener,
-        mut shutdown: watch::Receiver<bool>,
-    ) {
+    pub async fn serve(self, listener: TcpListener, mut shutdown: watch::Receiver<bool>) {
         let app = router(self.state.clone());
         let graceful = GracefulShutdown::new();
         let mut builder = http1::Builder::new();
@@ -93,11 +82,7 @@ impl HttpServer {
                 continue;
             };
             let _ = stream.set_nodelay(true);
-            let service = TowerToHyperService::new(app.clone().layer(Extension(ConnectInfo::<
-                SocketAddr,
-            >(
-                peer
-            ))));
+            let service = TowerToHyperService::new(app.clone().layer(Extension(ConnectInfo(peer))));
             let conn = graceful.watch(builder.serve_connection(TokioIo::new(stream), service));
             connections.spawn(async move {
                 if let Err(e) = conn.await {
