@@ -23,6 +23,7 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use tokio_util::task::TaskTracker;
 
+pub use super::body::MAX_BODY;
 use super::body::{JsonBody, read_whole};
 use super::problem::{Problem, every_answer};
 
@@ -78,8 +79,6 @@ impl ApiState {
     }
 }
 
-/// Largest request body accepted.
-pub const MAX_BODY: usize = 64 * 1024;
 /// Longest a use case may take before the client gets a 503 (couriers have their own limits).
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
 
@@ -92,7 +91,7 @@ pub fn router(state: ApiState) -> Router {
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(MAX_BODY))
         .layer(axum::middleware::from_fn_with_state(
-            state.clone(),
+            state.body_read_timeout,
             read_whole,
         ))
         .layer(axum::middleware::from_fn(every_answer))

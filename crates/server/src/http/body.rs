@@ -6,6 +6,8 @@
 //! parameter is tolerated), so a page elsewhere cannot make a browser send a cross-site
 //! "simple" POST (text/plain, form-urlencoded, multipart) to the API.
 
+use std::time::Duration;
+
 use axum::body::{Body, Bytes};
 use axum::extract::{FromRequest, Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
@@ -13,8 +15,10 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use futures_util::StreamExt;
 
-use super::api::{ApiState, MAX_BODY};
 use super::problem::Problem;
+
+/// Largest request body accepted.
+pub const MAX_BODY: usize = 64 * 1024;
 
 enum Unread {
     TooLarge,
@@ -22,9 +26,9 @@ enum Unread {
     TimedOut,
 }
 
-/// Middleware: the body, read whole (at most [`MAX_BODY`] bytes, within the state's body read
-/// timeout), handed on as a complete body; or the problem that ends the connection.
-pub async fn read_whole(State(s): State<ApiState>, req: Request, next: Next) -> Response {
+/// Middleware: the body, read whole (at most [`MAX_BODY`] bytes, within `timeout`: `[http]
+/// body_read_timeout`), handed on as a complete body; or the problem that ends the connection.
+pub async fn read_whole(State(timeout): State<Duration>, req: Request, next: Next) -> Response {
     let (parts, body) = req.into_parts();
     let declared = parts
         .headers
@@ -35,7 +39,7 @@ pub async fn read_whole(State(s): State<ApiState>, req: Request, next: Next) -> 
         // Refused before a byte of it is read.
         Err(Unread::TooLarge)
     } else {
-        tokio::time::timeout(s.body_read_timeout, collect(body))
+        tokio::time::timeout(timeout, collect(body))
             .await
             .unwrap_or(Err(Unread::TimedOut))
     };
