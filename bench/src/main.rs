@@ -102,6 +102,8 @@ ldap = "127.0.0.1:{ldap_port}"
 allow_deliver_otp_without_tls = true
 # Every bench client comes from 127.0.0.1.
 max_connections_per_client = 4096
+[http]
+max_connections_per_client = 4096
 [[directory]]
 name = "local"
 type = "local"
