@@ -21,7 +21,7 @@ use countersign_core::Secret;
 use countersign_core::identity::Identity;
 use countersign_core::model::{AccountState, User};
 use countersign_core::ports::Lookup;
-use countersign_core::ports::{Directory, LocalUser, LocalUserStore};
+use countersign_core::ports::{Directory, LocalUser};
 use futures_util::{SinkExt, StreamExt};
 use ldap3_proto::LdapCodec;
 use ldap3_proto::proto::{
@@ -101,6 +101,8 @@ ldap = "127.0.0.1:{ldap_port}"
 [ldap]
 allow_deliver_otp_without_tls = true
 # Every bench client comes from 127.0.0.1.
+max_connections_per_client = 4096
+[http]
 max_connections_per_client = 4096
 [[directory]]
 name = "local"

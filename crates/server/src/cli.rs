@@ -10,7 +10,7 @@ use clap::{Args, Parser, Subcommand};
 use countersign_core::Secret;
 use countersign_core::audit::{AuditAction, AuditOutcome, AuditQuery};
 use countersign_core::model::{AccountState, Sponsor, Timestamp, User};
-use countersign_core::ports::{AuditStore, Clock, Directory, LocalUser, Store, StoreError};
+use countersign_core::ports::{Clock, Directory, LocalUser, Store, StoreError};
 
 use crate::app::App;
 use crate::config::{Config, parse_duration};

@@ -7,9 +7,9 @@ use std::path::Path;
 
 use countersign_core::Secret;
 use countersign_core::model::{AccountState, Sponsor, Timestamp, User};
-use countersign_core::ports::{Directory, LocalUser, LocalUserStore};
+use countersign_core::ports::{Directory, LocalUser};
 
-use crate::app::{App, Listeners};
+use crate::app::{App, Listeners, shutdown_signal};
 use crate::cli::DemoArgs;
 use crate::config::Config;
 use crate::passwords;
@@ -125,7 +125,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     std::fs::write(&config_path, text)?;
     let config =
         Config::load(&config_path).map_err(|e| anyhow::anyhow!("built-in demo config: {e}"))?;
-    let app = App::build(config).map_err(|e| anyhow::anyhow!(e))?;
+    let app = App::build(config)?;
     seed_users(&app).await?;
 
     println!(
@@ -137,9 +137,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
         ldap: Some(ldap),
         ldaps: None,
     };
-    app.serve(listeners, shutdown_signal())
-        .await
-        .map_err(anyhow::Error::msg)?;
+    app.serve(listeners, shutdown_signal()).await?;
     println!(
         "countersign demo stopped; its state stays in {}",
         dir.display()
@@ -148,7 +146,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
 }
 
 async fn seed_users(app: &App) -> anyhow::Result<()> {
-    let dir = app.local_directory(None).map_err(|e| anyhow::anyhow!(e))?;
+    let dir = app.local_directory(None)?;
     for d in &USERS {
         if app
             .store
@@ -301,23 +299,4 @@ Press Ctrl-C to stop.
         dir = dir.display(),
         value = alice_deliver_value(),
     )
-}
-
-/// Ctrl-C or SIGTERM.
-pub async fn shutdown_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
-        }
-    };
-    tokio::select! {
-        () = ctrl_c => {}
-        () = term => {}
-    }
 }

@@ -4,7 +4,7 @@ use std::io::Write;
 use std::process::ExitCode;
 
 use clap::Parser;
-use countersign::app::Listeners;
+use countersign::app::{Listeners, shutdown_signal};
 use countersign::cli::{self, Cli, Command};
 use countersign::config::Config;
 use tracing_subscriber::EnvFilter;
@@ -96,9 +96,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Serve => {
             let app = cli::load_app(&cli.config)?;
-            let listeners = Listeners::bind(&app.config)
-                .await
-                .map_err(anyhow::Error::msg)?;
+            let listeners = Listeners::bind(&app.config).await?;
             if listeners.is_empty() {
                 anyhow::bail!(
                     "nothing to serve: set [listen] http, ldap or ldaps in {}",
@@ -114,9 +112,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     tracing::info!(%addr, "{front} front listening");
                 }
             }
-            app.serve(listeners, countersign::demo::shutdown_signal())
-                .await
-                .map_err(anyhow::Error::msg)?;
+            app.serve(listeners, shutdown_signal()).await?;
             Ok(ExitCode::SUCCESS)
         }
         Command::User(cmd) => {

@@ -42,6 +42,21 @@ pub(super) struct HttpSection {
     pub(super) reveal_recipients: Option<bool>,
     /// Time a client has to send a request's headers (default 10s); slower ones are cut off.
     pub(super) header_read_timeout: Option<String>,
+    /// Time a client has to send a request's body once its headers are in (default 10s);
+    /// slower ones get a 408 and the connection is closed.
+    pub(super) body_read_timeout: Option<String>,
+    /// Connections served at once (default 1024); more are closed on arrival.
+    pub(super) max_connections: Option<usize>,
+    /// Connections one client address may hold at once (default 64).
+    pub(super) max_connections_per_client: Option<usize>,
+}
+
+/// The validated `[http]` timeouts and connection caps.
+pub(super) struct HttpLimits {
+    pub(super) header_read_timeout: Duration,
+    pub(super) body_read_timeout: Duration,
+    pub(super) max_connections: usize,
+    pub(super) max_connections_per_client: usize,
 }
 
 /// `[ldap]`: the LDAP front.
@@ -109,6 +124,40 @@ pub(super) struct ListenAddresses {
 pub const MAX_LDAP_MESSAGE: usize = 16 * 1024 * 1024;
 
 impl Validator<'_> {
+    /// `[http]` timeouts and connection caps, with their defaults.
+    pub(super) fn http_limits(&mut self, http: &HttpSection, span: &Span) -> HttpLimits {
+        let header_read_timeout = self.duration(
+            span,
+            "http.header_read_timeout",
+            http.header_read_timeout.as_deref(),
+            Duration::from_secs(10),
+        );
+        let body_read_timeout = self.duration(
+            span,
+            "http.body_read_timeout",
+            http.body_read_timeout.as_deref(),
+            Duration::from_secs(10),
+        );
+        let mut at_least_one = |field: &str, value: Option<usize>, default: usize| match value {
+            Some(0) => {
+                self.key_error(span, field, format!("http.{field}"), "must be at least 1");
+                default
+            }
+            Some(n) => n,
+            None => default,
+        };
+        HttpLimits {
+            header_read_timeout,
+            body_read_timeout,
+            max_connections: at_least_one("max_connections", http.max_connections, 1024),
+            max_connections_per_client: at_least_one(
+                "max_connections_per_client",
+                http.max_connections_per_client,
+                64,
+            ),
+        }
+    }
+
     /// `[server]`: the public URL, and the OTP key's file (beside the SQLite file by default).
     pub(super) fn server(
         &mut self,

@@ -67,6 +67,9 @@ pub struct Config {
     pub listen_http: Option<SocketAddr>,
     pub http_reveal_recipients: bool,
     pub http_header_read_timeout: Duration,
+    pub http_body_read_timeout: Duration,
+    pub http_max_connections: usize,
+    pub http_max_connections_per_client: usize,
     pub listen_ldap: Option<SocketAddr>,
     pub listen_ldaps: Option<SocketAddr>,
     pub ldap: LdapConfig,
@@ -163,12 +166,7 @@ impl Validator<'_> {
         );
         let (listen, _) = self.optional::<fronts::ListenSection>("listen", s.get("listen"));
         let (http, http_span) = self.optional::<fronts::HttpSection>("http", s.get("http"));
-        let http_header_read_timeout = self.duration(
-            &http_span,
-            "http.header_read_timeout",
-            http.header_read_timeout.as_deref(),
-            Duration::from_secs(10),
-        );
+        let http_limits = self.http_limits(&http, &http_span);
         let (ldap, ldap_span) = self.optional::<fronts::LdapSection>("ldap", s.get("ldap"));
         let directories = self.items("directory", s.get("directory"));
         let generator = s
@@ -206,7 +204,10 @@ impl Validator<'_> {
             store: store?,
             listen_http: listen.http,
             http_reveal_recipients: http.reveal_recipients.unwrap_or(false),
-            http_header_read_timeout,
+            http_header_read_timeout: http_limits.header_read_timeout,
+            http_body_read_timeout: http_limits.body_read_timeout,
+            http_max_connections: http_limits.max_connections,
+            http_max_connections_per_client: http_limits.max_connections_per_client,
             listen_ldap: listen.ldap,
             listen_ldaps: listen.ldaps,
             ldap,

@@ -64,6 +64,12 @@ impl Config {
                 out.table(name);
                 out.bool("reveal_recipients", self.http_reveal_recipients);
                 out.duration("header_read_timeout", self.http_header_read_timeout);
+                out.duration("body_read_timeout", self.http_body_read_timeout);
+                out.int("max_connections", self.http_max_connections);
+                out.int(
+                    "max_connections_per_client",
+                    self.http_max_connections_per_client,
+                );
             }
             "ldap" => self.write_ldap(out),
             "directory" => {

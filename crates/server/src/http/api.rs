@@ -1,5 +1,7 @@
 //! The JSON API, `/api/v1/otp/...`: deliver, verify and the supported-mechanisms lookup, plus
-//! `/healthz`. Handlers only translate: JSON in, use case, JSON or problem+json out.
+//! `/healthz`. Handlers only translate: JSON in, use case, JSON or problem+json out. The
+//! [`router`] carries the edge rules (bodies read whole within limits, JSON only, problem+json
+//! for every error), so a `oneshot` test sees what a socket client sees.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -19,35 +21,68 @@ use countersign_core::otp::{Caller, DeliverRequest, OtpService, RecipientView, V
 use countersign_core::ports::Store;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
+use tokio_util::task::TaskTracker;
 
-use super::problem::Problem;
+pub use super::body::MAX_BODY;
+use super::body::{JsonBody, read_whole};
+use super::problem::{Problem, every_answer};
 
+/// What the API's handlers need, built by the wiring (`App::http_state`).
 #[derive(Clone)]
 pub struct ApiState {
     pub otp: Arc<OtpService>,
     pub store: Arc<dyn Store>,
     /// `[http] reveal_recipients`: full addresses in the mechanisms lookup, else masked.
     pub reveal_recipients: bool,
-    /// `[http] header_read_timeout`.
-    pub header_read_timeout: Duration,
+    /// `[http] body_read_timeout`.
+    pub body_read_timeout: Duration,
     /// `[deliver_otp] enabled`: when false, the deliver endpoint does not exist (404).
     pub deliver_otp_enabled: bool,
+    /// Use cases running detached from their request; shutdown waits for them.
+    pub tasks: TaskTracker,
 }
 
 impl ApiState {
-    pub fn new(app: &crate::app::App) -> Self {
+    pub fn new(
+        otp: Arc<OtpService>,
+        store: Arc<dyn Store>,
+        reveal_recipients: bool,
+        body_read_timeout: Duration,
+        deliver_otp_enabled: bool,
+    ) -> Self {
         Self {
-            otp: app.otp.clone(),
-            store: app.store.clone(),
-            reveal_recipients: app.config.http_reveal_recipients,
-            header_read_timeout: app.config.http_header_read_timeout,
-            deliver_otp_enabled: app.config.deliver_otp.enabled,
+            otp,
+            store,
+            reveal_recipients,
+            body_read_timeout,
+            deliver_otp_enabled,
+            tasks: TaskTracker::new(),
+        }
+    }
+
+    /// Runs a use case to completion on a task of its own, so it finishes and writes its audit
+    /// record even when the client goes away or the answer times out; the client waits at most
+    /// [`REQUEST_TIMEOUT`]. Shutdown waits for these tasks too.
+    async fn run_detached<T: Send + 'static>(
+        &self,
+        f: impl std::future::Future<Output = Result<T, OtpError>> + Send + 'static,
+    ) -> Result<T, Problem> {
+        match tokio::time::timeout(REQUEST_TIMEOUT, self.tasks.spawn(f)).await {
+            Ok(Ok(result)) => result.map_err(Problem::from),
+            Ok(Err(e)) => {
+                tracing::error!(error = %e, "a request task failed");
+                Err(Problem::for_status(StatusCode::INTERNAL_SERVER_ERROR))
+            }
+            Err(_) => Err(Problem::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "urn:countersign:problem:timeout",
+                "Timed out",
+                "the request took too long; it goes on in the background and is audited",
+            )),
         }
     }
 }
 
-/// Largest request body accepted.
-pub const MAX_BODY: usize = 64 * 1024;
 /// Longest a use case may take before the client gets a 503 (couriers have their own limits).
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
 
@@ -62,6 +97,11 @@ pub fn router(state: ApiState) -> Router {
         .route("/healthz", get(healthz))
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(MAX_BODY))
+        .layer(axum::middleware::from_fn_with_state(
+            state.body_read_timeout,
+            read_whole,
+        ))
+        .layer(axum::middleware::from_fn(every_answer))
         .layer(axum::middleware::from_fn(trace_request))
         .with_state(state)
 }
@@ -156,32 +196,6 @@ fn parse_json<T: DeserializeOwned>(body: &Bytes) -> Result<T, Problem> {
     serde_json::from_slice(body).map_err(|e| Problem::bad_request(format!("request body: {e}")))
 }
 
-/// Runs a use case to completion on a task of its own, so it finishes and writes its audit
-/// record even when the client goes away or the answer times out; the client waits at most
-/// [`REQUEST_TIMEOUT`].
-async fn run_detached<T: Send + 'static>(
-    f: impl std::future::Future<Output = Result<T, OtpError>> + Send + 'static,
-) -> Result<T, Problem> {
-    match tokio::time::timeout(REQUEST_TIMEOUT, tokio::spawn(f)).await {
-        Ok(Ok(result)) => result.map_err(Problem::from),
-        Ok(Err(e)) => {
-            tracing::error!(error = %e, "a request task failed");
-            Err(Problem::new(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "urn:countersign:problem:internal",
-                "Internal error",
-                "the request failed; it has been logged",
-            ))
-        }
-        Err(_) => Err(Problem::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "urn:countersign:problem:timeout",
-            "Timed out",
-            "the request took too long; it goes on in the background and is audited",
-        )),
-    }
-}
-
 fn json_ok<T: Serialize>(value: T) -> Response {
     let mut resp = Json(value).into_response();
     resp.headers_mut()
@@ -192,7 +206,7 @@ fn json_ok<T: Serialize>(value: T) -> Response {
 async fn deliver(
     State(s): State<ApiState>,
     peer: Option<Extension<ConnectInfo<SocketAddr>>>,
-    body: Bytes,
+    JsonBody(body): JsonBody,
 ) -> Response {
     let result = async {
         let b: DeliverBody = parse_json(&body)?;
@@ -223,7 +237,8 @@ async fn deliver(
         };
         let d = {
             let (otp, caller) = (s.otp.clone(), caller(peer));
-            run_detached(async move { otp.deliver(req, &caller).await }).await?
+            s.run_detached(async move { otp.deliver(req, &caller).await })
+                .await?
         };
         Ok::<_, Problem>(DeliverAnswer {
             delivery_mechanism: d.mechanism,
@@ -241,7 +256,7 @@ async fn deliver(
 async fn verify(
     State(s): State<ApiState>,
     peer: Option<Extension<ConnectInfo<SocketAddr>>>,
-    body: Bytes,
+    JsonBody(body): JsonBody,
 ) -> Response {
     let result = async {
         let b: VerifyBody = parse_json(&body)?;
@@ -252,7 +267,8 @@ async fn verify(
         };
         let user = {
             let (otp, caller) = (s.otp.clone(), caller(peer));
-            run_detached(async move { otp.authenticate(req, &caller).await }).await?
+            s.run_detached(async move { otp.authenticate(req, &caller).await })
+                .await?
         };
         Ok::<_, Problem>(VerifyAnswer {
             user_dn: user.dn.to_string(),
@@ -283,7 +299,8 @@ async fn mechanisms(
             } else {
                 RecipientView::Masked
             };
-            run_detached(async move { otp.supported_mechanisms(&dn, &caller, view).await }).await?
+            s.run_detached(async move { otp.supported_mechanisms(&dn, &caller, view).await })
+                .await?
         };
         Ok::<_, Problem>(
             list.into_iter()
@@ -321,11 +338,5 @@ async fn healthz(State(s): State<ApiState>) -> Response {
 }
 
 async fn not_found() -> Response {
-    Problem::new(
-        StatusCode::NOT_FOUND,
-        "urn:countersign:problem:not-found",
-        "Not found",
-        "no such endpoint",
-    )
-    .into_response()
+    Problem::for_status(StatusCode::NOT_FOUND).into_response()
 }

@@ -1,7 +1,11 @@
 //! RFC 9457 problem details: the one place use-case errors become HTTP statuses. Credential
-//! problems all become the same 401 with the same text, whatever the real reason.
+//! problems all become the same 401 with the same text, whatever the real reason. The
+//! [`every_answer`] layer makes the rule hold for answers no handler wrote (axum's 405 and
+//! extractor rejections): every error is problem+json and nothing is cached.
 
+use axum::extract::Request;
 use axum::http::{HeaderValue, StatusCode, header};
+use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use countersign_core::{OtpError, Undelivered};
 use serde::Serialize;
@@ -51,6 +55,48 @@ impl Problem {
             "Bad request",
             detail,
         )
+    }
+
+    /// The problem for a status that carries no use-case meaning (routing, framing, limits).
+    pub fn for_status(status: StatusCode) -> Self {
+        let (kind, title, detail) = match status {
+            StatusCode::NOT_FOUND => (
+                "urn:countersign:problem:not-found",
+                "Not found",
+                "no such endpoint",
+            ),
+            StatusCode::METHOD_NOT_ALLOWED => (
+                "urn:countersign:problem:method-not-allowed",
+                "Method not allowed",
+                "this endpoint does not answer that method; see the Allow header",
+            ),
+            StatusCode::REQUEST_TIMEOUT => (
+                "urn:countersign:problem:timeout",
+                "Request timeout",
+                "the request body was not received in time",
+            ),
+            StatusCode::PAYLOAD_TOO_LARGE => (
+                "urn:countersign:problem:too-large",
+                "Request body too large",
+                "request bodies are limited to 64 KiB",
+            ),
+            StatusCode::UNSUPPORTED_MEDIA_TYPE => (
+                "urn:countersign:problem:unsupported-media-type",
+                "Unsupported media type",
+                "the body must be sent with Content-Type: application/json",
+            ),
+            s if s.is_server_error() => (
+                "urn:countersign:problem:internal",
+                "Internal error",
+                "the request failed; it has been logged",
+            ),
+            _ => (
+                "urn:countersign:problem:bad-request",
+                "Bad request",
+                "the request is malformed",
+            ),
+        };
+        Self::new(status, kind, title, detail)
     }
 }
 
@@ -148,4 +194,29 @@ impl IntoResponse for Problem {
         }
         resp
     }
+}
+
+/// Outermost layer: an error answer that is not problem+json yet (axum's 405 with its `Allow`,
+/// an extractor's rejection) becomes one, with its headers kept; and no answer is cached
+/// (`Cache-Control: no-store`: answers carry users' DNs, addresses and refusals).
+pub async fn every_answer(req: Request, next: Next) -> Response {
+    let mut resp = next.run(req).await;
+    let status = resp.status();
+    let is_problem = resp
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes() == b"application/problem+json");
+    if (status.is_client_error() || status.is_server_error()) && !is_problem {
+        let (mut parts, _) = resp.into_parts();
+        let problem = Problem::for_status(status).into_response();
+        let (new_parts, body) = problem.into_parts();
+        for (name, value) in &new_parts.headers {
+            parts.headers.insert(name, value.clone());
+        }
+        parts.headers.remove(header::CONTENT_LENGTH);
+        resp = Response::from_parts(parts, body);
+    }
+    resp.headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    resp
 }

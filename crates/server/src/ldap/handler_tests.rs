@@ -3,7 +3,7 @@
 //! the local directory and a File mechanism.
 
 use countersign_core::model::{AccountState, Dn, User};
-use countersign_core::ports::{LocalUser, LocalUserStore};
+use countersign_core::ports::LocalUser;
 use ldap3_proto::proto::{LdapExtendedRequest, LdapMsg, LdapOp, LdapResultCode};
 
 use super::*;

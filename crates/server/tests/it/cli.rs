@@ -127,11 +127,8 @@ async fn audit_shows_attempts_newest_first_with_filters_and_no_secrets() {
     let app = countersign::app::App::build(config).unwrap();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
-    let server = tokio::spawn(countersign::http::serve(
-        listener,
-        countersign::http::ApiState::new(&app),
-        std::future::pending(),
-    ));
+    let stop = countersign::app::Shutdown::new();
+    let server = tokio::spawn(app.http_server().serve(listener, stop.subscribe()));
     let http = reqwest::Client::new();
     let post =
         |path: &str, body: serde_json::Value| http.post(format!("{base}{path}")).json(&body).send();
@@ -202,7 +199,6 @@ async fn audit_shows_attempts_newest_first_with_filters_and_no_secrets() {
 
 /// Writes audit records straight into the configured store.
 async fn append_audit(cli: &Cli, records: &[countersign_core::audit::AuditRecord]) {
-    use countersign_core::ports::AuditStore;
     let config =
         countersign::config::Config::load(&cli.dir.path().join("countersign.toml")).unwrap();
     let app = countersign::app::App::build(config).unwrap();

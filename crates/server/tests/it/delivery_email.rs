@@ -165,7 +165,6 @@ async fn a_silent_smtp_server_times_out_and_the_next_mechanism_delivers() {
     let a = cs.deliver(deliver_alice()).await;
     assert_eq!(a.json["delivery_mechanism"], "SMS", "{}", a.json);
     assert_eq!(gw.requests().len(), 1);
-    use countersign_core::ports::AuditStore;
     let audit = cs.app.store.list_audit(&Default::default()).await.unwrap();
     let reason = &audit[0].reason;
     assert!(

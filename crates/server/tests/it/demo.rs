@@ -108,3 +108,82 @@ fn the_walkthrough_works_as_printed() {
     );
     assert!(audit.contains("no outstanding OTP"), "{output}");
 }
+
+#[test]
+fn sigterm_lets_requests_in_progress_finish_then_every_front_stops() {
+    use std::io::{Read, Write};
+    let dir = tempfile::TempDir::new().unwrap();
+    let mut demo = Command::new(env!("CARGO_BIN_EXE_countersign"))
+        .args([
+            "demo",
+            "--http",
+            "127.0.0.1:0",
+            "--ldap",
+            "127.0.0.1:0",
+            "--dir",
+        ])
+        .arg(dir.path().join("demo"))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut out = BufReader::new(demo.stdout.take().unwrap());
+    let mut text = String::new();
+    while !text.contains("Press Ctrl-C") {
+        let mut line = String::new();
+        assert!(out.read_line(&mut line).unwrap() > 0, "{text}");
+        text += &line;
+    }
+    let addr_after = |prefix: &str| -> String {
+        let start = text.find(prefix).unwrap() + prefix.len();
+        text[start..]
+            .split(|c: char| c == ',' || c.is_whitespace())
+            .next()
+            .unwrap()
+            .to_owned()
+    };
+    let (http, ldap) = (addr_after("http://"), addr_after("ldap://"));
+
+    // A request whose body is still on its way when the signal comes.
+    let body = r#"{"authentication_id":"u:alice","otp":"000000"}"#;
+    let mut conn = std::net::TcpStream::connect(&http).unwrap();
+    write!(
+        conn,
+        "POST /api/v1/otp/verify HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{}",
+        body.len(),
+        &body[..10]
+    )
+    .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    let killed = Command::new("kill")
+        .args(["-TERM", &demo.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    conn.write_all(&body.as_bytes()[10..]).unwrap();
+    conn.set_read_timeout(Some(std::time::Duration::from_secs(20)))
+        .unwrap();
+    let mut answer = String::new();
+    let _ = conn.read_to_string(&mut answer);
+    assert!(answer.starts_with("HTTP/1.1 401"), "{answer:?}");
+
+    // Then the process ends on its own, cleanly, with every listener closed.
+    let start = std::time::Instant::now();
+    let status = loop {
+        if let Some(status) = demo.try_wait().unwrap() {
+            break status;
+        }
+        assert!(
+            start.elapsed() < std::time::Duration::from_secs(20),
+            "still running"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
+    assert!(status.success(), "{status:?}");
+    let mut rest = String::new();
+    let _ = out.read_to_string(&mut rest);
+    assert!(rest.contains("countersign demo stopped"), "{rest}");
+    assert!(std::net::TcpStream::connect(&http).is_err());
+    assert!(std::net::TcpStream::connect(&ldap).is_err());
+}

@@ -9,7 +9,7 @@ use countersign::config::Config;
 use countersign::directory::LdapDirectory;
 use countersign_core::identity::Identity;
 use countersign_core::model::Dn;
-use countersign_core::ports::{AuditStore, Directory, Lookup, OtpStore};
+use countersign_core::ports::{Directory, Lookup};
 use serde_json::json;
 
 use crate::fixtures::slapd::{BASE, Slapd};

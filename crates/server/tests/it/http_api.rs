@@ -1,7 +1,6 @@
 //! The HTTP API's edges: problem+json for bad input, rate limits with Retry-After, health, and
 //! the router tested without sockets.
 
-use countersign_core::ports::AuditStore;
 use serde_json::json;
 
 use crate::fixtures::*;
@@ -18,6 +17,7 @@ async fn bad_requests_are_problem_json_and_lose_nothing() {
     let r = cs
         .http
         .post(format!("{}/api/v1/otp/deliver", cs.base))
+        .header("content-type", "application/json")
         .body("{not json")
         .send()
         .await
@@ -131,7 +131,7 @@ async fn router_answers_without_sockets() {
         ..Setup::default()
     })
     .await;
-    let router = countersign::http::api::router(countersign::http::ApiState::new(&cs.app));
+    let router = countersign::http::api::router(cs.app.http_state());
     let req = axum::http::Request::post("/api/v1/otp/verify")
         .header("content-type", "application/json")
         .body(axum::body::Body::from(

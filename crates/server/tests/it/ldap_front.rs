@@ -489,7 +489,6 @@ async fn full_flow_with_python_ldap3() {
     assert_eq!(own["result"], 0, "{own}");
 
     // Audit: the LDAP attempts are there, from the ldap front.
-    use countersign_core::ports::AuditStore;
     let audit =
         w.cs.app
             .store

@@ -12,6 +12,7 @@ mod demo;
 mod directory_ldap;
 mod fixtures;
 mod http_api;
+mod http_hardening;
 mod ldap_binds;
 mod ldap_front;
 mod ldap_wire;

@@ -111,7 +111,6 @@ async fn smtp_down_falls_to_the_next_mechanism_and_all_failing_is_a_clear_error(
         directory: "local".into(),
         dn: alice_dn().into(),
     };
-    use countersign_core::ports::OtpStore;
     assert!(cs.app.store.get_otp(&key).await.unwrap().is_none());
 }
 

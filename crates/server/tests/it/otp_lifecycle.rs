@@ -6,7 +6,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use countersign_core::model::{AccountState, Timestamp};
-use countersign_core::ports::{AuditStore, LocalUserStore};
 
 use crate::fixtures::*;
 
@@ -201,8 +200,11 @@ async fn an_otp_issued_before_a_restart_still_verifies_after_it() {
     cs.add_user(alice()).await;
     let otp = deliver_and_read(&cs, &smtp, 1).await;
     let (dir, clock) = (cs.dir.clone(), cs.clock.clone());
-    assert_eq!(cs.app.store.schema_version().unwrap(), 1);
     drop(cs);
+    let db = dir.path().join("state/countersign.db");
+    let store = countersign::store::SqliteStore::open(&db).unwrap();
+    assert_eq!(store.schema_version().unwrap(), 1);
+    drop(store);
 
     let cs = Countersign::start_in(dir, clock).await;
     assert_eq!(cs.verify("u:alice", &otp).await.status, 200);

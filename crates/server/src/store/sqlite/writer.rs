@@ -265,8 +265,11 @@ mod tests {
         let (_dir, path) = db();
         let w = writer(&path);
         let (release, held) = hold(&w).await;
+        // Queued one after another, so the first "a" is the one that lands.
         let a = insert(&w, "a", None);
+        queued(&w, 1).await;
         let dup = insert(&w, "a", None); // violates UNIQUE within the same batch
+        queued(&w, 2).await;
         let b = insert(&w, "b", None);
         queued(&w, 3).await;
         release.send(()).unwrap();

@@ -1,5 +1,7 @@
 //! Wiring: a validated [`Config`] becomes a store, directories, couriers and the core's
-//! `OtpService`. Fronts and the CLI get what they need from [`App`].
+//! `OtpService`, and each front's state is built here and handed to it ([`App::ldap_server`],
+//! [`App::http_server`]): fronts never read the configuration themselves. The store and the
+//! directories are trait objects, so another implementation (PostgreSQL) drops in here alone.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -10,57 +12,25 @@ use countersign_core::otp::{OtpService, OtpSettings, RateLimits};
 use countersign_core::ports::{Clock, Courier, Directory, Store};
 use countersign_core::ratelimit::RateLimiter;
 
+use super::AppError;
 use crate::config::{Config, StoreConfig, Transport};
 use crate::delivery::{FileCourier, SmsCourier, SmtpCourier};
 use crate::directory::{LdapDirectory, LocalDirectory};
+use crate::http::{ApiState, HttpLimits, HttpServer};
 use crate::ldap::listener::tls_acceptor;
 use crate::ldap::{LdapHandler, LdapServer, LdapSettings, Limits};
-use crate::store::SqliteStore;
+use crate::store::{SqliteStore, StoreBackend};
 use crate::system::{OsRandom, SystemClock, random_bytes};
 
 pub struct App {
     pub config: Config,
-    pub store: Arc<SqliteStore>,
+    pub store: Arc<dyn Store>,
+    /// The same store, for closing it at shutdown.
+    pub(super) backend: Arc<dyn StoreBackend>,
     pub local_directories: Vec<Arc<LocalDirectory>>,
     pub ldap_directories: Vec<Arc<LdapDirectory>>,
     pub otp: Arc<OtpService>,
     pub clock: Arc<dyn Clock>,
-}
-
-/// The sockets of the configured fronts, bound before serving (so a demo or a test can bind
-/// port 0 and learn the port).
-#[derive(Default)]
-pub struct Listeners {
-    pub http: Option<tokio::net::TcpListener>,
-    pub ldap: Option<tokio::net::TcpListener>,
-    pub ldaps: Option<tokio::net::TcpListener>,
-}
-
-impl Listeners {
-    /// Binds every address in `[listen]`.
-    pub async fn bind(config: &Config) -> Result<Listeners, String> {
-        async fn bind(
-            addr: Option<std::net::SocketAddr>,
-            what: &str,
-        ) -> Result<Option<tokio::net::TcpListener>, String> {
-            match addr {
-                None => Ok(None),
-                Some(a) => tokio::net::TcpListener::bind(a)
-                    .await
-                    .map(Some)
-                    .map_err(|e| format!("cannot listen on {a} (listen.{what}): {e}")),
-            }
-        }
-        Ok(Listeners {
-            http: bind(config.listen_http, "http").await?,
-            ldap: bind(config.listen_ldap, "ldap").await?,
-            ldaps: bind(config.listen_ldaps, "ldaps").await?,
-        })
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.http.is_none() && self.ldap.is_none() && self.ldaps.is_none()
-    }
 }
 
 /// rustls with the ring provider everywhere (reqwest is built without a provider of its own).
@@ -69,21 +39,20 @@ pub fn install_crypto_provider() {
 }
 
 impl App {
-    pub fn build(config: Config) -> Result<App, String> {
+    pub fn build(config: Config) -> Result<App, AppError> {
         Self::build_with_clock(config, Arc::new(SystemClock))
     }
 
     /// As [`App::build`], with the clock injected (tests move time forward).
-    pub fn build_with_clock(config: Config, clock: Arc<dyn Clock>) -> Result<App, String> {
+    pub fn build_with_clock(config: Config, clock: Arc<dyn Clock>) -> Result<App, AppError> {
         install_crypto_provider();
         let clock_for_app = clock.clone();
-        let store = match &config.store {
-            StoreConfig::Sqlite(path) => {
-                Arc::new(SqliteStore::open(path).map_err(|e| e.to_string())?)
-            }
+        let backend: Arc<dyn StoreBackend> = match &config.store {
+            StoreConfig::Sqlite(path) => Arc::new(SqliteStore::open(path)?),
         };
+        let store: Arc<dyn Store> = backend.clone();
         let key = load_or_create_key(&config.secret_key_file)?;
-        let hasher = OtpHasher::new(&key).ok_or("secret key too short")?;
+        let hasher = OtpHasher::new(&key).ok_or(AppError::KeyTooShort)?;
 
         let dyn_store: Arc<dyn Store> = store.clone();
         let local_directories: Vec<Arc<LocalDirectory>> = config
@@ -92,7 +61,11 @@ impl App {
             .collect();
         let ldap_directories: Vec<Arc<LdapDirectory>> = config
             .ldap_directories()
-            .map(|d| LdapDirectory::new(d.clone()).map(Arc::new))
+            .map(|d| {
+                LdapDirectory::new(d.clone())
+                    .map(Arc::new)
+                    .map_err(AppError::Directory)
+            })
             .collect::<Result<_, _>>()?;
         let directories: Vec<Arc<dyn Directory>> = config
             .deliver_otp
@@ -120,16 +93,16 @@ impl App {
                         .mail_profiles
                         .iter()
                         .find(|p| &p.name == mail_profile)
-                        .ok_or_else(|| format!("mail profile {mail_profile} missing"))?;
-                    Arc::new(SmtpCourier::new(p)?)
+                        .ok_or_else(|| AppError::MissingProfile(mail_profile.clone()))?;
+                    Arc::new(SmtpCourier::new(p).map_err(AppError::Courier)?)
                 }
                 Transport::Sms { sms_profile } => {
                     let p = config
                         .sms_profiles
                         .iter()
                         .find(|p| &p.name == sms_profile)
-                        .ok_or_else(|| format!("SMS profile {sms_profile} missing"))?;
-                    Arc::new(SmsCourier::new(p)?)
+                        .ok_or_else(|| AppError::MissingProfile(sms_profile.clone()))?;
+                    Arc::new(SmsCourier::new(p).map_err(AppError::Courier)?)
                 }
                 Transport::File { directory, print } => Arc::new(FileCourier::new(
                     &m.name,
@@ -173,6 +146,7 @@ impl App {
         Ok(App {
             config,
             store,
+            backend,
             local_directories,
             ldap_directories,
             otp: Arc::new(otp),
@@ -181,10 +155,10 @@ impl App {
     }
 
     /// The LDAP front's server, from `[ldap]`.
-    pub fn ldap_server(&self) -> Result<Arc<LdapServer>, String> {
+    pub fn ldap_server(&self) -> Result<Arc<LdapServer>, AppError> {
         let l = &self.config.ldap;
         let tls = match &l.tls {
-            Some((cert, key)) => Some(tls_acceptor(cert, key)?),
+            Some((cert, key)) => Some(tls_acceptor(cert, key).map_err(AppError::Tls)?),
             None => None,
         };
         let settings = LdapSettings {
@@ -211,94 +185,64 @@ impl App {
         Ok(Arc::new(LdapServer::new(handler, tls, limits)))
     }
 
-    /// Serves every bound front until `shutdown` completes.
-    pub async fn serve(
-        &self,
-        listeners: Listeners,
-        shutdown: impl std::future::Future<Output = ()>,
-    ) -> Result<(), String> {
-        let (stop, stopped) = tokio::sync::watch::channel(false);
-        let mut tasks = tokio::task::JoinSet::new();
-        if let Some(l) = listeners.http {
-            let state = crate::http::ApiState::new(self);
-            let mut rx = stopped.clone();
-            tasks.spawn(async move {
-                let until = async move {
-                    let _ = rx.changed().await;
-                };
-                if let Err(e) = crate::http::serve(l, state, until).await {
-                    tracing::error!(error = %e, "HTTP front stopped");
-                }
-            });
-        }
-        if listeners.ldap.is_some() || listeners.ldaps.is_some() {
-            let server = self.ldap_server()?;
-            if let Some(l) = listeners.ldap {
-                tasks.spawn(server.clone().serve(l, false, stopped.clone()));
-            }
-            if let Some(l) = listeners.ldaps {
-                tasks.spawn(server.serve(l, true, stopped.clone()));
-            }
-        }
-        if let Some(retention) = self.config.audit_retention {
-            let (store, clock) = (self.store.clone(), self.clock.clone());
-            let mut rx = stopped.clone();
-            tasks.spawn(async move {
-                loop {
-                    prune_audit(store.as_ref(), clock.as_ref(), retention).await;
-                    tokio::select! {
-                        _ = tokio::time::sleep(std::time::Duration::from_secs(3600)) => {}
-                        _ = rx.changed() => return,
-                    }
-                }
-            });
-        }
-        shutdown.await;
-        let _ = stop.send(true);
-        while tasks.join_next().await.is_some() {}
-        // Every queued store write (audit records of the last attempts) is committed.
-        self.store.close().await;
-        Ok(())
+    /// The HTTP API's state, from `[http]`.
+    pub fn http_state(&self) -> ApiState {
+        ApiState::new(
+            self.otp.clone(),
+            self.store.clone(),
+            self.config.http_reveal_recipients,
+            self.config.http_body_read_timeout,
+            self.config.deliver_otp.enabled,
+        )
+    }
+
+    /// The HTTP front's server (the API and the listener's limits), from `[http]`.
+    pub fn http_server(&self) -> HttpServer {
+        let c = &self.config;
+        let limits = HttpLimits {
+            header_read_timeout: c.http_header_read_timeout,
+            max_connections: c.http_max_connections,
+            max_connections_per_client: c.http_max_connections_per_client,
+        };
+        HttpServer::new(self.http_state(), limits)
     }
 
     /// The local directory named `name`, or the first one.
-    pub fn local_directory(&self, name: Option<&str>) -> Result<Arc<LocalDirectory>, String> {
+    pub fn local_directory(&self, name: Option<&str>) -> Result<Arc<LocalDirectory>, AppError> {
         match name {
             Some(n) => self
                 .local_directories
                 .iter()
                 .find(|d| d.name() == n)
                 .cloned()
-                .ok_or_else(|| format!("no local [[directory]] named {n:?} in the configuration")),
-            None => {
-                self.local_directories.first().cloned().ok_or_else(|| {
-                    "the configuration has no [[directory]] of type local".to_owned()
-                })
-            }
+                .ok_or_else(|| AppError::NoLocalDirectory(Some(n.to_owned()))),
+            None => self
+                .local_directories
+                .first()
+                .cloned()
+                .ok_or(AppError::NoLocalDirectory(None)),
         }
     }
 }
 
-/// Deletes audit records older than `retention`.
-pub async fn prune_audit(store: &dyn Store, clock: &dyn Clock, retention: std::time::Duration) {
-    match store.prune_audit(clock.now().minus(retention)).await {
-        Ok(0) => {}
-        Ok(n) => tracing::info!(removed = n, "old audit records removed"),
-        Err(e) => tracing::warn!(error = %e, "audit records could not be pruned"),
-    }
-}
-
 /// Reads the OTP hashing key (hex), or creates one readable only by its owner.
-fn load_or_create_key(path: &Path) -> Result<Vec<u8>, String> {
+fn load_or_create_key(path: &Path) -> Result<Vec<u8>, AppError> {
+    let io = |doing: &'static str, at: &Path| {
+        let path = at.to_path_buf();
+        move |source| AppError::KeyFile {
+            path,
+            doing,
+            source,
+        }
+    };
     match std::fs::read_to_string(path) {
         Ok(text) => {
-            let key =
-                from_hex(&text).ok_or_else(|| format!("{}: not a hex key", path.display()))?;
+            let key = from_hex(&text).ok_or_else(|| AppError::KeyNotHex(path.to_path_buf()))?;
             if key.len() < MIN_KEY_LEN {
-                return Err(format!(
-                    "{}: key shorter than {MIN_KEY_LEN} bytes",
-                    path.display()
-                ));
+                return Err(AppError::KeyShorterThan {
+                    path: path.to_path_buf(),
+                    min: MIN_KEY_LEN,
+                });
             }
             Ok(key)
         }
@@ -307,19 +251,19 @@ fn load_or_create_key(path: &Path) -> Result<Vec<u8>, String> {
             use std::os::unix::fs::OpenOptionsExt;
             let key = random_bytes(32);
             if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-                std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+                std::fs::create_dir_all(dir).map_err(io("create the folder of", path))?;
             }
             let mut f = std::fs::OpenOptions::new()
                 .write(true)
                 .create_new(true)
                 .mode(0o600)
                 .open(path)
-                .map_err(|e| format!("cannot create {}: {e}", path.display()))?;
+                .map_err(io("create", path))?;
             f.write_all(to_hex(&key).as_bytes())
-                .map_err(|e| format!("{}: {e}", path.display()))?;
+                .map_err(io("write", path))?;
             tracing::info!(path = %path.display(), "created a new OTP hashing key");
             Ok(key)
         }
-        Err(e) => Err(format!("cannot read {}: {e}", path.display())),
+        Err(e) => Err(io("read", path)(e)),
     }
 }
