@@ -1,12 +1,26 @@
-//! Keyed token buckets: `burst` attempts at once, refilled evenly over `period`. One limiter per
-//! (operation, key kind); the use cases consult them before doing any work, so an attacker can
-//! neither bomb a user's phone with codes nor guess OTPs quickly.
+//! Rate limits: keyed token buckets (`burst` attempts at once, refilled evenly over `period`),
+//! the keys they count, and the checks the use cases make, so an attacker can neither bomb a
+//! user's phone with codes, nor guess passwords or OTPs quickly, nor learn from a limit whether
+//! a user exists, nor lock the real user out. The model is described in docs/rate-limits.md:
+//!
+//! - every request counts per client address, before any work;
+//! - *failed* attempts count per identity (as sent, normalised from the text alone) **and**
+//!   client, so an attacker's failures spend the attacker's budget, not the user's;
+//! - failed attempts also count per identity from all clients together, under a much higher
+//!   ceiling against distributed guessing; clients that have recently authenticated as that
+//!   user are exempt from it (they proved who they are);
+//! - *successful* deliveries count per resolved user against SMS/e-mail bombing: only someone
+//!   who passed the password check can spend that budget, so it reveals nothing.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::Duration;
 
-use crate::model::Timestamp;
+use crate::attempt::Caller;
+use crate::audit::AuditAction;
+use crate::error::AuthError;
+use crate::identity::Identity;
+use crate::model::{Timestamp, UserKey};
 
 /// `burst` attempts per `period`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -58,6 +72,21 @@ impl RateLimiter {
 
     /// Takes one token for `key`, or says how long until one is available.
     pub fn check(&self, key: &str, now: Timestamp) -> Result<(), Duration> {
+        self.bucket(key, now, true)
+    }
+
+    /// Whether a token is available for `key`, without taking it.
+    pub fn peek(&self, key: &str, now: Timestamp) -> Result<(), Duration> {
+        self.bucket(key, now, false)
+    }
+
+    /// Takes a token for `key` if there is one (after a [`RateLimiter::peek`] let an attempt
+    /// through and the attempt turned out to count).
+    pub fn charge(&self, key: &str, now: Timestamp) {
+        let _ = self.bucket(key, now, true);
+    }
+
+    fn bucket(&self, key: &str, now: Timestamp, take: bool) -> Result<(), Duration> {
         let per_ms = f64::from(self.rate.burst) / self.rate.period.as_millis().max(1) as f64;
         let burst = f64::from(self.rate.burst);
         let Ok(mut buckets) = self.buckets.lock() else {
@@ -81,11 +110,206 @@ impl RateLimiter {
         *tokens = (*tokens + elapsed * per_ms).min(burst);
         *at = now;
         if *tokens >= 1.0 {
-            *tokens -= 1.0;
+            if take {
+                *tokens -= 1.0;
+            }
             Ok(())
         } else {
             let wait_ms = ((1.0 - *tokens) / per_ms).ceil();
             Err(Duration::from_millis(wait_ms as u64))
+        }
+    }
+}
+
+/// Clients that authenticated as a user recently are trusted for that user for this long.
+const TRUST_PERIOD: Duration = Duration::from_secs(24 * 3600);
+/// At most this many (identity, client) pairs are remembered as trusted; beyond it, new ones
+/// are not (which only means they are treated like any other client).
+const MAX_TRUSTED: usize = 100_000;
+
+/// (user, client) pairs that succeeded recently.
+#[derive(Debug, Default)]
+struct TrustedClients {
+    until: Mutex<HashMap<String, Timestamp>>,
+}
+
+impl TrustedClients {
+    fn trust(&self, key: String, now: Timestamp) {
+        let Ok(mut map) = self.until.lock() else {
+            return;
+        };
+        if map.len() >= MAX_TRUSTED && !map.contains_key(&key) {
+            map.retain(|_, until| *until > now);
+            if map.len() >= MAX_TRUSTED {
+                return;
+            }
+        }
+        map.insert(key, now.plus(TRUST_PERIOD));
+    }
+
+    fn trusts(&self, key: &str, now: Timestamp) -> bool {
+        self.until
+            .lock()
+            .is_ok_and(|map| map.get(key).is_some_and(|until| *until > now))
+    }
+}
+
+/// The limits of the authentication use cases; `None` means unlimited. See the module
+/// documentation and docs/rate-limits.md for the model.
+#[derive(Debug, Default)]
+pub struct RateLimits {
+    /// Every Deliver OTP and Get Supported Mechanisms request from one client.
+    pub deliver_per_client: Option<RateLimiter>,
+    /// Every OTP verification and password bind from one client.
+    pub verify_per_client: Option<RateLimiter>,
+    /// Failed Deliver OTP requests per identity and client.
+    pub deliver_failures_per_user_and_client: Option<RateLimiter>,
+    /// Failed verifications and password binds per identity and client.
+    pub verify_failures_per_user_and_client: Option<RateLimiter>,
+    /// Failed attempts of any kind per identity from all clients together; clients trusted for
+    /// the identity are exempt.
+    pub failures_per_user: Option<RateLimiter>,
+    /// OTPs actually delivered per user, whatever spelling of the identity asked for them.
+    pub deliveries_per_user: Option<RateLimiter>,
+    trusted: TrustedClients,
+}
+
+/// The rate-limit key of a client address: IPv6 clients by their /64, since one host usually
+/// owns a whole /64 and could otherwise rotate through it.
+pub fn client_key(client: &str) -> String {
+    match client.parse::<std::net::IpAddr>() {
+        Ok(std::net::IpAddr::V6(v6)) if v6.to_ipv4_mapped().is_none() => {
+            let s = v6.segments();
+            format!("{:x}:{:x}:{:x}:{:x}::/64", s[0], s[1], s[2], s[3])
+        }
+        Ok(std::net::IpAddr::V6(v6)) => v6
+            .to_ipv4_mapped()
+            .map_or(client.to_owned(), |v4| v4.to_string()),
+        _ => client.to_owned(),
+    }
+}
+
+fn caller_key(caller: &Caller) -> String {
+    caller.client.as_deref().map(client_key).unwrap_or_default()
+}
+
+fn user_key(user: &UserKey) -> String {
+    format!("user:{}:{}", user.directory, user.dn)
+}
+
+fn limited(retry_after: Duration) -> AuthError {
+    AuthError::RateLimited { retry_after }
+}
+
+impl RateLimits {
+    fn per_client(&self, action: AuditAction) -> Option<&RateLimiter> {
+        match action {
+            AuditAction::Deliver => self.deliver_per_client.as_ref(),
+            AuditAction::Verify | AuditAction::Bind => self.verify_per_client.as_ref(),
+        }
+    }
+
+    fn failures_per_user_and_client(&self, action: AuditAction) -> Option<&RateLimiter> {
+        match action {
+            AuditAction::Deliver => self.deliver_failures_per_user_and_client.as_ref(),
+            AuditAction::Verify | AuditAction::Bind => {
+                self.verify_failures_per_user_and_client.as_ref()
+            }
+        }
+    }
+
+    /// Before any work: counts the request against its client, and refuses it while the
+    /// identity (as sent) has no failures left from this client, or from everywhere unless the
+    /// client is trusted for it. Depends on the identity's text alone, never on whether it
+    /// names a user.
+    pub fn admit(
+        &self,
+        action: AuditAction,
+        caller: &Caller,
+        identity: &str,
+        now: Timestamp,
+    ) -> Result<(), AuthError> {
+        let client = caller_key(caller);
+        if let (Some(limiter), Some(_)) = (self.per_client(action), &caller.client) {
+            limiter.check(&client, now).map_err(limited)?;
+        }
+        let id = Identity::limit_key(identity);
+        if let Some(limiter) = self.failures_per_user_and_client(action) {
+            limiter
+                .peek(&format!("{id}|{client}"), now)
+                .map_err(limited)?;
+        }
+        if let Some(limiter) = &self.failures_per_user
+            && !self.trusted.trusts(&format!("{id}|{client}"), now)
+        {
+            limiter.peek(&id, now).map_err(limited)?;
+        }
+        Ok(())
+    }
+
+    /// Only the per-client count (Get Supported Mechanisms shares the deliveries' budget: both
+    /// reveal addresses).
+    pub fn admit_lookup(&self, caller: &Caller, now: Timestamp) -> Result<(), AuthError> {
+        match (&self.deliver_per_client, &caller.client) {
+            (Some(limiter), Some(client)) => {
+                limiter.check(&client_key(client), now).map_err(limited)
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// After the attempt: a credential failure spends the identity's failure budgets; a
+    /// success makes the client trusted for the identity and for the user it resolved to.
+    pub fn settle<T>(
+        &self,
+        action: AuditAction,
+        caller: &Caller,
+        identity: &str,
+        user: Option<&UserKey>,
+        result: &Result<T, AuthError>,
+        now: Timestamp,
+    ) {
+        let client = caller_key(caller);
+        let id = Identity::limit_key(identity);
+        match result {
+            Ok(_) => {
+                self.trusted.trust(format!("{id}|{client}"), now);
+                if let Some(user) = user {
+                    self.trusted
+                        .trust(format!("{}|{client}", user_key(user)), now);
+                }
+            }
+            Err(AuthError::InvalidCredentials(_)) => {
+                if let Some(limiter) = self.failures_per_user_and_client(action) {
+                    limiter.charge(&format!("{id}|{client}"), now);
+                }
+                if let Some(limiter) = &self.failures_per_user {
+                    limiter.charge(&id, now);
+                }
+            }
+            Err(_) => {}
+        }
+    }
+
+    /// Whether `caller` authenticated as `user` recently (within a day).
+    pub fn trusts(&self, user: &UserKey, caller: &Caller, now: Timestamp) -> bool {
+        self.trusted
+            .trusts(&format!("{}|{}", user_key(user), caller_key(caller)), now)
+    }
+
+    /// Before sending a code to an authenticated user: refused while the user's deliveries
+    /// are used up.
+    pub fn may_deliver_to(&self, user: &UserKey, now: Timestamp) -> Result<(), AuthError> {
+        match &self.deliveries_per_user {
+            Some(limiter) => limiter.peek(&user_key(user), now).map_err(limited),
+            None => Ok(()),
+        }
+    }
+
+    /// A code was delivered to `user`.
+    pub fn delivered_to(&self, user: &UserKey, now: Timestamp) {
+        if let Some(limiter) = &self.deliveries_per_user {
+            limiter.charge(&user_key(user), now);
         }
     }
 }

@@ -14,6 +14,7 @@ use std::time::Duration;
 use countersign_core::Secret;
 use countersign_core::generator::PasswordGenerator;
 use countersign_core::mechanism::Channel;
+use countersign_core::otp::OtpSettings;
 use countersign_core::ratelimit::Rate;
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
@@ -286,6 +287,8 @@ struct RateLimitSection {
     deliver_per_client: Option<String>,
     verify_per_user: Option<String>,
     verify_per_client: Option<String>,
+    /// Failed attempts per user from all clients together (docs/rate-limits.md).
+    failures_per_user: Option<String>,
 }
 
 /// Top level, each section kept as a spanned value so errors can name their line. (serde's
@@ -482,6 +485,7 @@ pub struct RateLimitConfig {
     pub deliver_per_client: Option<Rate>,
     pub verify_per_user: Option<Rate>,
     pub verify_per_client: Option<Rate>,
+    pub failures_per_user: Option<Rate>,
 }
 
 /// Largest `[ldap] max_message_bytes` accepted: 16 MiB.
@@ -1640,7 +1644,7 @@ impl Validator<'_> {
                 &span,
                 "deliver_otp.otp_validity",
                 d.otp_validity.as_deref(),
-                Duration::from_secs(300),
+                OtpSettings::default().validity,
             );
             if otp_validity.is_zero() {
                 self.error(
@@ -1649,7 +1653,9 @@ impl Validator<'_> {
                     "must be longer than zero",
                 );
             }
-            let max_failed_attempts = d.max_failed_attempts.unwrap_or(5);
+            let max_failed_attempts = d
+                .max_failed_attempts
+                .unwrap_or(OtpSettings::default().max_failed_attempts);
             if max_failed_attempts == 0 {
                 self.error(
                     Some(span.clone()),
@@ -1685,6 +1691,7 @@ impl Validator<'_> {
             deliver_per_client: rate("deliver_per_client", &limits.deliver_per_client, "60/1m"),
             verify_per_user: rate("verify_per_user", &limits.verify_per_user, "10/5m"),
             verify_per_client: rate("verify_per_client", &limits.verify_per_client, "120/1m"),
+            failures_per_user: rate("failures_per_user", &limits.failures_per_user, "30/15m"),
         };
 
         Some(Config {

@@ -11,11 +11,12 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Extension, Json, Router};
-use countersign_core::OtpError;
+use countersign_core::AuthError;
 use countersign_core::Secret;
+use countersign_core::attempt::{Caller, Front};
 use countersign_core::audit::AuditQuery;
 use countersign_core::mechanism::{MechanismChoice, MessageTexts};
-use countersign_core::otp::{Caller, DeliverRequest, OtpService, RecipientView, VerifyRequest};
+use countersign_core::otp::{DeliverRequest, OtpService, RecipientView, VerifyRequest};
 use countersign_core::ports::Store;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
@@ -140,7 +141,7 @@ pub struct MechanismEntry {
 
 fn caller(peer: Option<Extension<ConnectInfo<SocketAddr>>>) -> Caller {
     Caller {
-        front: "http".to_owned(),
+        front: Front::Http,
         client: peer.map(|Extension(ConnectInfo(addr))| addr.ip().to_string()),
         bound_as: None,
     }
@@ -154,7 +155,7 @@ fn parse_json<T: DeserializeOwned>(body: &Bytes) -> Result<T, Problem> {
 /// record even when the client goes away or the answer times out; the client waits at most
 /// [`REQUEST_TIMEOUT`].
 async fn run_detached<T: Send + 'static>(
-    f: impl std::future::Future<Output = Result<T, OtpError>> + Send + 'static,
+    f: impl std::future::Future<Output = Result<T, AuthError>> + Send + 'static,
 ) -> Result<T, Problem> {
     match tokio::time::timeout(REQUEST_TIMEOUT, tokio::spawn(f)).await {
         Ok(Ok(result)) => result.map_err(Problem::from),
@@ -246,7 +247,7 @@ async fn verify(
         };
         let user = {
             let (otp, caller) = (s.otp.clone(), caller(peer));
-            run_detached(async move { otp.authenticate(req, &caller).await }).await?
+            run_detached(async move { otp.verify(req, &caller).await }).await?
         };
         Ok::<_, Problem>(VerifyAnswer {
             user_dn: user.dn.to_string(),
