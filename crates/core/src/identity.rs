@@ -46,11 +46,14 @@ impl Identity {
     /// A bare DN as Get Supported OTP Delivery Mechanisms takes it (spec §7.2), under the same
     /// rules as `dn:<DN>`.
     pub fn parse_dn(dn: &str) -> Result<Identity, AuthError> {
-        let dn = dn.trim();
-        if dn.len() > MAX_IDENTITY_LEN || dn.chars().any(char::is_control) || dn.is_empty() {
-            return Err(AuthError::MalformedIdentity(dn.chars().take(80).collect()));
+        let malformed = || AuthError::MalformedIdentity(dn.chars().take(80).collect());
+        if dn.len() > MAX_IDENTITY_LEN || dn.chars().any(char::is_control) {
+            return Err(malformed());
         }
-        Ok(Identity::Dn(Dn::new(dn)))
+        match dn.trim() {
+            "" => Err(malformed()),
+            dn => Ok(Identity::Dn(Dn::new(dn))),
+        }
     }
 
     /// The identity as rate limits count it: the same for every spelling that parses alike
@@ -118,6 +121,7 @@ mod tests {
             );
         }
         assert!(Identity::parse_dn("uid=a\n,dc=x").is_err());
+        assert!(Identity::parse_dn("uid=a,dc=x\r").is_err());
         assert!(Identity::parse_dn(&"a".repeat(MAX_IDENTITY_LEN + 1)).is_err());
         let just_fits = format!("u:{}", "a".repeat(MAX_IDENTITY_LEN - 2));
         assert!(Identity::parse(&just_fits).is_ok());
