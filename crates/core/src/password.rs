@@ -14,7 +14,7 @@ use crate::identity::Identity;
 use crate::identity_mapper::IdentityMapper;
 use crate::model::{Timestamp, User};
 use crate::ports::Clock;
-use crate::ratelimit::RateLimits;
+use crate::ratelimit::{Admission, RateLimits};
 use crate::secret::Secret;
 
 /// What password authentication needs, wired once at start.
@@ -35,16 +35,15 @@ impl PasswordAuthentication {
         caller: &Caller,
     ) -> Result<User, AuthError> {
         let mut attempt = Attempt::new(AuditAction::Bind, caller, authentication_id);
-        let result = async {
-            let now = self.clock.now();
-            self.limits
-                .admit(AuditAction::Bind, caller, authentication_id, now)?;
-            let identity = Identity::parse(authentication_id)?;
-            self.first_factor(&identity, password, &mut attempt).await
-        }
-        .await;
-        self.settle(attempt, caller, authentication_id, &result)
-            .await;
+        let admission = self.admit(&attempt, caller, authentication_id);
+        let result = match &admission {
+            Ok(_) => match Identity::parse(authentication_id) {
+                Ok(identity) => self.first_factor(&identity, password, &mut attempt).await,
+                Err(e) => Err(e),
+            },
+            Err(e) => Err(e.clone()),
+        };
+        self.finish(attempt, admission, caller, &result).await;
         result
     }
 
@@ -77,22 +76,34 @@ impl PasswordAuthentication {
         Ok(user)
     }
 
-    /// Records the attempt and settles its rate limits; one place for every use case.
-    pub(crate) async fn settle<T>(
+    /// The rate limits' admission of an attempt, before any work (one place for every use
+    /// case, with [`PasswordAuthentication::finish`]).
+    pub(crate) fn admit(
         &self,
-        attempt: Attempt,
+        attempt: &Attempt,
         caller: &Caller,
         authentication_id: &str,
-        result: &Result<T, AuthError>,
-    ) {
-        self.limits.settle(
+    ) -> Result<Admission, AuthError> {
+        self.limits.admit(
             attempt.action(),
             caller,
             authentication_id,
-            attempt.user(),
-            result,
             self.clock.now(),
-        );
+        )
+    }
+
+    /// Settles the attempt's rate limits and records it in the audit trail.
+    pub(crate) async fn finish<T>(
+        &self,
+        attempt: Attempt,
+        admission: Result<Admission, AuthError>,
+        caller: &Caller,
+        result: &Result<T, AuthError>,
+    ) {
+        if let Ok(admission) = admission {
+            self.limits
+                .settle(admission, caller, attempt.user(), result, self.clock.now());
+        }
         self.audit.record(attempt, result).await;
     }
 }

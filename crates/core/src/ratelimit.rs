@@ -72,21 +72,6 @@ impl RateLimiter {
 
     /// Takes one token for `key`, or says how long until one is available.
     pub fn check(&self, key: &str, now: Timestamp) -> Result<(), Duration> {
-        self.bucket(key, now, true)
-    }
-
-    /// Whether a token is available for `key`, without taking it.
-    pub fn peek(&self, key: &str, now: Timestamp) -> Result<(), Duration> {
-        self.bucket(key, now, false)
-    }
-
-    /// Takes a token for `key` if there is one (after a [`RateLimiter::peek`] let an attempt
-    /// through and the attempt turned out to count).
-    pub fn charge(&self, key: &str, now: Timestamp) {
-        let _ = self.bucket(key, now, true);
-    }
-
-    fn bucket(&self, key: &str, now: Timestamp, take: bool) -> Result<(), Duration> {
         let per_ms = f64::from(self.rate.burst) / self.rate.period.as_millis().max(1) as f64;
         let burst = f64::from(self.rate.burst);
         let Ok(mut buckets) = self.buckets.lock() else {
@@ -110,13 +95,23 @@ impl RateLimiter {
         *tokens = (*tokens + elapsed * per_ms).min(burst);
         *at = now;
         if *tokens >= 1.0 {
-            if take {
-                *tokens -= 1.0;
-            }
+            *tokens -= 1.0;
             Ok(())
         } else {
             let wait_ms = ((1.0 - *tokens) / per_ms).ceil();
             Err(Duration::from_millis(wait_ms as u64))
+        }
+    }
+
+    /// Gives back a token taken by [`RateLimiter::check`] for an attempt that turned out not to
+    /// count. Taking first and giving back later (rather than looking first and taking later)
+    /// keeps a burst of concurrent attempts from all passing the look.
+    pub fn refund(&self, key: &str) {
+        let burst = f64::from(self.rate.burst);
+        if let Ok(mut buckets) = self.buckets.lock()
+            && let Some((tokens, _)) = buckets.map.get_mut(key)
+        {
+            *tokens = (*tokens + 1.0).min(burst);
         }
     }
 }
@@ -152,6 +147,17 @@ impl TrustedClients {
             .lock()
             .is_ok_and(|map| map.get(key).is_some_and(|until| *until > now))
     }
+}
+
+/// What [`RateLimits::admit`] reserved for one attempt.
+#[derive(Debug, Clone)]
+pub struct Admission {
+    action: AuditAction,
+    identity_sent: String,
+    /// Key reserved in the failures-per-user-and-client bucket.
+    pair: Option<String>,
+    /// Key reserved in the failures-per-user bucket (none for a trusted client).
+    identity: Option<String>,
 }
 
 /// The limits of the authentication use cases; `None` means unlimited. See the module
@@ -218,33 +224,56 @@ impl RateLimits {
         }
     }
 
-    /// Before any work: counts the request against its client, and refuses it while the
-    /// identity (as sent) has no failures left from this client, or from everywhere unless the
-    /// client is trusted for it. Depends on the identity's text alone, never on whether it
-    /// names a user.
+    /// Before any work: counts the request against its client, and reserves a failure of
+    /// the identity (as sent) from this client, and from everywhere unless the client is
+    /// trusted for it; refused when a budget is used up. Depends on the identity's text alone,
+    /// never on whether it names a user. [`RateLimits::settle`] gives back what the attempt
+    /// did not spend.
     pub fn admit(
         &self,
         action: AuditAction,
         caller: &Caller,
         identity: &str,
         now: Timestamp,
-    ) -> Result<(), AuthError> {
+    ) -> Result<Admission, AuthError> {
         let client = caller_key(caller);
         if let (Some(limiter), Some(_)) = (self.per_client(action), &caller.client) {
             limiter.check(&client, now).map_err(limited)?;
         }
         let id = Identity::limit_key(identity);
+        let pair = format!("{id}|{client}");
+        let mut admission = Admission {
+            action,
+            identity_sent: identity.to_owned(),
+            pair: None,
+            identity: None,
+        };
         if let Some(limiter) = self.failures_per_user_and_client(action) {
-            limiter
-                .peek(&format!("{id}|{client}"), now)
-                .map_err(limited)?;
+            limiter.check(&pair, now).map_err(limited)?;
+            admission.pair = Some(pair.clone());
         }
         if let Some(limiter) = &self.failures_per_user
-            && !self.trusted.trusts(&format!("{id}|{client}"), now)
+            && !self.trusted.trusts(&pair, now)
         {
-            limiter.peek(&id, now).map_err(limited)?;
+            if let Err(wait) = limiter.check(&id, now) {
+                self.give_back(admission);
+                return Err(limited(wait));
+            }
+            admission.identity = Some(id);
         }
-        Ok(())
+        Ok(admission)
+    }
+
+    fn give_back(&self, admission: Admission) {
+        if let (Some(limiter), Some(key)) = (
+            self.failures_per_user_and_client(admission.action),
+            &admission.pair,
+        ) {
+            limiter.refund(key);
+        }
+        if let (Some(limiter), Some(key)) = (&self.failures_per_user, &admission.identity) {
+            limiter.refund(key);
+        }
     }
 
     /// Only the per-client count (Get Supported Mechanisms shares the deliveries' budget: both
@@ -258,37 +287,36 @@ impl RateLimits {
         }
     }
 
-    /// After the attempt: a credential failure spends the identity's failure budgets; a
-    /// success makes the client trusted for the identity and for the user it resolved to.
+    /// After the attempt: a credential failure spends what [`RateLimits::admit`] reserved;
+    /// anything else gives it back, and a success makes the client trusted for the identity
+    /// and for the user it resolved to.
     pub fn settle<T>(
         &self,
-        action: AuditAction,
+        admission: Admission,
         caller: &Caller,
-        identity: &str,
         user: Option<&UserKey>,
         result: &Result<T, AuthError>,
         now: Timestamp,
     ) {
-        let client = caller_key(caller);
-        let id = Identity::limit_key(identity);
-        match result {
-            Ok(_) => {
-                self.trusted.trust(format!("{id}|{client}"), now);
-                if let Some(user) = user {
-                    self.trusted
-                        .trust(format!("{}|{client}", user_key(user)), now);
-                }
+        if matches!(result, Err(AuthError::InvalidCredentials(_))) {
+            // A trusted client's failure still counts towards the identity's ceiling.
+            if admission.identity.is_none()
+                && let Some(limiter) = &self.failures_per_user
+            {
+                let _ = limiter.check(&Identity::limit_key(&admission.identity_sent), now);
             }
-            Err(AuthError::InvalidCredentials(_)) => {
-                if let Some(limiter) = self.failures_per_user_and_client(action) {
-                    limiter.charge(&format!("{id}|{client}"), now);
-                }
-                if let Some(limiter) = &self.failures_per_user {
-                    limiter.charge(&id, now);
-                }
-            }
-            Err(_) => {}
+            return;
         }
+        if result.is_ok() {
+            let client = caller_key(caller);
+            let id = Identity::limit_key(&admission.identity_sent);
+            self.trusted.trust(format!("{id}|{client}"), now);
+            if let Some(user) = user {
+                self.trusted
+                    .trust(format!("{}|{client}", user_key(user)), now);
+            }
+        }
+        self.give_back(admission);
     }
 
     /// Whether `caller` authenticated as `user` recently (within a day).
@@ -297,19 +325,19 @@ impl RateLimits {
             .trusts(&format!("{}|{}", user_key(user), caller_key(caller)), now)
     }
 
-    /// Before sending a code to an authenticated user: refused while the user's deliveries
-    /// are used up.
-    pub fn may_deliver_to(&self, user: &UserKey, now: Timestamp) -> Result<(), AuthError> {
+    /// Before sending a code to an authenticated user: takes one of the user's deliveries,
+    /// refused while they are used up.
+    pub fn reserve_delivery(&self, user: &UserKey, now: Timestamp) -> Result<(), AuthError> {
         match &self.deliveries_per_user {
-            Some(limiter) => limiter.peek(&user_key(user), now).map_err(limited),
+            Some(limiter) => limiter.check(&user_key(user), now).map_err(limited),
             None => Ok(()),
         }
     }
 
-    /// A code was delivered to `user`.
-    pub fn delivered_to(&self, user: &UserKey, now: Timestamp) {
+    /// Nothing was delivered after all.
+    pub fn refund_delivery(&self, user: &UserKey) {
         if let Some(limiter) = &self.deliveries_per_user {
-            limiter.charge(&user_key(user), now);
+            limiter.refund(&user_key(user));
         }
     }
 }
@@ -348,6 +376,73 @@ mod tests {
         // Two seconds later every bucket is full again, so the next new key sweeps them all.
         l.check("late", t.plus(Duration::from_secs(2))).unwrap();
         assert_eq!(l.buckets.lock().unwrap().map.len(), 1);
+    }
+
+    #[test]
+    fn a_refund_gives_back_one_token_and_never_more_than_the_burst() {
+        let l = RateLimiter::new(Rate {
+            burst: 2,
+            period: Duration::from_secs(60),
+        });
+        let t = Timestamp(0);
+        l.check("k", t).unwrap();
+        l.check("k", t).unwrap();
+        assert!(l.check("k", t).is_err());
+        l.refund("k");
+        assert!(l.check("k", t).is_ok());
+        for _ in 0..5 {
+            l.refund("k");
+        }
+        assert!(l.check("k", t).is_ok() && l.check("k", t).is_ok());
+        assert!(l.check("k", t).is_err(), "capped at the burst");
+    }
+
+    #[test]
+    fn only_credential_failures_spend_the_failure_budgets() {
+        let per = |burst| {
+            Some(RateLimiter::new(Rate {
+                burst,
+                period: Duration::from_secs(60),
+            }))
+        };
+        let limits = RateLimits {
+            verify_failures_per_user_and_client: per(2),
+            failures_per_user: per(3),
+            ..RateLimits::default()
+        };
+        let caller = |ip: &str| Caller {
+            client: Some(ip.into()),
+            ..Caller::default()
+        };
+        let t = Timestamp(0);
+        let (a, b) = (caller("192.0.2.1"), caller("192.0.2.2"));
+        let refused: Result<(), AuthError> = Err(AuthError::InvalidCredentials(
+            crate::error::Refusal::WrongOtp,
+        ));
+        let unavailable: Result<(), AuthError> = Err(AuthError::Unavailable("x".into()));
+        // Outages and malformed requests give the reservation back.
+        for _ in 0..5 {
+            let adm = limits.admit(AuditAction::Verify, &a, "u:alice", t).unwrap();
+            limits.settle(adm, &a, None, &unavailable, t);
+        }
+        // Two failures from a: a is done; b still has the identity's third.
+        for _ in 0..2 {
+            let adm = limits.admit(AuditAction::Verify, &a, "u:alice", t).unwrap();
+            limits.settle(adm, &a, None, &refused, t);
+        }
+        assert!(limits.admit(AuditAction::Verify, &a, "U:ALICE", t).is_err());
+        let adm = limits.admit(AuditAction::Verify, &b, "u:alice", t).unwrap();
+        limits.settle(adm, &b, None, &refused, t);
+        // The identity's ceiling is reached: refused for b, and b's pair token comes back.
+        assert!(limits.admit(AuditAction::Verify, &b, "u:alice", t).is_err());
+        assert!(
+            limits
+                .verify_failures_per_user_and_client
+                .as_ref()
+                .unwrap()
+                .check("u:alice|192.0.2.2", t)
+                .is_ok()
+        );
     }
 
     #[test]

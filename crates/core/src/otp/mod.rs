@@ -124,9 +124,15 @@ impl OtpService {
         caller: &Caller,
     ) -> Result<Delivered, AuthError> {
         let mut attempt = Attempt::new(AuditAction::Deliver, caller, &req.authentication_id);
-        let result = self.deliver_steps(&req, caller, &mut attempt).await;
+        let admission = self
+            .passwords
+            .admit(&attempt, caller, &req.authentication_id);
+        let result = match &admission {
+            Ok(_) => self.deliver_steps(&req, caller, &mut attempt).await,
+            Err(e) => Err(e.clone()),
+        };
         self.passwords
-            .settle(attempt, caller, &req.authentication_id, &result)
+            .finish(attempt, admission, caller, &result)
             .await;
         result
     }
@@ -138,8 +144,6 @@ impl OtpService {
         attempt: &mut Attempt,
     ) -> Result<Delivered, AuthError> {
         let now = self.clock.now();
-        self.limits()
-            .admit(AuditAction::Deliver, caller, &req.authentication_id, now)?;
         check_deliver_request(req)?;
         let identity = Identity::parse(&req.authentication_id)?;
         // Steps 2 to 4: the user, the static password (or a connection already bound as that
@@ -161,7 +165,7 @@ impl OtpService {
             }
         };
         // Only someone who proved to be the user gets here, so this limit reveals nothing.
-        self.limits().may_deliver_to(&user.key(), now)?;
+        self.limits().reserve_delivery(&user.key(), now)?;
 
         // Steps 5 to 7: generate, then try mechanisms in order until one delivers. The new
         // code is stored only once it was delivered, so a request that delivers nothing leaves
@@ -177,7 +181,6 @@ impl OtpService {
             match self.try_mechanism(choice, &user, &otp, &req.texts).await {
                 Ok((mechanism, recipient)) => {
                     self.store_delivered(&user, &otp, now).await?;
-                    self.limits().delivered_to(&user.key(), now);
                     attempt.delivered(&mechanism, &recipient);
                     return Ok(Delivered {
                         mechanism,
@@ -191,6 +194,7 @@ impl OtpService {
                 }
             }
         }
+        self.limits().refund_delivery(&user.key());
         Err(AuthError::NotDelivered { tried })
     }
 
@@ -262,9 +266,15 @@ impl OtpService {
     /// OTP voided after too many, single use consumed atomically. Returns the user.
     pub async fn verify(&self, req: VerifyRequest, caller: &Caller) -> Result<User, AuthError> {
         let mut attempt = Attempt::new(AuditAction::Verify, caller, &req.authentication_id);
-        let result = self.verify_steps(&req, caller, &mut attempt).await;
+        let admission = self
+            .passwords
+            .admit(&attempt, caller, &req.authentication_id);
+        let result = match &admission {
+            Ok(_) => self.verify_steps(&req, caller, &mut attempt).await,
+            Err(e) => Err(e.clone()),
+        };
         self.passwords
-            .settle(attempt, caller, &req.authentication_id, &result)
+            .finish(attempt, admission, caller, &result)
             .await;
         result
     }
@@ -276,8 +286,6 @@ impl OtpService {
         attempt: &mut Attempt,
     ) -> Result<User, AuthError> {
         let now = self.clock.now();
-        self.limits()
-            .admit(AuditAction::Verify, caller, &req.authentication_id, now)?;
         let identity = Identity::parse(&req.authentication_id)?;
         if req.otp.expose().len() > MAX_OTP_LEN {
             // Longer than any generator makes: wrong, without a store round trip.
