@@ -1,12 +1,13 @@
 //! Every secret-handling primitive in one place: constant-time comparison, the keyed hash under
-//! which OTPs are stored, and random tokens. Nothing ad hoc elsewhere.
+//! which OTPs are stored, and hex encoding of keys. Nothing ad hoc elsewhere. Random values come
+//! from the generator module, which owns the `Random` port's use, so this module depends on
+//! nothing but the model (no cycle crypto → ports → secret → crypto).
 
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
 use subtle::ConstantTimeEq;
 
 use crate::model::UserKey;
-use crate::ports::Random;
 
 /// Compares two byte strings in time that depends only on their lengths.
 pub fn ct_eq(a: &[u8], b: &[u8]) -> bool {
@@ -57,13 +58,6 @@ impl OtpHasher {
         let candidate = self.hash(user, otp);
         !candidate.is_empty() && ct_eq(&candidate, stored)
     }
-}
-
-/// A random identifier: `bytes` CSPRNG bytes, hex-encoded.
-pub fn random_hex(random: &dyn Random, bytes: usize) -> String {
-    let mut buf = vec![0u8; bytes];
-    random.fill(&mut buf);
-    to_hex(&buf)
 }
 
 pub fn to_hex(bytes: &[u8]) -> String {

@@ -67,7 +67,7 @@ impl Undelivered {
 
 /// What went wrong in a use case.
 #[derive(Debug, Clone, Error, PartialEq, Eq)]
-pub enum OtpError {
+pub enum AuthError {
     /// The identity is neither `dn:<DN>` nor `u:<name>`.
     #[error("malformed identity {0:?}: expected dn:<DN> or u:<username>")]
     MalformedIdentity(String),

@@ -1,9 +1,17 @@
 //! Authentication and authorization identities in the authzId form of RFC 4513 §5.2.1.8 as the
 //! Ping protocol uses them (spec §2): `dn:<DN>` or `u:<username>`. Prefixes are compared
 //! case-insensitively, as the UnboundID SDK's own server does.
+//!
+//! This is the edge every identity crosses, on every front and in every operation: one that
+//! holds a control character (which could forge lines in logs and audit output) or is longer
+//! than [`MAX_IDENTITY_LEN`] is malformed here, so it gets the same answer as any other
+//! malformed identity wherever it is sent.
 
-use crate::OtpError;
+use crate::AuthError;
 use crate::model::Dn;
+
+/// Longest identity accepted, in bytes (a DN of a deep tree with long RDNs fits easily).
+pub const MAX_IDENTITY_LEN: usize = 1024;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Identity {
@@ -14,8 +22,11 @@ pub enum Identity {
 impl Identity {
     /// Parses an authentication identity; an empty DN or username is malformed here (the
     /// anonymous `dn:` is only meaningful as an authorization identity).
-    pub fn parse(text: &str) -> Result<Identity, OtpError> {
-        let malformed = || OtpError::MalformedIdentity(text.chars().take(80).collect());
+    pub fn parse(text: &str) -> Result<Identity, AuthError> {
+        let malformed = || AuthError::MalformedIdentity(text.chars().take(80).collect());
+        if text.len() > MAX_IDENTITY_LEN || text.chars().any(char::is_control) {
+            return Err(malformed());
+        }
         if let Some(rest) = strip_prefix_ci(text, "dn:") {
             let rest = rest.trim();
             if rest.is_empty() {
@@ -23,12 +34,39 @@ impl Identity {
             }
             Ok(Identity::Dn(Dn::new(rest)))
         } else if let Some(rest) = strip_prefix_ci(text, "u:") {
-            if rest.is_empty() || rest.chars().any(char::is_control) {
+            if rest.is_empty() {
                 return Err(malformed());
             }
             Ok(Identity::Username(rest.to_owned()))
         } else {
             Err(malformed())
+        }
+    }
+
+    /// A bare DN as Get Supported OTP Delivery Mechanisms takes it (spec §7.2), under the same
+    /// rules as `dn:<DN>`.
+    pub fn parse_dn(dn: &str) -> Result<Identity, AuthError> {
+        let malformed = || AuthError::MalformedIdentity(dn.chars().take(80).collect());
+        if dn.len() > MAX_IDENTITY_LEN || dn.chars().any(char::is_control) {
+            return Err(malformed());
+        }
+        match dn.trim() {
+            "" => Err(malformed()),
+            dn => Ok(Identity::Dn(Dn::new(dn))),
+        }
+    }
+
+    /// The identity as rate limits count it: the same for every spelling that parses alike
+    /// (prefix case, DN spacing and case), computed from the text alone, so a known and an
+    /// unknown user are counted the same way.
+    pub fn limit_key(text: &str) -> String {
+        match Identity::parse(text) {
+            Ok(Identity::Dn(dn)) => format!("dn:{}", dn.normalized()),
+            Ok(Identity::Username(name)) => format!("u:{}", name.to_lowercase()),
+            Err(_) => format!(
+                "malformed:{}",
+                text.chars().take(256).collect::<String>().to_lowercase()
+            ),
         }
     }
 }
@@ -59,9 +97,46 @@ mod tests {
         );
         for bad in ["alice", "u:", "dn:", "dn:  ", "x:alice", "", "u:a\u{0}b"] {
             assert!(
-                matches!(Identity::parse(bad), Err(OtpError::MalformedIdentity(_))),
+                matches!(Identity::parse(bad), Err(AuthError::MalformedIdentity(_))),
                 "{bad:?}"
             );
         }
+    }
+
+    #[test]
+    fn control_characters_and_overlong_identities_are_malformed_in_both_forms() {
+        let long = format!("u:{}", "a".repeat(MAX_IDENTITY_LEN));
+        let long_dn = format!("dn:uid={}", "a".repeat(MAX_IDENTITY_LEN));
+        for bad in [
+            "u:alice\nforged line",
+            "dn:uid=alice\r\n,dc=x",
+            "dn:uid=\u{1b}[31malice,dc=x",
+            "u:alice\u{7f}",
+            long.as_str(),
+            long_dn.as_str(),
+        ] {
+            assert!(
+                matches!(Identity::parse(bad), Err(AuthError::MalformedIdentity(_))),
+                "{bad:?}"
+            );
+        }
+        assert!(Identity::parse_dn("uid=a\n,dc=x").is_err());
+        assert!(Identity::parse_dn("uid=a,dc=x\r").is_err());
+        assert!(Identity::parse_dn(&"a".repeat(MAX_IDENTITY_LEN + 1)).is_err());
+        let just_fits = format!("u:{}", "a".repeat(MAX_IDENTITY_LEN - 2));
+        assert!(Identity::parse(&just_fits).is_ok());
+    }
+
+    #[test]
+    fn spellings_that_parse_alike_share_a_limit_key() {
+        assert_eq!(
+            Identity::limit_key("U:Alice"),
+            Identity::limit_key("u:alice")
+        );
+        assert_eq!(
+            Identity::limit_key("dn:UID=alice, dc=x"),
+            Identity::limit_key("DN:uid=alice,dc=x")
+        );
+        assert_ne!(Identity::limit_key("u:alice"), Identity::limit_key("u:bob"));
     }
 }

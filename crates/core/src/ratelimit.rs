@@ -1,12 +1,26 @@
-//! Keyed token buckets: `burst` attempts at once, refilled evenly over `period`. One limiter per
-//! (operation, key kind); the use cases consult them before doing any work, so an attacker can
-//! neither bomb a user's phone with codes nor guess OTPs quickly.
+//! Rate limits: keyed token buckets (`burst` attempts at once, refilled evenly over `period`),
+//! the keys they count, and the checks the use cases make, so an attacker can neither bomb a
+//! user's phone with codes, nor guess passwords or OTPs quickly, nor learn from a limit whether
+//! a user exists, nor lock the real user out. The model is described in docs/rate-limits.md:
+//!
+//! - every request counts per client address, before any work;
+//! - *failed* attempts count per identity (as sent, normalised from the text alone) **and**
+//!   client, so an attacker's failures spend the attacker's budget, not the user's;
+//! - failed attempts also count per identity from all clients together, under a much higher
+//!   ceiling against distributed guessing; clients that have recently authenticated as that
+//!   user are exempt from it (they proved who they are);
+//! - *successful* deliveries count per resolved user against SMS/e-mail bombing: only someone
+//!   who passed the password check can spend that budget, so it reveals nothing.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::Duration;
 
-use crate::model::Timestamp;
+use crate::attempt::Caller;
+use crate::audit::AuditAction;
+use crate::error::AuthError;
+use crate::identity::Identity;
+use crate::model::{Timestamp, UserKey};
 
 /// `burst` attempts per `period`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -88,6 +102,244 @@ impl RateLimiter {
             Err(Duration::from_millis(wait_ms as u64))
         }
     }
+
+    /// Gives back a token taken by [`RateLimiter::check`] for an attempt that turned out not to
+    /// count. Taking first and giving back later (rather than looking first and taking later)
+    /// keeps a burst of concurrent attempts from all passing the look.
+    pub fn refund(&self, key: &str) {
+        let burst = f64::from(self.rate.burst);
+        if let Ok(mut buckets) = self.buckets.lock()
+            && let Some((tokens, _)) = buckets.map.get_mut(key)
+        {
+            *tokens = (*tokens + 1.0).min(burst);
+        }
+    }
+}
+
+/// Clients that authenticated as a user recently are trusted for that user for this long.
+const TRUST_PERIOD: Duration = Duration::from_secs(24 * 3600);
+/// At most this many (identity, client) pairs are remembered as trusted; beyond it, new ones
+/// are not (which only means they are treated like any other client).
+const MAX_TRUSTED: usize = 100_000;
+
+/// (user, client) pairs that succeeded recently.
+#[derive(Debug, Default)]
+struct TrustedClients {
+    until: Mutex<HashMap<String, Timestamp>>,
+}
+
+impl TrustedClients {
+    fn trust(&self, key: String, now: Timestamp) {
+        let Ok(mut map) = self.until.lock() else {
+            return;
+        };
+        if map.len() >= MAX_TRUSTED && !map.contains_key(&key) {
+            map.retain(|_, until| *until > now);
+            if map.len() >= MAX_TRUSTED {
+                return;
+            }
+        }
+        map.insert(key, now.plus(TRUST_PERIOD));
+    }
+
+    fn trusts(&self, key: &str, now: Timestamp) -> bool {
+        self.until
+            .lock()
+            .is_ok_and(|map| map.get(key).is_some_and(|until| *until > now))
+    }
+}
+
+/// What [`RateLimits::admit`] reserved for one attempt.
+#[derive(Debug, Clone)]
+pub struct Admission {
+    action: AuditAction,
+    identity_sent: String,
+    /// Key reserved in the failures-per-user-and-client bucket.
+    pair: Option<String>,
+    /// Key reserved in the failures-per-user bucket (none for a trusted client).
+    identity: Option<String>,
+}
+
+/// The limits of the authentication use cases; `None` means unlimited. See the module
+/// documentation and docs/rate-limits.md for the model.
+#[derive(Debug, Default)]
+pub struct RateLimits {
+    /// Every Deliver OTP and Get Supported Mechanisms request from one client.
+    pub deliver_per_client: Option<RateLimiter>,
+    /// Every OTP verification and password bind from one client.
+    pub verify_per_client: Option<RateLimiter>,
+    /// Failed Deliver OTP requests per identity and client.
+    pub deliver_failures_per_user_and_client: Option<RateLimiter>,
+    /// Failed verifications and password binds per identity and client.
+    pub verify_failures_per_user_and_client: Option<RateLimiter>,
+    /// Failed attempts of any kind per identity from all clients together; clients trusted for
+    /// the identity are exempt.
+    pub failures_per_user: Option<RateLimiter>,
+    /// OTPs actually delivered per user, whatever spelling of the identity asked for them.
+    pub deliveries_per_user: Option<RateLimiter>,
+    trusted: TrustedClients,
+}
+
+/// The rate-limit key of a client address: IPv6 clients by their /64, since one host usually
+/// owns a whole /64 and could otherwise rotate through it.
+pub fn client_key(client: &str) -> String {
+    match client.parse::<std::net::IpAddr>() {
+        Ok(std::net::IpAddr::V6(v6)) if v6.to_ipv4_mapped().is_none() => {
+            let s = v6.segments();
+            format!("{:x}:{:x}:{:x}:{:x}::/64", s[0], s[1], s[2], s[3])
+        }
+        Ok(std::net::IpAddr::V6(v6)) => v6
+            .to_ipv4_mapped()
+            .map_or(client.to_owned(), |v4| v4.to_string()),
+        _ => client.to_owned(),
+    }
+}
+
+fn caller_key(caller: &Caller) -> String {
+    caller.client.as_deref().map(client_key).unwrap_or_default()
+}
+
+fn user_key(user: &UserKey) -> String {
+    format!("user:{}:{}", user.directory, user.dn)
+}
+
+fn limited(retry_after: Duration) -> AuthError {
+    AuthError::RateLimited { retry_after }
+}
+
+impl RateLimits {
+    fn per_client(&self, action: AuditAction) -> Option<&RateLimiter> {
+        match action {
+            AuditAction::Deliver => self.deliver_per_client.as_ref(),
+            AuditAction::Verify | AuditAction::Bind => self.verify_per_client.as_ref(),
+        }
+    }
+
+    fn failures_per_user_and_client(&self, action: AuditAction) -> Option<&RateLimiter> {
+        match action {
+            AuditAction::Deliver => self.deliver_failures_per_user_and_client.as_ref(),
+            AuditAction::Verify | AuditAction::Bind => {
+                self.verify_failures_per_user_and_client.as_ref()
+            }
+        }
+    }
+
+    /// Before any work: counts the request against its client, and reserves a failure of
+    /// the identity (as sent) from this client, and from everywhere unless the client is
+    /// trusted for it; refused when a budget is used up. Depends on the identity's text alone,
+    /// never on whether it names a user. [`RateLimits::settle`] gives back what the attempt
+    /// did not spend.
+    pub fn admit(
+        &self,
+        action: AuditAction,
+        caller: &Caller,
+        identity: &str,
+        now: Timestamp,
+    ) -> Result<Admission, AuthError> {
+        let client = caller_key(caller);
+        if let (Some(limiter), Some(_)) = (self.per_client(action), &caller.client) {
+            limiter.check(&client, now).map_err(limited)?;
+        }
+        let id = Identity::limit_key(identity);
+        let pair = format!("{id}|{client}");
+        let mut admission = Admission {
+            action,
+            identity_sent: identity.to_owned(),
+            pair: None,
+            identity: None,
+        };
+        if let Some(limiter) = self.failures_per_user_and_client(action) {
+            limiter.check(&pair, now).map_err(limited)?;
+            admission.pair = Some(pair.clone());
+        }
+        if let Some(limiter) = &self.failures_per_user
+            && !self.trusted.trusts(&pair, now)
+        {
+            if let Err(wait) = limiter.check(&id, now) {
+                self.give_back(admission);
+                return Err(limited(wait));
+            }
+            admission.identity = Some(id);
+        }
+        Ok(admission)
+    }
+
+    fn give_back(&self, admission: Admission) {
+        if let (Some(limiter), Some(key)) = (
+            self.failures_per_user_and_client(admission.action),
+            &admission.pair,
+        ) {
+            limiter.refund(key);
+        }
+        if let (Some(limiter), Some(key)) = (&self.failures_per_user, &admission.identity) {
+            limiter.refund(key);
+        }
+    }
+
+    /// Only the per-client count (Get Supported Mechanisms shares the deliveries' budget: both
+    /// reveal addresses).
+    pub fn admit_lookup(&self, caller: &Caller, now: Timestamp) -> Result<(), AuthError> {
+        match (&self.deliver_per_client, &caller.client) {
+            (Some(limiter), Some(client)) => {
+                limiter.check(&client_key(client), now).map_err(limited)
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// After the attempt: a credential failure spends what [`RateLimits::admit`] reserved;
+    /// anything else gives it back, and a success makes the client trusted for the identity
+    /// and for the user it resolved to.
+    pub fn settle<T>(
+        &self,
+        admission: Admission,
+        caller: &Caller,
+        user: Option<&UserKey>,
+        result: &Result<T, AuthError>,
+        now: Timestamp,
+    ) {
+        if matches!(result, Err(AuthError::InvalidCredentials(_))) {
+            // A trusted client's failure still counts towards the identity's ceiling.
+            if admission.identity.is_none()
+                && let Some(limiter) = &self.failures_per_user
+            {
+                let _ = limiter.check(&Identity::limit_key(&admission.identity_sent), now);
+            }
+            return;
+        }
+        if result.is_ok() {
+            let client = caller_key(caller);
+            let id = Identity::limit_key(&admission.identity_sent);
+            self.trusted.trust(format!("{id}|{client}"), now);
+            if let Some(user) = user {
+                self.trusted
+                    .trust(format!("{}|{client}", user_key(user)), now);
+            }
+        }
+        self.give_back(admission);
+    }
+
+    /// Whether `caller` authenticated as `user` recently (within a day).
+    pub fn trusts(&self, user: &UserKey, caller: &Caller, now: Timestamp) -> bool {
+        self.trusted
+            .trusts(&format!("{}|{}", user_key(user), caller_key(caller)), now)
+    }
+
+    /// Before sending a code to an authenticated user: takes one of the user's deliveries,
+    /// refused while they are used up.
+    pub fn reserve_delivery(&self, user: &UserKey, now: Timestamp) -> Result<(), AuthError> {
+        match &self.deliveries_per_user {
+            Some(limiter) => limiter.check(&user_key(user), now).map_err(limited),
+            None => Ok(()),
+        }
+    }
+
+    /// Nothing was delivered after all.
+    pub fn refund_delivery(&self, user: &UserKey) {
+        if let Some(limiter) = &self.deliveries_per_user {
+            limiter.refund(&user_key(user));
+        }
+    }
 }
 
 #[cfg(test)]
@@ -124,6 +376,73 @@ mod tests {
         // Two seconds later every bucket is full again, so the next new key sweeps them all.
         l.check("late", t.plus(Duration::from_secs(2))).unwrap();
         assert_eq!(l.buckets.lock().unwrap().map.len(), 1);
+    }
+
+    #[test]
+    fn a_refund_gives_back_one_token_and_never_more_than_the_burst() {
+        let l = RateLimiter::new(Rate {
+            burst: 2,
+            period: Duration::from_secs(60),
+        });
+        let t = Timestamp(0);
+        l.check("k", t).unwrap();
+        l.check("k", t).unwrap();
+        assert!(l.check("k", t).is_err());
+        l.refund("k");
+        assert!(l.check("k", t).is_ok());
+        for _ in 0..5 {
+            l.refund("k");
+        }
+        assert!(l.check("k", t).is_ok() && l.check("k", t).is_ok());
+        assert!(l.check("k", t).is_err(), "capped at the burst");
+    }
+
+    #[test]
+    fn only_credential_failures_spend_the_failure_budgets() {
+        let per = |burst| {
+            Some(RateLimiter::new(Rate {
+                burst,
+                period: Duration::from_secs(60),
+            }))
+        };
+        let limits = RateLimits {
+            verify_failures_per_user_and_client: per(2),
+            failures_per_user: per(3),
+            ..RateLimits::default()
+        };
+        let caller = |ip: &str| Caller {
+            client: Some(ip.into()),
+            ..Caller::default()
+        };
+        let t = Timestamp(0);
+        let (a, b) = (caller("192.0.2.1"), caller("192.0.2.2"));
+        let refused: Result<(), AuthError> = Err(AuthError::InvalidCredentials(
+            crate::error::Refusal::WrongOtp,
+        ));
+        let unavailable: Result<(), AuthError> = Err(AuthError::Unavailable("x".into()));
+        // Outages and malformed requests give the reservation back.
+        for _ in 0..5 {
+            let adm = limits.admit(AuditAction::Verify, &a, "u:alice", t).unwrap();
+            limits.settle(adm, &a, None, &unavailable, t);
+        }
+        // Two failures from a: a is done; b still has the identity's third.
+        for _ in 0..2 {
+            let adm = limits.admit(AuditAction::Verify, &a, "u:alice", t).unwrap();
+            limits.settle(adm, &a, None, &refused, t);
+        }
+        assert!(limits.admit(AuditAction::Verify, &a, "U:ALICE", t).is_err());
+        let adm = limits.admit(AuditAction::Verify, &b, "u:alice", t).unwrap();
+        limits.settle(adm, &b, None, &refused, t);
+        // The identity's ceiling is reached: refused for b, and b's pair token comes back.
+        assert!(limits.admit(AuditAction::Verify, &b, "u:alice", t).is_err());
+        assert!(
+            limits
+                .verify_failures_per_user_and_client
+                .as_ref()
+                .unwrap()
+                .check("u:alice|192.0.2.2", t)
+                .is_ok()
+        );
     }
 
     #[test]

@@ -542,6 +542,7 @@ async fn fetch(
 pub async fn run_manager(app: &App, identity: &str) -> anyhow::Result<bool> {
     let manager = app
         .otp
+        .mapper()
         .manager_of(identity)
         .await
         .map_err(|e| anyhow::anyhow!(e.to_string()))?;

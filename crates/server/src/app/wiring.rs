@@ -6,11 +6,14 @@
 use std::path::Path;
 use std::sync::Arc;
 
+use countersign_core::attempt::AuditTrail;
 use countersign_core::crypto::{MIN_KEY_LEN, OtpHasher, from_hex, to_hex};
+use countersign_core::identity_mapper::IdentityMapper;
 use countersign_core::mechanism::{Channel, DeliveryMechanism};
-use countersign_core::otp::{OtpService, OtpSettings, RateLimits};
+use countersign_core::otp::{OtpService, OtpSettings};
+use countersign_core::password::PasswordAuthentication;
 use countersign_core::ports::{Clock, Courier, Directory, Store};
-use countersign_core::ratelimit::RateLimiter;
+use countersign_core::ratelimit::{RateLimiter, RateLimits};
 
 use super::AppError;
 use crate::config::{Config, StoreConfig, Transport};
@@ -123,20 +126,33 @@ impl App {
         }
 
         let r = &config.rate_limits;
+        // docs/rate-limits.md: `deliver_per_user` bounds both the deliveries a user receives
+        // and the failed delivers per user and client; `verify_per_user` the failed
+        // verifications and binds per user and client.
+        let mut limits = RateLimits::default();
+        limits.deliver_per_client = r.deliver_per_client.map(RateLimiter::new);
+        limits.verify_per_client = r.verify_per_client.map(RateLimiter::new);
+        limits.deliveries_per_user = r.deliver_per_user.map(RateLimiter::new);
+        limits.deliver_failures_per_user_and_client = r.deliver_per_user.map(RateLimiter::new);
+        limits.verify_failures_per_user_and_client = r.verify_per_user.map(RateLimiter::new);
+        limits.failures_per_user = r.failures_per_user.map(RateLimiter::new);
+        let passwords = Arc::new(PasswordAuthentication {
+            mapper: IdentityMapper::new(directories),
+            limits: Arc::new(limits),
+            audit: AuditTrail {
+                store: dyn_store.clone(),
+                clock: clock.clone(),
+            },
+            clock: clock.clone(),
+        });
         let otp = OtpService {
-            directories,
+            passwords,
             mechanisms,
             default_mechanisms: config.deliver_otp.default_mechanisms.clone(),
             generator: config.password_generator.generator.clone(),
             settings: OtpSettings {
                 validity: config.deliver_otp.otp_validity,
                 max_failed_attempts: config.deliver_otp.max_failed_attempts,
-            },
-            limits: RateLimits {
-                deliver_per_user: r.deliver_per_user.map(RateLimiter::new),
-                deliver_per_client: r.deliver_per_client.map(RateLimiter::new),
-                verify_per_user: r.verify_per_user.map(RateLimiter::new),
-                verify_per_client: r.verify_per_client.map(RateLimiter::new),
             },
             hasher,
             store: dyn_store,

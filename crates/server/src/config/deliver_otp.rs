@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use countersign_core::generator::PasswordGenerator;
+use countersign_core::otp::OtpSettings;
 use serde::Deserialize;
 
 use super::delivery::{MechanismConfig, MechanismSection};
@@ -144,7 +145,7 @@ impl Validator<'_> {
             &span,
             "deliver_otp.otp_validity",
             d.otp_validity.as_deref(),
-            Duration::from_secs(300),
+            OtpSettings::default().validity,
         );
         if otp_validity.is_zero() {
             self.error(
@@ -153,7 +154,9 @@ impl Validator<'_> {
                 "must be longer than zero",
             );
         }
-        let max_failed_attempts = d.max_failed_attempts.unwrap_or(5);
+        let max_failed_attempts = d
+            .max_failed_attempts
+            .unwrap_or(OtpSettings::default().max_failed_attempts);
         if max_failed_attempts == 0 {
             self.error(
                 Some(span.clone()),

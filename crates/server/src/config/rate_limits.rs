@@ -13,6 +13,8 @@ pub(super) struct RateLimitSection {
     deliver_per_client: Option<String>,
     verify_per_user: Option<String>,
     verify_per_client: Option<String>,
+    /// Failed attempts per user from all clients together (docs/rate-limits.md).
+    failures_per_user: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -21,6 +23,7 @@ pub struct RateLimitConfig {
     pub deliver_per_client: Option<Rate>,
     pub verify_per_user: Option<Rate>,
     pub verify_per_client: Option<Rate>,
+    pub failures_per_user: Option<Rate>,
 }
 
 impl Validator<'_> {
@@ -49,6 +52,7 @@ impl Validator<'_> {
             deliver_per_client: rate("deliver_per_client", &limits.deliver_per_client, "60/1m"),
             verify_per_user: rate("verify_per_user", &limits.verify_per_user, "10/5m"),
             verify_per_client: rate("verify_per_client", &limits.verify_per_client, "120/1m"),
+            failures_per_user: rate("failures_per_user", &limits.failures_per_user, "30/15m"),
         }
     }
 }

@@ -126,6 +126,7 @@ impl Config {
                 out.rate("deliver_per_client", r.deliver_per_client);
                 out.rate("verify_per_user", r.verify_per_user);
                 out.rate("verify_per_client", r.verify_per_client);
+                out.rate("failures_per_user", r.failures_per_user);
             }
             "audit" => {
                 out.table(name);

@@ -13,11 +13,12 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Extension, Json, Router};
-use countersign_core::OtpError;
+use countersign_core::AuthError;
 use countersign_core::Secret;
+use countersign_core::attempt::{Caller, Front};
 use countersign_core::audit::AuditQuery;
 use countersign_core::mechanism::{MechanismChoice, MessageTexts};
-use countersign_core::otp::{Caller, DeliverRequest, OtpService, RecipientView, VerifyRequest};
+use countersign_core::otp::{DeliverRequest, OtpService, RecipientView, VerifyRequest};
 use countersign_core::ports::Store;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
@@ -65,7 +66,7 @@ impl ApiState {
     /// [`REQUEST_TIMEOUT`]. Shutdown waits for these tasks too.
     async fn run_detached<T: Send + 'static>(
         &self,
-        f: impl std::future::Future<Output = Result<T, OtpError>> + Send + 'static,
+        f: impl std::future::Future<Output = Result<T, AuthError>> + Send + 'static,
     ) -> Result<T, Problem> {
         match tokio::time::timeout(REQUEST_TIMEOUT, self.tasks.spawn(f)).await {
             Ok(Ok(result)) => result.map_err(Problem::from),
@@ -186,7 +187,7 @@ pub struct MechanismEntry {
 
 fn caller(peer: Option<Extension<ConnectInfo<SocketAddr>>>) -> Caller {
     Caller {
-        front: "http".to_owned(),
+        front: Front::Http,
         client: peer.map(|Extension(ConnectInfo(addr))| addr.ip().to_string()),
         bound_as: None,
     }
@@ -267,7 +268,7 @@ async fn verify(
         };
         let user = {
             let (otp, caller) = (s.otp.clone(), caller(peer));
-            s.run_detached(async move { otp.authenticate(req, &caller).await })
+            s.run_detached(async move { otp.verify(req, &caller).await })
                 .await?
         };
         Ok::<_, Problem>(VerifyAnswer {

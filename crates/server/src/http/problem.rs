@@ -7,7 +7,7 @@ use axum::extract::Request;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use countersign_core::{OtpError, Undelivered};
+use countersign_core::{AuthError, Undelivered};
 use serde::Serialize;
 
 #[derive(Debug, Serialize)]
@@ -100,29 +100,29 @@ impl Problem {
     }
 }
 
-impl From<OtpError> for Problem {
-    fn from(e: OtpError) -> Self {
+impl From<AuthError> for Problem {
+    fn from(e: AuthError) -> Self {
         match e {
-            OtpError::MalformedIdentity(_) => Self::new(
+            AuthError::MalformedIdentity(_) => Self::new(
                 StatusCode::BAD_REQUEST,
                 "urn:countersign:problem:malformed-identity",
                 "Malformed identity",
                 e.to_string(),
             ),
-            OtpError::InvalidRequest(detail) => Self::bad_request(detail),
-            OtpError::InvalidCredentials(_) => Self::new(
+            AuthError::InvalidRequest(detail) => Self::bad_request(detail),
+            AuthError::InvalidCredentials(_) => Self::new(
                 StatusCode::UNAUTHORIZED,
                 "urn:countersign:problem:invalid-credentials",
                 "Invalid credentials",
                 UNIFORM_REFUSAL,
             ),
-            OtpError::AuthorizationDenied(_) => Self::new(
+            AuthError::AuthorizationDenied(_) => Self::new(
                 StatusCode::FORBIDDEN,
                 "urn:countersign:problem:authorization-denied",
                 "Authorization denied",
                 e.to_string(),
             ),
-            OtpError::NotDelivered { ref tried } => {
+            AuthError::NotDelivered { ref tried } => {
                 // 502 when a transport failed; 422 when nothing could even be attempted.
                 let transport_failed = tried
                     .iter()
@@ -149,13 +149,13 @@ impl From<OtpError> for Problem {
                 );
                 p
             }
-            OtpError::NoSuchUser => Self::new(
+            AuthError::NoSuchUser => Self::new(
                 StatusCode::NOT_FOUND,
                 "urn:countersign:problem:no-such-user",
                 "No such user",
                 "no user has that DN",
             ),
-            OtpError::RateLimited { retry_after } => {
+            AuthError::RateLimited { retry_after } => {
                 let secs = retry_after.as_secs() + u64::from(retry_after.subsec_nanos() > 0);
                 let mut p = Self::new(
                     StatusCode::TOO_MANY_REQUESTS,
@@ -166,7 +166,7 @@ impl From<OtpError> for Problem {
                 p.retry_after = Some(secs.max(1));
                 p
             }
-            OtpError::Unavailable(_) => Self::new(
+            AuthError::Unavailable(_) => Self::new(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "urn:countersign:problem:unavailable",
                 "Service unavailable",

@@ -4,10 +4,11 @@
 
 use std::sync::Arc;
 
-use countersign_core::OtpError;
+use countersign_core::AuthError;
 use countersign_core::Secret;
+use countersign_core::attempt::{Caller, Front};
 use countersign_core::model::UserKey;
-use countersign_core::otp::{Caller, DeliverRequest, OtpService, RecipientView, VerifyRequest};
+use countersign_core::otp::{DeliverRequest, OtpService, RecipientView, VerifyRequest};
 use ldap3_proto::control::LdapControl;
 use ldap3_proto::proto::{
     LdapBindCred, LdapBindRequest, LdapBindResponse, LdapExtendedRequest, LdapExtendedResponse,
@@ -119,17 +120,17 @@ pub fn notice_of_disconnection(code: LdapResultCode, message: &str) -> LdapMsg {
 }
 
 /// Spec §11: the one mapping from use-case errors to LDAP result codes.
-fn map_error(e: &OtpError) -> LdapResult {
+fn map_error(e: &AuthError) -> LdapResult {
     use LdapResultCode as C;
     match e {
-        OtpError::MalformedIdentity(_) => result(C::ProtocolError, e.to_string()),
-        OtpError::InvalidRequest(_) => result(C::UnwillingToPerform, e.to_string()),
-        OtpError::InvalidCredentials(_) => result(C::InvalidCredentials, "invalid credentials"),
-        OtpError::AuthorizationDenied(_) => result(C::InsufficentAccessRights, e.to_string()),
-        OtpError::NotDelivered { .. } => result(C::UnwillingToPerform, e.to_string()),
-        OtpError::NoSuchUser => result(C::NoSuchObject, "no such user"),
-        OtpError::RateLimited { .. } => result(C::Busy, e.to_string()),
-        OtpError::Unavailable(_) => result(
+        AuthError::MalformedIdentity(_) => result(C::ProtocolError, e.to_string()),
+        AuthError::InvalidRequest(_) => result(C::UnwillingToPerform, e.to_string()),
+        AuthError::InvalidCredentials(_) => result(C::InvalidCredentials, "invalid credentials"),
+        AuthError::AuthorizationDenied(_) => result(C::InsufficentAccessRights, e.to_string()),
+        AuthError::NotDelivered { .. } => result(C::UnwillingToPerform, e.to_string()),
+        AuthError::NoSuchUser => result(C::NoSuchObject, "no such user"),
+        AuthError::RateLimited { .. } => result(C::Busy, e.to_string()),
+        AuthError::Unavailable(_) => result(
             C::Unavailable,
             "a directory or the store cannot be reached; try again later",
         ),
@@ -142,7 +143,7 @@ fn decode_error(e: &DecodeError) -> LdapResult {
 
 /// A bind's answer: bound as the user, or anonymous after any failure. A malformed identity is
 /// a credential failure here (binds answer 49 for every credential problem).
-fn bind_outcome(id: i32, outcome: Result<countersign_core::User, OtpError>) -> Outcome {
+fn bind_outcome(id: i32, outcome: Result<countersign_core::User, AuthError>) -> Outcome {
     let (bound, res) = match outcome {
         Ok(user) => (
             Some(BoundUser {
@@ -151,7 +152,7 @@ fn bind_outcome(id: i32, outcome: Result<countersign_core::User, OtpError>) -> O
             }),
             success(),
         ),
-        Err(OtpError::MalformedIdentity(_)) => (
+        Err(AuthError::MalformedIdentity(_)) => (
             None,
             result(LdapResultCode::InvalidCredentials, "invalid credentials"),
         ),
@@ -236,7 +237,7 @@ impl LdapHandler {
 
     fn caller(&self, session: &Session) -> Caller {
         Caller {
-            front: "ldap".to_owned(),
+            front: Front::Ldap,
             client: session.client.clone(),
             bound_as: session.bound.as_ref().map(|b| b.key.clone()),
         }
@@ -338,7 +339,7 @@ impl LdapHandler {
                     authorization_id: creds.authorization_id,
                     otp: creds.otp,
                 };
-                bind_outcome(id, self.otp.authenticate(req, &self.caller(session)).await)
+                bind_outcome(id, self.otp.verify(req, &self.caller(session)).await)
             }
             LdapBindCred::SASL(sasl) => fail(result(
                 LdapResultCode::AuthMethodNotSupported,
@@ -407,7 +408,8 @@ impl LdapHandler {
         bind_outcome(
             id,
             self.otp
-                .authenticate_password(&identity, &password, &self.caller(session))
+                .passwords
+                .authenticate(&identity, &password, &self.caller(session))
                 .await,
         )
     }

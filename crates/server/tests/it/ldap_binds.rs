@@ -13,6 +13,7 @@ use countersign::app::App;
 use countersign::config::Config;
 use countersign::ldap::{LdapServer, exop};
 use countersign_core::identity::Identity;
+use countersign_core::identity_mapper::IdentityMapper;
 use countersign_core::ports::{Directory, DirectoryError, Lookup};
 use countersign_core::{AccountState, Dn, Manager, Secret, User};
 use futures_util::{SinkExt, StreamExt};
@@ -124,10 +125,12 @@ async fn slow_front(ldap_extra: &str) -> SlowFront {
     std::fs::write(&path, setup.config()).unwrap();
     let mut app = App::build(Config::load(&path).unwrap_or_else(|e| panic!("{e}"))).unwrap();
     let directory = Arc::new(SlowDirectory::default());
-    Arc::get_mut(&mut app.otp)
-        .expect("the service is not shared before the fronts are built")
-        .directories
-        .push(directory.clone());
+    let otp =
+        Arc::get_mut(&mut app.otp).expect("the service is not shared before the fronts are built");
+    let passwords = Arc::get_mut(&mut otp.passwords).expect("nor is the password check");
+    let mut chain = passwords.mapper.directories().to_vec();
+    chain.push(directory.clone());
+    passwords.mapper = IdentityMapper::new(chain);
     let server = app.ldap_server().unwrap();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap().to_string();

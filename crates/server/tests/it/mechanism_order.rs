@@ -91,6 +91,11 @@ async fn smtp_down_falls_to_the_next_mechanism_and_all_failing_is_a_clear_error(
     let a = cs.deliver(deliver_alice()).await;
     assert_eq!(a.status, 200);
     assert_eq!(a.json["delivery_mechanism"], "SMS");
+    let key = countersign_core::UserKey {
+        directory: "local".into(),
+        dn: alice_dn().into(),
+    };
+    let delivered = cs.app.store.get_otp(&key).await.unwrap().unwrap();
 
     gw.status.store(500, std::sync::atomic::Ordering::SeqCst);
     let a = cs.deliver(deliver_alice()).await;
@@ -106,12 +111,10 @@ async fn smtp_down_falls_to_the_next_mechanism_and_all_failing_is_a_clear_error(
         !detail.contains("alice@example.com") && !detail.contains("+1555"),
         "no addresses to the caller: {detail}"
     );
-    // The OTP that could not be delivered does not linger.
-    let key = countersign_core::UserKey {
-        directory: "local".into(),
-        dn: alice_dn().into(),
-    };
-    assert!(cs.app.store.get_otp(&key).await.unwrap().is_none());
+    // The OTP that could not be delivered is never stored; (issue 7, item 8) the one delivered
+    // earlier stays outstanding.
+    let outstanding = cs.app.store.get_otp(&key).await.unwrap().unwrap();
+    assert_eq!(outstanding.id, delivered.id);
 }
 
 #[tokio::test]

@@ -268,3 +268,27 @@ async fn audit_records_older_than_the_retention_are_pruned() {
         ["u:new"]
     );
 }
+
+#[tokio::test]
+async fn a_deliver_that_delivers_nothing_keeps_the_outstanding_otp() {
+    // Issue 7, item 8: an unknown mechanism or a foreign recipient ID used to delete the code
+    // an earlier request had delivered.
+    let (smtp, cs) = with_smtp().await;
+    cs.add_user(alice()).await;
+    let otp = deliver_and_read(&cs, &smtp, 1).await;
+    for mechanisms in [
+        serde_json::json!(["Pigeon"]),
+        serde_json::json!([{"name": "Email", "recipient_id": "mallory@evil.example"}]),
+    ] {
+        let a = cs
+            .deliver(serde_json::json!({
+                "authentication_id": "u:alice",
+                "static_password": "alice-password",
+                "mechanisms": mechanisms,
+            }))
+            .await;
+        assert_eq!(a.status, 422, "{}", a.json);
+    }
+    assert_eq!(smtp.wait_for(1).len(), 1, "nothing more was sent");
+    assert_eq!(cs.verify("u:alice", &otp).await.status, 200);
+}

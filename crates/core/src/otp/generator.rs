@@ -5,8 +5,16 @@
 use std::collections::BTreeMap;
 use thiserror::Error;
 
+use crate::crypto::to_hex;
 use crate::ports::Random;
 use crate::secret::Secret;
+
+/// A random identifier: `bytes` CSPRNG bytes, hex-encoded.
+pub fn random_hex(random: &dyn Random, bytes: usize) -> String {
+    let mut buf = vec![0u8; bytes];
+    random.fill(&mut buf);
+    to_hex(&buf)
+}
 
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
 pub enum GeneratorError {
