@@ -178,13 +178,13 @@ impl OtpService {
         check_user_limit(limits.1, &user, now)?;
         match &req.static_password {
             Some(pw) => {
-                if !self
+                if let Some(refusal) = self
                     .directory_of(&user)?
-                    .check_password(&user, pw)
+                    .password_refusal(&user, pw)
                     .await
                     .map_err(unavailable)?
                 {
-                    return Err(refuse(Refusal::WrongPassword));
+                    return Err(refuse(refusal));
                 }
             }
             None if caller.bound_as.as_ref() == Some(&user.key()) => {}
@@ -417,12 +417,12 @@ impl OtpService {
         attempt.user_dn = Some(user.dn.to_string());
         check_user_limit(limits.1, &user, now)?;
         let dir = self.directory_of(&user)?;
-        if !dir
-            .check_password(&user, password)
+        if let Some(refusal) = dir
+            .password_refusal(&user, password)
             .await
             .map_err(unavailable)?
         {
-            return Err(refuse(Refusal::WrongPassword));
+            return Err(refuse(refusal));
         }
         if let Some(refusal) = account_refusal(&user, now) {
             return Err(refuse(refusal));
@@ -628,6 +628,8 @@ pub fn account_refusal(user: &User, now: Timestamp) -> Option<Refusal> {
         Some(Refusal::AccountLocked)
     } else if a.password_expires_at.is_some_and(|at| at <= now) {
         Some(Refusal::PasswordExpired)
+    } else if a.must_change_password {
+        Some(Refusal::MustChangePassword)
     } else {
         None
     }
@@ -1036,6 +1038,8 @@ mod tests {
         locked.account.locked_until = Some(Timestamp(T0 + 60_000));
         let mut expired = alice();
         expired.account.password_expires_at = Some(Timestamp(T0 - 1));
+        let mut reset = alice();
+        reset.account.must_change_password = true;
         let cases = [
             (vec![alice()], "u:alice", "wrong", Refusal::WrongPassword),
             (vec![alice()], "u:bob", "secret", Refusal::UnknownUser),
@@ -1047,6 +1051,12 @@ mod tests {
             ),
             (vec![locked], "u:alice", "secret", Refusal::AccountLocked),
             (vec![expired], "u:alice", "secret", Refusal::PasswordExpired),
+            (
+                vec![reset],
+                "u:alice",
+                "secret",
+                Refusal::MustChangePassword,
+            ),
         ];
         for (users, id, pw, refusal) in cases {
             let w = world_with(users, false, false);
