@@ -8,6 +8,7 @@ mod config;
 mod delivery_email;
 mod delivery_sms;
 mod demo;
+mod directory_account;
 mod directory_ldap;
 mod fixtures;
 mod http_api;
