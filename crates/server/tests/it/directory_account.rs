@@ -267,3 +267,36 @@ async fn unusable_accounts_get_the_answer_a_wrong_password_gets() {
         assert_eq!(r.code, LdapResultCode::Success, "{uid}: {}", r.message);
     }
 }
+
+#[test]
+fn account_policy_names_a_known_directory_kind() {
+    let dir = tempfile::TempDir::new().unwrap();
+    let with = |keys: &str| {
+        format!(
+            "[store]\nurl = \"sqlite://x.db\"\n[[directory]]\nname = \"corp\"\ntype = \"ldap\"\n\
+             url = \"ldap://127.0.0.1:1\"\nuser_base_dns = [\"{BASE}\"]\n{keys}\n\
+             [[directory]]\nname = \"local\"\ntype = \"local\"\nbase_dn = \"ou=local\"\n\
+             [[delivery_mechanism]]\nname = \"F\"\ntype = \"file\"\ndirectory = \"o\"\n\
+             [deliver_otp]\nidentity_mapper = \"corp\"\ndefault_mechanisms = [\"F\"]\n"
+        )
+    };
+    for kind in ["auto", "openldap", "active_directory", "389ds"] {
+        let text = with(&format!("account_policy = \"{kind}\""));
+        assert!(Config::parse(&text, dir.path()).is_ok(), "{kind}");
+    }
+    let err = Config::parse(&with("account_policy = \"novell\""), dir.path()).unwrap_err();
+    let err = err.to_string();
+    assert!(err.contains("directory[0].account_policy"), "{err}");
+    assert!(
+        err.contains("expected auto, openldap, active_directory or 389ds"),
+        "{err}"
+    );
+    // Only directory servers have account policies.
+    let local = with("").replace(
+        "base_dn = \"ou=local\"",
+        "base_dn = \"ou=local\"\npassword_policy_dn = \"cn=default\"",
+    );
+    let err = Config::parse(&local, dir.path()).unwrap_err().to_string();
+    assert!(err.contains("directory[1].password_policy_dn"), "{err}");
+    assert!(err.contains("only for directories of type ldap"), "{err}");
+}
