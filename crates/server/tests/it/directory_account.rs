@@ -233,6 +233,9 @@ async fn unusable_accounts_get_the_answer_a_wrong_password_gets() {
     let wrong_ldap = front_bind(&cs, "alice", "wrong").await;
     assert_eq!(wrong_ldap.code, LdapResultCode::InvalidCredentials);
     assert_eq!(last_reason().await, "wrong static password");
+    let no_code = cs.verify("u:alice", "12345678").await;
+    assert_eq!(no_code.status, 401);
+    assert_eq!(last_reason().await, "no outstanding OTP");
 
     for (uid, why, _) in UNUSABLE {
         let a = cs.deliver(deliver(uid, &password(uid))).await;
@@ -249,6 +252,14 @@ async fn unusable_accounts_get_the_answer_a_wrong_password_gets() {
             "{uid}"
         );
         assert_eq!(last_reason().await, why.as_str(), "{uid} over LDAP");
+        // Checking a code reads the account too, before anything about codes.
+        let v = cs.verify(&format!("u:{uid}"), "12345678").await;
+        assert_eq!(
+            (v.status, &v.json),
+            (no_code.status, &no_code.json),
+            "{uid}"
+        );
+        assert_eq!(last_reason().await, why.as_str(), "{uid} verifying");
     }
     assert!(
         smtp.messages().is_empty(),
