@@ -578,11 +578,16 @@ impl Directory for LdapDirectory {
                 said: Some(why), ..
             } => Some(why),
             BindOutcome { accepted: true, .. } => None,
-            // Refused without a reason while the entry shows an unusable account: servers
-            // check the account before the password (ppolicy, 389-ds), so the account is why.
+            // Refused without a reason while the entry shows the account locked or disabled:
+            // servers check those before the password (ppolicy's lock, 389-DS's
+            // inactivation), so that is why. Expiry and resets are judged only after a right
+            // password, so here the password was wrong.
             BindOutcome {
                 accepted: false, ..
-            } => Some(account_refusal(user, SystemClock.now()).unwrap_or(Refusal::WrongPassword)),
+            } => match account_refusal(user, SystemClock.now()) {
+                Some(why @ (Refusal::AccountLocked | Refusal::AccountDisabled)) => Some(why),
+                _ => Some(Refusal::WrongPassword),
+            },
         })
     }
 

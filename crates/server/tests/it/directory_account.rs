@@ -106,6 +106,18 @@ async fn each_directory_kind_says_who_may_log_in() {
             assert_eq!(said, None, "{uid}");
         }
     }
+    // A wrong password on a locked or disabled account: the account is why (servers look at
+    // it first). On an expired or reset one: just a wrong password.
+    for (uid, why) in [
+        ("erin", Refusal::AccountLocked),
+        ("dora389", Refusal::AccountDisabled),
+        ("olga", Refusal::WrongPassword),
+        ("rita", Refusal::WrongPassword),
+    ] {
+        let u = user(&d, uid).await;
+        let said = d.password_refusal(&u, &"wrong".into()).await.unwrap();
+        assert_eq!(said, Some(why), "{uid}");
+    }
     for uid in USABLE {
         let u = user(&d, uid).await;
         assert_eq!(account_refusal(&u, now()), None, "{uid}: {:?}", u.account);
