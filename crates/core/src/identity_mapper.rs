@@ -69,10 +69,16 @@ impl IdentityMapper {
             })
     }
 
-    /// Checks `password` in the user's own directory.
-    pub async fn check_password(&self, user: &User, password: &Secret) -> Result<bool, AuthError> {
+    /// Checks `password` in the user's own directory: `None` when accepted, else the real
+    /// reason (a wrong password, or the account state the directory server enforced on the
+    /// bind).
+    pub async fn password_refusal(
+        &self,
+        user: &User,
+        password: &Secret,
+    ) -> Result<Option<Refusal>, AuthError> {
         self.directory_of(user)?
-            .check_password(user, password)
+            .password_refusal(user, password)
             .await
             .map_err(unavailable)
     }
@@ -147,11 +153,19 @@ mod tests {
             .unwrap();
         assert_eq!(found.directory, "corp");
         assert_eq!(mapper.directory_of(&found).unwrap().name(), "corp");
-        assert!(
+        assert_eq!(
             mapper
-                .check_password(&found, &"secret".into())
+                .password_refusal(&found, &"secret".into())
                 .await
-                .unwrap()
+                .unwrap(),
+            None
+        );
+        assert_eq!(
+            mapper
+                .password_refusal(&found, &"wrong".into())
+                .await
+                .unwrap(),
+            Some(Refusal::WrongPassword)
         );
         let mut stray = alice();
         stray.directory = "gone".into();

@@ -204,6 +204,9 @@ pub struct AccountState {
     pub disabled: bool,
     pub locked_until: Option<Timestamp>,
     pub password_expires_at: Option<Timestamp>,
+    /// An administrator set (or reset) the password: the user must change it before anything
+    /// else (ppolicy `pwdReset`, AD `pwdLastSet` 0).
+    pub must_change_password: bool,
 }
 
 /// A user as a directory describes them.

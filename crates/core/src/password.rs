@@ -69,8 +69,8 @@ impl PasswordAuthentication {
             Err(e) => return Err(e),
         };
         attempt.resolved(&user);
-        if !self.mapper.check_password(&user, password).await? {
-            return Err(AuthError::InvalidCredentials(Refusal::WrongPassword));
+        if let Some(refusal) = self.mapper.password_refusal(&user, password).await? {
+            return Err(AuthError::InvalidCredentials(refusal));
         }
         usable(&user, self.clock.now())?;
         Ok(user)
@@ -117,6 +117,8 @@ pub fn account_refusal(user: &User, now: Timestamp) -> Option<Refusal> {
         Some(Refusal::AccountLocked)
     } else if a.password_expires_at.is_some_and(|at| at <= now) {
         Some(Refusal::PasswordExpired)
+    } else if a.must_change_password {
+        Some(Refusal::MustChangePassword)
     } else {
         None
     }

@@ -157,6 +157,8 @@ async fn credential_problems_are_one_uniform_refusal() {
     locked.account.locked_until = Some(Timestamp(T0 + 60_000));
     let mut expired = alice();
     expired.account.password_expires_at = Some(Timestamp(T0 - 1));
+    let mut reset = alice();
+    reset.account.must_change_password = true;
     let cases = [
         (vec![alice()], "u:alice", "wrong", Refusal::WrongPassword),
         (vec![alice()], "u:bob", "secret", Refusal::UnknownUser),
@@ -168,6 +170,12 @@ async fn credential_problems_are_one_uniform_refusal() {
         ),
         (vec![locked], "u:alice", "secret", Refusal::AccountLocked),
         (vec![expired], "u:alice", "secret", Refusal::PasswordExpired),
+        (
+            vec![reset],
+            "u:alice",
+            "secret",
+            Refusal::MustChangePassword,
+        ),
     ];
     for (users, id, pw, refusal) in cases {
         let w = world_with(users, false, false);

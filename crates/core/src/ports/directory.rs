@@ -3,6 +3,7 @@
 use async_trait::async_trait;
 use thiserror::Error;
 
+use crate::error::Refusal;
 use crate::identity::Identity;
 use crate::model::{Manager, User};
 use crate::secret::Secret;
@@ -29,6 +30,19 @@ pub trait Directory: Send + Sync {
     /// Resolves `dn:` directly and `u:` through this directory's identity mapper.
     async fn find_user(&self, identity: &Identity) -> Result<Lookup, DirectoryError>;
     async fn check_password(&self, user: &User, password: &Secret) -> Result<bool, DirectoryError>;
+    /// Checks the password and says why the directory refused: `None` when it accepted the
+    /// password and raised nothing about the account. A directory server that enforces its own
+    /// account policy refuses the bind of a locked, disabled or expired account and may say so
+    /// (ppolicy's response control, AD's bind diagnostics): that reason, not "wrong password",
+    /// is what the audit must show.
+    async fn password_refusal(
+        &self,
+        user: &User,
+        password: &Secret,
+    ) -> Result<Option<Refusal>, DirectoryError> {
+        let accepted = self.check_password(user, password).await?;
+        Ok((!accepted).then_some(Refusal::WrongPassword))
+    }
     /// Spends the effort of a password check for nobody, so an unknown user takes as long to
     /// refuse as a wrong password.
     async fn check_password_of_nobody(&self, password: &Secret);

@@ -47,6 +47,12 @@ pub(super) struct DirectorySection {
     /// ldap: when the server cannot be reached, `stop` the fallback chain (default) or try the
     /// `next` directory.
     on_unavailable: Option<String>,
+    /// ldap: whose account attributes say a user may not log in: `auto` (default: all that are
+    /// present), `openldap` (ppolicy), `active_directory`, `389ds`.
+    account_policy: Option<String>,
+    /// ldap, OpenLDAP ppolicy: the policy entry for users without `pwdPolicySubentry` (the
+    /// overlay's `ppolicy_default`).
+    password_policy_dn: Option<String>,
 }
 
 /// A `[[directory]]`, in the order of the file.
@@ -107,6 +113,32 @@ pub struct LdapDirectoryConfig {
     pub attributes: Vec<String>,
     pub timeout: Duration,
     pub stop_when_unavailable: bool,
+    pub account_policy: AccountPolicy,
+    pub password_policy_dn: Option<String>,
+}
+
+/// Whose account attributes an ldap directory reads (docs/directories.md).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AccountPolicy {
+    /// Every kind below, whichever attributes an entry has.
+    Auto,
+    /// OpenLDAP's ppolicy overlay (draft-behera-ldap-password-policy).
+    OpenLdap,
+    ActiveDirectory,
+    /// 389 Directory Server and Red Hat Directory Server.
+    Ds389,
+}
+
+impl AccountPolicy {
+    /// The name the configuration uses.
+    pub fn name(self) -> &'static str {
+        match self {
+            AccountPolicy::Auto => "auto",
+            AccountPolicy::OpenLdap => "openldap",
+            AccountPolicy::ActiveDirectory => "active_directory",
+            AccountPolicy::Ds389 => "389ds",
+        }
+    }
 }
 
 pub const DEFAULT_BASE_DN: &str = "ou=people,dc=countersign,dc=local";
@@ -158,6 +190,8 @@ impl Validator<'_> {
             ("bind_dn", d.bind_dn.is_some()),
             ("user_base_dns", d.user_base_dns.is_some()),
             ("manager_attribute", d.manager_attribute.is_some()),
+            ("account_policy", d.account_policy.is_some()),
+            ("password_policy_dn", d.password_policy_dn.is_some()),
         ] {
             if set {
                 self.key_error(
@@ -255,6 +289,7 @@ impl Validator<'_> {
                 format!("{on_unavailable:?}: expected stop or next"),
             );
         }
+        let account_policy = self.account_policy(d, span, key);
         let attr =
             |v: &Option<String>, default: &str| v.clone().unwrap_or_else(|| default.to_owned());
         let (bind_password, bind_password_from) = bind_password.unzip();
@@ -292,7 +327,28 @@ impl Validator<'_> {
                 Duration::from_secs(10),
             ),
             stop_when_unavailable: on_unavailable != "next",
+            account_policy,
+            password_policy_dn: d.password_policy_dn.clone(),
         })
+    }
+
+    /// `account_policy` (default `auto`).
+    fn account_policy(&mut self, d: &DirectorySection, span: &Span, key: &str) -> AccountPolicy {
+        match d.account_policy.as_deref().unwrap_or("auto") {
+            "auto" => AccountPolicy::Auto,
+            "openldap" => AccountPolicy::OpenLdap,
+            "active_directory" => AccountPolicy::ActiveDirectory,
+            "389ds" => AccountPolicy::Ds389,
+            other => {
+                self.key_error(
+                    span,
+                    "account_policy",
+                    format!("{key}.account_policy"),
+                    format!("{other:?}: expected auto, openldap, active_directory or 389ds"),
+                );
+                AccountPolicy::Auto
+            }
+        }
     }
 
     /// `bind_dn` with its password (both or neither; the password not empty).

@@ -31,7 +31,7 @@ use toml::Spanned;
 pub use deliver_otp::{DeliverOtpConfig, GeneratorConfig};
 pub use delivery::{MailProfile, MechanismConfig, SmsEncoding, SmsProfile, Tls, Transport};
 pub use directories::{
-    DEFAULT_BASE_DN, DirectoryConfig, LdapDirectoryConfig, LocalDirectoryConfig,
+    AccountPolicy, DEFAULT_BASE_DN, DirectoryConfig, LdapDirectoryConfig, LocalDirectoryConfig,
 };
 pub use fronts::{BindNameForms, LdapConfig, MAX_LDAP_MESSAGE};
 pub use rate_limits::RateLimitConfig;

@@ -203,6 +203,8 @@ fn write_ldap_directory(d: &LdapDirectoryConfig, out: &mut Toml) {
         "next"
     };
     out.str("on_unavailable", on_unavailable);
+    out.str("account_policy", d.account_policy.name());
+    out.opt_str("password_policy_dn", d.password_policy_dn.as_deref());
 }
 
 fn write_mail_profile(p: &MailProfile, out: &mut Toml) {

@@ -9,26 +9,38 @@
 //! value put into a filter is escaped (RFC 4515); DNs are compared in their RFC 4514
 //! normalized form. Nothing is ever written.
 //!
-//! Account state read from entries: OpenLDAP ppolicy's `pwdAccountLockedTime` (present ⇒
-//! locked). A server that enforces its own policy refuses the bind as well.
+//! Account state (`account_policy`): the entry's attributes as [`super::account`] reads them,
+//! with the OpenLDAP ppolicy entry that governs the user (its `pwdPolicySubentry`, else
+//! `password_policy_dn`) read over the service connection and kept for [`POLICY_TTL`]; user
+//! binds ask for the password policy response control, and a refused bind's reason (that
+//! control, AD's diagnostic) is what the audit shows.
 
-use std::collections::BTreeMap;
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use countersign_core::Secret;
+use countersign_core::error::Refusal;
 use countersign_core::identity::Identity;
-use countersign_core::model::{AccountState, Dn, Manager, Timestamp, User};
-use countersign_core::ports::{Directory, DirectoryError, Lookup};
+use countersign_core::model::{AccountState, Dn, Manager, User};
+use countersign_core::password::account_refusal;
+use countersign_core::ports::{Clock, Directory, DirectoryError, Lookup};
+use ldap3::controls::RawControl;
 use ldap3::{
     Ldap, LdapConnAsync, LdapConnSettings, Scope, SearchEntry, SearchOptions, ldap_escape,
 };
 
+use super::account::{self, Attributes, PasswordPolicy, PpolicyResponse};
 use crate::config::LdapDirectoryConfig;
+use crate::system::SystemClock;
 
 const MIN_BACKOFF: Duration = Duration::from_secs(1);
 const MAX_BACKOFF: Duration = Duration::from_secs(30);
+/// How long a ppolicy entry read is trusted; policies change rarely, users log in often.
+pub const POLICY_TTL: Duration = Duration::from_secs(60);
+/// Distinct policy entries kept at most (they are named by the directory, not by clients).
+const MAX_POLICIES: usize = 256;
 
 // LDAP result codes (RFC 4511 appendix A).
 const SIZE_LIMIT_EXCEEDED: u32 = 4;
@@ -61,6 +73,17 @@ pub struct LdapDirectory {
     /// The service connection and its generation.
     service: tokio::sync::Mutex<(u64, Option<Ldap>)>,
     health: Mutex<Health>,
+    /// ppolicy entries by DN as read (None: no such entry), with when they were read.
+    policies: Mutex<HashMap<String, (Instant, Option<PasswordPolicy>)>>,
+}
+
+/// What the server answered to a user's bind.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct BindOutcome {
+    accepted: bool,
+    /// Why the account may not log in, when the server said so (even on an accepted bind:
+    /// ppolicy's changeAfterReset, an expired password on grace logins).
+    said: Option<Refusal>,
 }
 
 impl LdapDirectory {
@@ -99,6 +122,7 @@ impl LdapDirectory {
             tls,
             service: tokio::sync::Mutex::new((0, None)),
             health: Mutex::new(Health::default()),
+            policies: Mutex::new(HashMap::new()),
         })
     }
 
@@ -210,8 +234,12 @@ impl LdapDirectory {
             c.display_name_attribute.clone(),
             c.manager_attribute.clone(),
             c.preferred_mechanism_attribute.clone(),
-            "pwdAccountLockedTime".to_owned(),
         ];
+        attrs.extend(
+            account::attributes(c.account_policy)
+                .into_iter()
+                .map(str::to_owned),
+        );
         attrs.extend(c.match_attributes.iter().cloned());
         attrs.extend(c.attributes.iter().cloned());
         attrs
@@ -227,9 +255,9 @@ impl LdapDirectory {
         filter: &str,
         missing: Missing,
         limit: i32,
+        attrs: Vec<String>,
     ) -> Result<Vec<SearchEntry>, DirectoryError> {
         let (generation, mut ldap) = self.service().await?;
-        let attrs = self.wanted_attributes();
         let call = ldap
             .with_timeout(self.config.timeout)
             .with_search_options(SearchOptions::new().sizelimit(limit))
@@ -289,21 +317,14 @@ impl LdapDirectory {
         }
     }
 
-    fn user_from(&self, e: SearchEntry) -> User {
+    fn user_from(&self, dn: Dn, attrs: Attributes, account: AccountState) -> User {
         let c = &self.config;
-        let attrs: BTreeMap<String, Vec<String>> = e
-            .attrs
-            .into_iter()
-            .map(|(k, v)| (k.to_lowercase(), v))
-            .collect();
         let get = |name: &str| attrs.get(&name.to_lowercase()).cloned().unwrap_or_default();
-        let dn = Dn::new(e.dn);
         let username = c
             .match_attributes
             .iter()
             .find_map(|a| get(a).into_iter().next())
             .unwrap_or_else(|| dn.as_str().to_owned());
-        let locked = attrs.contains_key("pwdaccountlockedtime");
         User {
             directory: c.name.clone(),
             dn,
@@ -313,51 +334,166 @@ impl LdapDirectory {
             mobile: get(&c.mobile_attribute),
             preferred_mechanisms: get(&c.preferred_mechanism_attribute),
             sponsor: None,
-            account: AccountState {
-                disabled: false,
-                // Present ⇒ locked; ppolicy removes it when the lockout is lifted.
-                locked_until: locked.then_some(Timestamp(i64::MAX)),
-                password_expires_at: None,
-            },
+            account,
             attributes: attrs,
         }
     }
 
-    /// Binds as `dn` with `password` on a new connection: Ok(true) accepted, Ok(false) refused.
-    async fn bind_as(&self, dn: &str, password: &Secret) -> Result<bool, DirectoryError> {
+    /// The entry's account state under `account_policy`, with what it needs fetched first.
+    async fn account_of(
+        &self,
+        dn: &Dn,
+        attrs: &mut Attributes,
+    ) -> Result<AccountState, DirectoryError> {
+        let policy = self.config.account_policy;
+        if account::needs_ad_computed(policy, attrs) {
+            let computed = account::AD_COMPUTED.to_owned();
+            let filter = "(objectClass=*)";
+            let read = self
+                .search(
+                    dn.as_str(),
+                    Scope::Base,
+                    filter,
+                    Missing::IsEmpty,
+                    0,
+                    vec![computed],
+                )
+                .await?;
+            if let Some(e) = read.into_iter().next() {
+                attrs.extend(lower_cased(e.attrs));
+            }
+        }
+        let ppolicy = if account::needs_password_policy(policy, attrs) {
+            let governing = attrs
+                .get(&account::POLICY_SUBENTRY.to_lowercase())
+                .and_then(|v| v.first())
+                .or(self.config.password_policy_dn.as_ref())
+                .cloned();
+            match governing {
+                Some(policy_dn) => self.password_policy(&policy_dn).await?,
+                None => None,
+            }
+        } else {
+            None
+        };
+        Ok(account::account_state(policy, attrs, ppolicy.as_ref()))
+    }
+
+    /// The ppolicy entry at `dn`, from the cache when read less than [`POLICY_TTL`] ago.
+    /// `None` when there is no such entry (slapd then enforces no policy either).
+    async fn password_policy(&self, dn: &str) -> Result<Option<PasswordPolicy>, DirectoryError> {
+        let key = Dn::new(dn).normalized();
+        if let Ok(cache) = self.policies.lock()
+            && let Some((at, policy)) = cache.get(&key)
+            && at.elapsed() < POLICY_TTL
+        {
+            return Ok(*policy);
+        }
+        let attrs = PasswordPolicy::ATTRIBUTES.map(str::to_owned).to_vec();
+        let read = self
+            .search(
+                dn,
+                Scope::Base,
+                "(objectClass=*)",
+                Missing::IsEmpty,
+                0,
+                attrs,
+            )
+            .await?;
+        let policy = read
+            .into_iter()
+            .next()
+            .map(|e| PasswordPolicy::from_attributes(&lower_cased(e.attrs)));
+        if policy.is_none() {
+            tracing::warn!(directory = %self.config.name, policy = dn, "password policy entry not found");
+        }
+        if let Ok(mut cache) = self.policies.lock() {
+            if cache.len() >= MAX_POLICIES {
+                cache.clear();
+            }
+            cache.insert(key, (Instant::now(), policy));
+        }
+        Ok(policy)
+    }
+
+    /// A user from a found entry, account state included.
+    async fn user_from_entry(&self, e: SearchEntry) -> Result<User, DirectoryError> {
+        let dn = Dn::new(e.dn);
+        let mut attrs = lower_cased(e.attrs);
+        let account = self.account_of(&dn, &mut attrs).await?;
+        Ok(self.user_from(dn, attrs, account))
+    }
+
+    /// Binds as `dn` with `password` on a new connection, asking for the password policy
+    /// response control (non-critical: servers without it ignore it, RFC 4511 §4.1.11).
+    async fn bind_as(&self, dn: &str, password: &Secret) -> Result<BindOutcome, DirectoryError> {
         // An empty password would be an unauthenticated bind, which servers accept (RFC 4513
         // §5.1.2): never a valid password.
         if password.is_empty() {
-            return Ok(false);
+            return Ok(BindOutcome {
+                accepted: false,
+                said: None,
+            });
         }
         let mut ldap = self.connect().await?;
+        let ppolicy = RawControl {
+            ctype: account::PPOLICY_CONTROL.to_owned(),
+            crit: false,
+            val: None,
+        };
         let call = ldap
             .with_timeout(self.config.timeout)
+            .with_controls(vec![ppolicy])
             .simple_bind(dn, password.expose());
         let outcome = tokio::time::timeout(self.config.timeout.saturating_mul(2), call).await;
         let _ = tokio::time::timeout(self.config.timeout, ldap.unbind()).await;
-        match outcome {
-            Ok(Ok(r)) if r.rc == 0 => Ok(true),
+        let r = match outcome {
+            Ok(Ok(r)) => r,
+            Ok(Err(e)) => return Err(self.unavailable(format!("bind failed: {e}"))),
+            Err(_) => return Err(self.unavailable("bind timed out")),
+        };
+        let accepted = match r.rc {
+            0 => true,
             // Refusals of the credentials or the account (locked or disabled on some servers,
             // ppolicy's constraint violations).
-            Ok(Ok(r))
-                if matches!(
-                    r.rc,
-                    INVALID_CREDENTIALS
-                        | INAPPROPRIATE_AUTHENTICATION
-                        | UNWILLING_TO_PERFORM
-                        | CONSTRAINT_VIOLATION
-                ) =>
-            {
-                Ok(false)
-            }
+            INVALID_CREDENTIALS
+            | INAPPROPRIATE_AUTHENTICATION
+            | UNWILLING_TO_PERFORM
+            | CONSTRAINT_VIOLATION => false,
             // Anything else (strongerAuthRequired, busy, protocol errors) is the directory's
             // problem, never a wrong password.
-            Ok(Ok(r)) => Err(self.unavailable(format!("bind answered result code {}", r.rc))),
-            Ok(Err(e)) => Err(self.unavailable(format!("bind failed: {e}"))),
-            Err(_) => Err(self.unavailable("bind timed out")),
+            rc => return Err(self.unavailable(format!("bind answered result code {rc}"))),
+        };
+        let control = r
+            .ctrls
+            .iter()
+            .find(|c| c.1.ctype == account::PPOLICY_CONTROL)
+            .and_then(|c| c.1.val.as_deref())
+            .and_then(|v| match PpolicyResponse::decode(v) {
+                Ok(p) => Some(p),
+                Err(e) => {
+                    tracing::warn!(directory = %self.config.name, error = %e, "unreadable password policy control");
+                    None
+                }
+            });
+        if let Some(grace) = control.and_then(|c| c.grace_remaining) {
+            tracing::info!(directory = %self.config.name, user = dn, grace, "password expired; grace logins remain");
         }
+        let said = control.and_then(|c| c.refusal()).or_else(|| {
+            (!accepted)
+                .then(|| account::ad_bind_refusal(&r.text))
+                .flatten()
+        });
+        Ok(BindOutcome { accepted, said })
     }
+}
+
+/// An entry's attributes with their names lower-cased.
+fn lower_cased(attrs: HashMap<String, Vec<String>>) -> Attributes {
+    attrs
+        .into_iter()
+        .map(|(k, v)| (k.to_lowercase(), v))
+        .collect()
 }
 
 #[async_trait]
@@ -373,12 +509,19 @@ impl Directory for LdapDirectory {
                     return Ok(Lookup::NotFound);
                 }
                 let filter = self.with_match_filter("(objectClass=*)".into());
-                self.search(dn.as_str(), Scope::Base, &filter, Missing::IsEmpty, 0)
-                    .await?
-                    .into_iter()
-                    // The server may spell the DN differently; what it found must be in a base.
-                    .filter(|e| self.within_bases(&Dn::new(e.dn.clone())))
-                    .collect()
+                self.search(
+                    dn.as_str(),
+                    Scope::Base,
+                    &filter,
+                    Missing::IsEmpty,
+                    0,
+                    self.wanted_attributes(),
+                )
+                .await?
+                .into_iter()
+                // The server may spell the DN differently; what it found must be in a base.
+                .filter(|e| self.within_bases(&Dn::new(e.dn.clone())))
+                .collect()
             }
             Identity::Username(name) => {
                 let value = ldap_escape(name.as_str());
@@ -393,7 +536,14 @@ impl Directory for LdapDirectory {
                 for base in &self.config.user_base_dns {
                     // Two are enough to know the name is ambiguous.
                     for e in self
-                        .search(base, Scope::Subtree, &filter, Missing::IsError, 2)
+                        .search(
+                            base,
+                            Scope::Subtree,
+                            &filter,
+                            Missing::IsError,
+                            2,
+                            self.wanted_attributes(),
+                        )
                         .await?
                     {
                         let norm = Dn::new(e.dn.clone()).normalized();
@@ -408,13 +558,37 @@ impl Directory for LdapDirectory {
         let mut entries: Vec<SearchEntry> = entries;
         Ok(match entries.len() {
             0 => Lookup::NotFound,
-            1 => Lookup::Found(Box::new(self.user_from(entries.remove(0)))),
+            1 => Lookup::Found(Box::new(self.user_from_entry(entries.remove(0)).await?)),
             _ => Lookup::Ambiguous,
         })
     }
 
     async fn check_password(&self, user: &User, password: &Secret) -> Result<bool, DirectoryError> {
-        self.bind_as(user.dn.as_str(), password).await
+        Ok(self.bind_as(user.dn.as_str(), password).await?.accepted)
+    }
+
+    async fn password_refusal(
+        &self,
+        user: &User,
+        password: &Secret,
+    ) -> Result<Option<Refusal>, DirectoryError> {
+        let bind = self.bind_as(user.dn.as_str(), password).await?;
+        Ok(match bind {
+            BindOutcome {
+                said: Some(why), ..
+            } => Some(why),
+            BindOutcome { accepted: true, .. } => None,
+            // Refused without a reason while the entry shows the account locked or disabled:
+            // servers check those before the password (ppolicy's lock, 389-DS's
+            // inactivation), so that is why. Expiry and resets are judged only after a right
+            // password, so here the password was wrong.
+            BindOutcome {
+                accepted: false, ..
+            } => match account_refusal(user, SystemClock.now()) {
+                Some(why @ (Refusal::AccountLocked | Refusal::AccountDisabled)) => Some(why),
+                _ => Some(Refusal::WrongPassword),
+            },
+        })
     }
 
     async fn check_password_of_nobody(&self, password: &Secret) {
@@ -447,12 +621,18 @@ impl Directory for LdapDirectory {
                 &filter,
                 Missing::IsEmpty,
                 0,
+                self.wanted_attributes(),
             )
             .await?;
         let Some(entry) = entries.pop() else {
             return Ok(None);
         };
-        let m = self.user_from(entry);
+        // A manager's own account state is not theirs to pass: not read.
+        let m = self.user_from(
+            Dn::new(entry.dn),
+            lower_cased(entry.attrs),
+            AccountState::default(),
+        );
         // Compare the entry found, not the attribute's spelling of it.
         if m.dn.normalized() == user.dn.normalized() || !self.within_bases(&m.dn) {
             return Ok(None);

@@ -1,5 +1,6 @@
 //! Where users live, behind the core's `Directory` port.
 
+pub mod account;
 pub mod ldap;
 pub mod local;
 

@@ -9,6 +9,7 @@ mod deliver_otp_handler;
 mod delivery_email;
 mod delivery_sms;
 mod demo;
+mod directory_account;
 mod directory_ldap;
 mod fixtures;
 mod http_api;

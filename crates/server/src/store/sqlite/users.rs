@@ -42,6 +42,8 @@ fn user_from_row(r: &Row<'_>) -> rusqlite::Result<LocalUser> {
                 disabled: r.get::<_, i64>(12)? != 0,
                 locked_until: r.get::<_, Option<i64>>(13)?.map(Timestamp),
                 password_expires_at: r.get::<_, Option<i64>>(14)?.map(Timestamp),
+                // Local passwords are set by the user's own `countersign user` command.
+                must_change_password: false,
             },
         },
         password_hash: r.get(3)?,
