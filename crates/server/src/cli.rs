@@ -399,44 +399,7 @@ pub async fn run_user(app: &App, cmd: UserCommand) -> anyhow::Result<()> {
     let mut out = std::io::stdout().lock();
     match cmd {
         UserCommand::Add { username, fields } => {
-            let dir = app
-                .local_directory(fields.directory.as_deref())
-                .map_err(|e| anyhow::anyhow!(e))?;
-            if username.trim().is_empty() || username.chars().any(char::is_control) {
-                anyhow::bail!("invalid username {username:?}");
-            }
-            let mut user = User {
-                directory: dir.config().name.clone(),
-                dn: dir.dn_for(&username),
-                username: username.clone(),
-                display_name: None,
-                mail: vec![],
-                mobile: vec![],
-                attributes: Default::default(),
-                sponsor: None,
-                preferred_mechanisms: vec![],
-                account: AccountState::default(),
-            };
-            apply_fields(&mut user, &fields, now)?;
-            if store
-                .local_user(&user.directory, &username)
-                .await
-                .map_err(store_err)?
-                .is_some()
-            {
-                anyhow::bail!("a user named {username:?} exists already");
-            }
-            let password = read_password()?;
-            let password_hash = passwords::hash(&password).map_err(|e| anyhow::anyhow!(e))?;
-            let dn = user.dn.clone();
-            store
-                .insert_local_user(&LocalUser {
-                    user,
-                    password_hash,
-                })
-                .await
-                .map_err(store_err)?;
-            writeln!(out, "added {username} ({dn})")?;
+            add_user(app, &store, username, &fields, now, &mut out).await?;
         }
         UserCommand::List { directory } => {
             let dir = app
@@ -519,6 +482,56 @@ pub async fn run_user(app: &App, cmd: UserCommand) -> anyhow::Result<()> {
             writeln!(out, "deleted {username}")?;
         }
     }
+    Ok(())
+}
+
+/// `countersign user add`: a new local user, with the password read from the terminal.
+async fn add_user(
+    app: &App,
+    store: &Arc<dyn Store>,
+    username: String,
+    fields: &UserFields,
+    now: Timestamp,
+    out: &mut impl Write,
+) -> anyhow::Result<()> {
+    let dir = app
+        .local_directory(fields.directory.as_deref())
+        .map_err(|e| anyhow::anyhow!(e))?;
+    if username.trim().is_empty() || username.chars().any(char::is_control) {
+        anyhow::bail!("invalid username {username:?}");
+    }
+    let mut user = User {
+        directory: dir.config().name.clone(),
+        dn: dir.dn_for(&username),
+        username: username.clone(),
+        display_name: None,
+        mail: vec![],
+        mobile: vec![],
+        attributes: Default::default(),
+        sponsor: None,
+        preferred_mechanisms: vec![],
+        account: AccountState::default(),
+    };
+    apply_fields(&mut user, fields, now)?;
+    if store
+        .local_user(&user.directory, &username)
+        .await
+        .map_err(store_err)?
+        .is_some()
+    {
+        anyhow::bail!("a user named {username:?} exists already");
+    }
+    let password = read_password()?;
+    let password_hash = passwords::hash(&password).map_err(|e| anyhow::anyhow!(e))?;
+    let dn = user.dn.clone();
+    store
+        .insert_local_user(&LocalUser {
+            user,
+            password_hash,
+        })
+        .await
+        .map_err(store_err)?;
+    writeln!(out, "added {username} ({dn})")?;
     Ok(())
 }
 

@@ -88,57 +88,11 @@ impl App {
             })
             .collect();
 
-        let mut mechanisms = Vec::new();
-        for m in &config.mechanisms {
-            let courier: Arc<dyn Courier> = match &m.transport {
-                Transport::Email { mail_profile } => {
-                    let p = config
-                        .mail_profiles
-                        .iter()
-                        .find(|p| &p.name == mail_profile)
-                        .ok_or_else(|| AppError::MissingProfile(mail_profile.clone()))?;
-                    Arc::new(SmtpCourier::new(p).map_err(AppError::Courier)?)
-                }
-                Transport::Sms { sms_profile } => {
-                    let p = config
-                        .sms_profiles
-                        .iter()
-                        .find(|p| &p.name == sms_profile)
-                        .ok_or_else(|| AppError::MissingProfile(sms_profile.clone()))?;
-                    Arc::new(SmsCourier::new(p).map_err(AppError::Courier)?)
-                }
-                Transport::File { directory, print } => Arc::new(FileCourier::new(
-                    &m.name,
-                    directory.clone(),
-                    *print,
-                    m.channel == Channel::Email,
-                )),
-            };
-            mechanisms.push(DeliveryMechanism {
-                name: m.name.clone(),
-                channel: m.channel,
-                enabled: m.enabled,
-                subject: m.subject.clone(),
-                text_before_otp: m.text_before_otp.clone(),
-                text_after_otp: m.text_after_otp.clone(),
-                courier,
-            });
-        }
+        let mechanisms = delivery_mechanisms(&config)?;
 
-        let r = &config.rate_limits;
-        // docs/rate-limits.md: `deliver_per_user` bounds both the deliveries a user receives
-        // and the failed delivers per user and client; `verify_per_user` the failed
-        // verifications and binds per user and client.
-        let mut limits = RateLimits::default();
-        limits.deliver_per_client = r.deliver_per_client.map(RateLimiter::new);
-        limits.verify_per_client = r.verify_per_client.map(RateLimiter::new);
-        limits.deliveries_per_user = r.deliver_per_user.map(RateLimiter::new);
-        limits.deliver_failures_per_user_and_client = r.deliver_per_user.map(RateLimiter::new);
-        limits.verify_failures_per_user_and_client = r.verify_per_user.map(RateLimiter::new);
-        limits.failures_per_user = r.failures_per_user.map(RateLimiter::new);
         let passwords = Arc::new(PasswordAuthentication {
             mapper: IdentityMapper::new(directories),
-            limits: Arc::new(limits),
+            limits: Arc::new(rate_limits(&config)),
             audit: AuditTrail {
                 store: dyn_store.clone(),
                 clock: clock.clone(),
@@ -282,4 +236,61 @@ fn load_or_create_key(path: &Path) -> Result<Vec<u8>, AppError> {
         }
         Err(e) => Err(io("read", path)(e)),
     }
+}
+
+/// Every `[[delivery_mechanism]]` with the courier of its transport.
+fn delivery_mechanisms(config: &Config) -> Result<Vec<DeliveryMechanism>, AppError> {
+    let mut mechanisms = Vec::new();
+    for m in &config.mechanisms {
+        let courier: Arc<dyn Courier> = match &m.transport {
+            Transport::Email { mail_profile } => {
+                let p = config
+                    .mail_profiles
+                    .iter()
+                    .find(|p| &p.name == mail_profile)
+                    .ok_or_else(|| AppError::MissingProfile(mail_profile.clone()))?;
+                Arc::new(SmtpCourier::new(p).map_err(AppError::Courier)?)
+            }
+            Transport::Sms { sms_profile } => {
+                let p = config
+                    .sms_profiles
+                    .iter()
+                    .find(|p| &p.name == sms_profile)
+                    .ok_or_else(|| AppError::MissingProfile(sms_profile.clone()))?;
+                Arc::new(SmsCourier::new(p).map_err(AppError::Courier)?)
+            }
+            Transport::File { directory, print } => Arc::new(FileCourier::new(
+                &m.name,
+                directory.clone(),
+                *print,
+                m.channel == Channel::Email,
+            )),
+        };
+        mechanisms.push(DeliveryMechanism {
+            name: m.name.clone(),
+            channel: m.channel,
+            enabled: m.enabled,
+            subject: m.subject.clone(),
+            text_before_otp: m.text_before_otp.clone(),
+            text_after_otp: m.text_after_otp.clone(),
+            courier,
+        });
+    }
+    Ok(mechanisms)
+}
+
+/// `[rate_limits]` as the core's limiters.
+fn rate_limits(config: &Config) -> RateLimits {
+    let r = &config.rate_limits;
+    // docs/rate-limits.md: `deliver_per_user` bounds both the deliveries a user receives
+    // and the failed delivers per user and client; `verify_per_user` the failed
+    // verifications and binds per user and client.
+    let mut limits = RateLimits::default();
+    limits.deliver_per_client = r.deliver_per_client.map(RateLimiter::new);
+    limits.verify_per_client = r.verify_per_client.map(RateLimiter::new);
+    limits.deliveries_per_user = r.deliver_per_user.map(RateLimiter::new);
+    limits.deliver_failures_per_user_and_client = r.deliver_per_user.map(RateLimiter::new);
+    limits.verify_failures_per_user_and_client = r.verify_per_user.map(RateLimiter::new);
+    limits.failures_per_user = r.failures_per_user.map(RateLimiter::new);
+    limits
 }

@@ -101,56 +101,18 @@ pub fn decode_deliver_otp(value: &[u8]) -> Result<DeliverOtpRequest, DecodeError
                 &mut password,
                 Secret::new(utf8(WHAT, "staticPassword", value)?),
             )?,
-            t if t == context_constructed(2) => {
-                let mut list = Vec::new();
-                for item in ber::children(value)? {
-                    if item.tag != OCTET_STRING {
-                        return err(
-                            WHAT,
-                            "preferredMechNames [2] holds something other than OCTET STRINGs",
-                        );
-                    }
-                    list.push(MechanismChoice {
-                        name: utf8(WHAT, "mechanism name", item.value)?,
-                        recipient: None,
-                    });
-                }
-                once(WHAT, "preferredMechNames [2]", &mut names, list)?;
-            }
-            t if t == context_constructed(3) => {
-                let mut list = Vec::new();
-                for item in ber::children(value)? {
-                    if item.tag != SEQUENCE {
-                        return err(
-                            WHAT,
-                            "preferredMechNamesAndIDs [3] holds something other than SEQUENCEs",
-                        );
-                    }
-                    // Name, then an optional recipient ID; the SDK ignores anything further.
-                    let parts = ber::children(item.value)?;
-                    let Some(name) = parts.first() else {
-                        return err(
-                            WHAT,
-                            "a preferredMechNamesAndIDs [3] item has no mechanism name",
-                        );
-                    };
-                    if parts.iter().take(2).any(|p| p.tag != OCTET_STRING) {
-                        return err(
-                            WHAT,
-                            "a preferredMechNamesAndIDs [3] item holds something other than OCTET STRINGs",
-                        );
-                    }
-                    let recipient = match parts.get(1) {
-                        Some(r) => Some(utf8(WHAT, "recipient ID", r.value)?),
-                        None => None,
-                    };
-                    list.push(MechanismChoice {
-                        name: utf8(WHAT, "mechanism name", name.value)?,
-                        recipient,
-                    });
-                }
-                once(WHAT, "preferredMechNamesAndIDs [3]", &mut pairs, list)?;
-            }
+            t if t == context_constructed(2) => once(
+                WHAT,
+                "preferredMechNames [2]",
+                &mut names,
+                mech_names(value)?,
+            )?,
+            t if t == context_constructed(3) => once(
+                WHAT,
+                "preferredMechNamesAndIDs [3]",
+                &mut pairs,
+                mech_names_and_ids(value)?,
+            )?,
             t if t == context(4) => once(
                 WHAT,
                 "messageSubject [4]",
@@ -205,6 +167,62 @@ pub fn decode_deliver_otp(value: &[u8]) -> Result<DeliverOtpRequest, DecodeError
             compact_after,
         },
     })
+}
+
+/// `preferredMechNames [2]`: a SEQUENCE OF OCTET STRING.
+fn mech_names(value: &[u8]) -> Result<Vec<MechanismChoice>, DecodeError> {
+    const WHAT: &str = "Deliver OTP request";
+    let mut list = Vec::new();
+    for item in ber::children(value)? {
+        if item.tag != OCTET_STRING {
+            return err(
+                WHAT,
+                "preferredMechNames [2] holds something other than OCTET STRINGs",
+            );
+        }
+        list.push(MechanismChoice {
+            name: utf8(WHAT, "mechanism name", item.value)?,
+            recipient: None,
+        });
+    }
+    Ok(list)
+}
+
+/// `preferredMechNamesAndIDs [3]`: a SEQUENCE OF SEQUENCE { name, recipient ID OPTIONAL }.
+fn mech_names_and_ids(value: &[u8]) -> Result<Vec<MechanismChoice>, DecodeError> {
+    const WHAT: &str = "Deliver OTP request";
+    let mut list = Vec::new();
+    for item in ber::children(value)? {
+        if item.tag != SEQUENCE {
+            return err(
+                WHAT,
+                "preferredMechNamesAndIDs [3] holds something other than SEQUENCEs",
+            );
+        }
+        // Name, then an optional recipient ID; the SDK ignores anything further.
+        let parts = ber::children(item.value)?;
+        let Some(name) = parts.first() else {
+            return err(
+                WHAT,
+                "a preferredMechNamesAndIDs [3] item has no mechanism name",
+            );
+        };
+        if parts.iter().take(2).any(|p| p.tag != OCTET_STRING) {
+            return err(
+                WHAT,
+                "a preferredMechNamesAndIDs [3] item holds something other than OCTET STRINGs",
+            );
+        }
+        let recipient = match parts.get(1) {
+            Some(r) => Some(utf8(WHAT, "recipient ID", r.value)?),
+            None => None,
+        };
+        list.push(MechanismChoice {
+            name: utf8(WHAT, "mechanism name", name.value)?,
+            recipient,
+        });
+    }
+    Ok(list)
 }
 
 /// The request value, in the SDK's own element order (`[0] [1] [4]..[8] [3]`, spec §3.2) when

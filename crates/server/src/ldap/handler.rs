@@ -489,49 +489,56 @@ impl LdapHandler {
     // ---------------------------------------------------------------------------------------
     // Extended operations (RFC 4511 §4.12).
 
+    /// Deliver OTP (spec §7.1).
+    async fn deliver_otp(&self, id: i32, value: Option<Vec<u8>>, session: &Session) -> Outcome {
+        let respond = |m: LdapMsg| Outcome::Respond(vec![m]);
+        let refuse = |res: LdapResult| respond(extended(id, res, None, None));
+        // The static password travels in this request (spec §7.1, "Transport").
+        if !session.secure && !self.settings.allow_deliver_otp_without_tls {
+            return refuse(result(
+                LdapResultCode::ConfidentialityRequired,
+                "Deliver OTP carries a password: use LDAPS or StartTLS",
+            ));
+        }
+        let Some(value) = value else {
+            return refuse(result(
+                LdapResultCode::ProtocolError,
+                "Deliver OTP request: the request value is missing",
+            ));
+        };
+        let decoded = match exop::decode_deliver_otp(&value) {
+            Ok(d) => d,
+            Err(e) => return refuse(decode_error(&e)),
+        };
+        let request = DeliverRequest {
+            authentication_id: decoded.authentication_id,
+            static_password: decoded.static_password,
+            mechanisms: decoded.mechanisms,
+            texts: decoded.texts,
+        };
+        match self.otp.deliver(request, &self.caller(session)).await {
+            Ok(d) => respond(extended(
+                id,
+                success(),
+                Some(exop::DELIVER_OTP_RESPONSE),
+                Some(exop::encode_deliver_otp_result(
+                    &d.mechanism,
+                    d.user_dn.as_str(),
+                    Some(&d.recipient),
+                    None,
+                )),
+            )),
+            Err(e) => refuse(map_error(&e)),
+        }
+    }
+
     async fn extended(&self, id: i32, req: LdapExtendedRequest, session: &Session) -> Outcome {
         let respond = |m: LdapMsg| Outcome::Respond(vec![m]);
         let refuse = |res: LdapResult| respond(extended(id, res, None, None));
         match req.name.as_str() {
             // A disabled handler falls through to "unsupported", as if it did not exist.
             exop::DELIVER_OTP_REQUEST if self.settings.deliver_otp_enabled => {
-                // The static password travels in this request (spec §7.1, "Transport").
-                if !session.secure && !self.settings.allow_deliver_otp_without_tls {
-                    return refuse(result(
-                        LdapResultCode::ConfidentialityRequired,
-                        "Deliver OTP carries a password: use LDAPS or StartTLS",
-                    ));
-                }
-                let Some(value) = req.value else {
-                    return refuse(result(
-                        LdapResultCode::ProtocolError,
-                        "Deliver OTP request: the request value is missing",
-                    ));
-                };
-                let decoded = match exop::decode_deliver_otp(&value) {
-                    Ok(d) => d,
-                    Err(e) => return refuse(decode_error(&e)),
-                };
-                let request = DeliverRequest {
-                    authentication_id: decoded.authentication_id,
-                    static_password: decoded.static_password,
-                    mechanisms: decoded.mechanisms,
-                    texts: decoded.texts,
-                };
-                match self.otp.deliver(request, &self.caller(session)).await {
-                    Ok(d) => respond(extended(
-                        id,
-                        success(),
-                        Some(exop::DELIVER_OTP_RESPONSE),
-                        Some(exop::encode_deliver_otp_result(
-                            &d.mechanism,
-                            d.user_dn.as_str(),
-                            Some(&d.recipient),
-                            None,
-                        )),
-                    )),
-                    Err(e) => refuse(map_error(&e)),
-                }
+                self.deliver_otp(id, req.value, session).await
             }
             exop::GET_SUPPORTED_REQUEST => {
                 let Some(value) = req.value else {
