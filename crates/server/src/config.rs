@@ -200,6 +200,12 @@ struct MailProfileSection {
     from: String,
     /// Connect and command timeout; default `10s`.
     timeout: Option<String>,
+    /// Connections kept open between mails for reuse; default 4, `0` for a new connection per
+    /// mail.
+    max_idle_connections: Option<usize>,
+    /// A kept connection unused this long is closed instead of reused; default `30s` (well
+    /// within the 5 minutes an SMTP server waits for a command, RFC 5321 §4.5.3.2.7).
+    idle_timeout: Option<String>,
 }
 
 /// `[[sms_profile]]`: an HTTP SMS gateway.
@@ -429,6 +435,8 @@ pub struct MailProfile {
     pub credentials: Option<(String, Secret)>,
     pub from: String,
     pub timeout: Duration,
+    pub max_idle_connections: usize,
+    pub idle_timeout: Duration,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -1379,6 +1387,12 @@ impl Validator<'_> {
                 m.timeout.as_deref(),
                 Duration::from_secs(10),
             );
+            let idle_timeout = self.duration(
+                span,
+                &format!("{key}.idle_timeout"),
+                m.idle_timeout.as_deref(),
+                Duration::from_secs(30),
+            );
             mail_profiles.push(MailProfile {
                 name: m.name.clone(),
                 host: m.host.clone(),
@@ -1392,6 +1406,8 @@ impl Validator<'_> {
                 credentials,
                 from: m.from.clone(),
                 timeout,
+                max_idle_connections: m.max_idle_connections.unwrap_or(4),
+                idle_timeout,
             });
         }
 
