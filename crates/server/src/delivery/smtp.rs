@@ -135,7 +135,7 @@ impl SmtpCourier {
     /// that does not answer RSET in time) is dropped, and so are the other kept ones: they are
     /// likely gone too (a server restart), and each would cost a timeout to find out.
     async fn session(&self) -> Result<AsyncSmtpConnection, String> {
-        if let Some(mut conn) = self.pool.take() {
+        if let Some(mut conn) = self.pool.take(self.timeout) {
             // RFC 5321 §4.1.1.5: RSET clears whatever a previous transaction left; its answer
             // shows the session is alive.
             let check = tokio::time::timeout(self.timeout, conn.command(Rset)).await;
@@ -256,12 +256,19 @@ impl ConnectionPool {
     }
 
     /// The most recently used session that has not idled too long; older ones are closed.
-    fn take(&self) -> Option<AsyncSmtpConnection> {
+    fn take(&self, timeout: Duration) -> Option<AsyncSmtpConnection> {
         let mut idle = self.idle.lock().ok()?;
         let now = Instant::now();
-        let timeout = self.idle_timeout;
-        idle.retain(|(_, since)| now.duration_since(*since) < timeout);
-        idle.pop().map(|(conn, _)| conn)
+        let (fresh, stale): (Vec<_>, Vec<_>) = idle
+            .drain(..)
+            .partition(|(_, since)| now.duration_since(*since) < self.idle_timeout);
+        *idle = fresh;
+        let conn = idle.pop().map(|(conn, _)| conn);
+        drop(idle);
+        for (conn, _) in stale {
+            quit_in_background(conn, timeout);
+        }
+        conn
     }
 
     fn clear(&self) {
@@ -281,10 +288,15 @@ impl ConnectionPool {
         {
             idle.push((c, Instant::now()));
         }
-        if let Some(mut c) = conn {
-            tokio::spawn(async move {
-                let _ = tokio::time::timeout(timeout, c.quit()).await;
-            });
+        if let Some(c) = conn {
+            quit_in_background(c, timeout);
         }
     }
+}
+
+/// Ends a session with QUIT (RFC 5321 §4.1.1.10) without making a delivery wait for it.
+fn quit_in_background(mut conn: AsyncSmtpConnection, timeout: Duration) {
+    tokio::spawn(async move {
+        let _ = tokio::time::timeout(timeout, conn.quit()).await;
+    });
 }
