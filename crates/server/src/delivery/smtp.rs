@@ -40,6 +40,17 @@ pub struct SmtpCourier {
     pool: ConnectionPool,
 }
 
+/// Why a mail did not go out; shown in the audit record's reason.
+#[derive(Debug, thiserror::Error)]
+enum SmtpError {
+    #[error("connection error: {0}")]
+    Connect(#[from] std::io::Error),
+    #[error("connection timed out")]
+    ConnectTimeout,
+    #[error(transparent)]
+    Smtp(#[from] lettre::transport::smtp::Error),
+}
+
 /// How the session is protected, with lettre's rustls parameters (trust roots, server name).
 enum Security {
     StartTls(TlsParameters),
@@ -89,16 +100,14 @@ impl SmtpCourier {
     }
 
     /// A new session, ready for mail: TCP (with TCP_NODELAY), TLS as configured, EHLO, AUTH.
-    async fn connect(&self) -> Result<AsyncSmtpConnection, String> {
+    async fn connect(&self) -> Result<AsyncSmtpConnection, SmtpError> {
         let tcp = tokio::time::timeout(
             self.timeout,
             TcpStream::connect((self.host.as_str(), self.port)),
         )
         .await
-        .map_err(|_| "connection timed out".to_owned())?
-        .map_err(|e| format!("connection error: {e}"))?;
-        tcp.set_nodelay(true)
-            .map_err(|e| format!("connection error: {e}"))?;
+        .map_err(|_| SmtpError::ConnectTimeout)??;
+        tcp.set_nodelay(true)?;
         let mut conn = match &self.tls {
             Some(Security::Implicit(params)) => {
                 // lettre reads the greeting as soon as it has a stream, so implicit TLS is set
@@ -108,25 +117,17 @@ impl SmtpCourier {
                     lettre::transport::smtp::client::AsyncNetworkStream::use_existing_tokio1(
                         Box::new(tcp),
                     );
-                stream
-                    .upgrade_tls(params.clone())
-                    .await
-                    .map_err(|e| e.to_string())?;
+                stream.upgrade_tls(params.clone()).await?;
                 let stream = EncryptedStream(stream.compat());
                 AsyncSmtpConnection::connect_with_transport(Box::new(stream), &self.hello).await
             }
             _ => AsyncSmtpConnection::connect_with_transport(Box::new(tcp), &self.hello).await,
-        }
-        .map_err(|e| e.to_string())?;
+        }?;
         if let Some(Security::StartTls(params)) = &self.tls {
-            conn.starttls(params.clone(), &self.hello)
-                .await
-                .map_err(|e| e.to_string())?;
+            conn.starttls(params.clone(), &self.hello).await?;
         }
         if let Some(credentials) = &self.credentials {
-            conn.auth(DEFAULT_MECHANISMS, credentials)
-                .await
-                .map_err(|e| e.to_string())?;
+            conn.auth(DEFAULT_MECHANISMS, credentials).await?;
         }
         Ok(conn)
     }
@@ -134,7 +135,7 @@ impl SmtpCourier {
     /// A kept session that still answers, or a new one. A kept session the server closed (or
     /// that does not answer RSET in time) is dropped, and so are the other kept ones: they are
     /// likely gone too (a server restart), and each would cost a timeout to find out.
-    async fn session(&self) -> Result<AsyncSmtpConnection, String> {
+    async fn session(&self) -> Result<AsyncSmtpConnection, SmtpError> {
         if let Some(mut conn) = self.pool.take(self.timeout) {
             // RFC 5321 §4.1.1.5: RSET clears whatever a previous transaction left; its answer
             // shows the session is alive.
@@ -151,11 +152,9 @@ impl SmtpCourier {
         &self,
         envelope: &lettre::address::Envelope,
         bytes: &[u8],
-    ) -> Result<(), String> {
+    ) -> Result<(), SmtpError> {
         let mut conn = self.session().await?;
-        conn.send(envelope, bytes)
-            .await
-            .map_err(|e| e.to_string())?;
+        conn.send(envelope, bytes).await?;
         self.pool.put(conn, self.timeout);
         Ok(())
     }
