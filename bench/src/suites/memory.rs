@@ -36,6 +36,15 @@ pub async fn run(h: &Harness, checks: usize, clients: usize) -> anyhow::Result<(
         mb(rss_after),
         mb(hwm_after)
     );
+    let target = 100e6 / 1024.0;
+    println!(
+        "RSS after the checks is {} the 100 MB target.\n",
+        if (rss_after as f64) < target {
+            "under"
+        } else {
+            "OVER"
+        }
+    );
     Ok(())
 }
 
