@@ -1,11 +1,15 @@
 //! Static password hashing for local users: argon2id with the crate's recommended parameters
 //! (19 MiB, 2 passes), a fresh 16-byte salt from the OS per hash, PHC strings at rest.
-//! Verification is CPU-bound, so callers run it on the blocking pool.
+//! Verification is CPU-bound, so callers run it on the blocking pool, a bounded number at a
+//! time, each in one of a few argon2 memory blocks that live as long as the process.
 
-use argon2::Argon2;
+use std::sync::{Mutex, OnceLock};
+
+use argon2::password_hash::PasswordHasher;
 use argon2::password_hash::phc::PasswordHash;
-use argon2::password_hash::{PasswordHasher, PasswordVerifier};
+use argon2::{Algorithm, Argon2, Block, Params, Version};
 use countersign_core::Secret;
+use subtle::ConstantTimeEq;
 
 use crate::system::random_bytes;
 
@@ -17,26 +21,95 @@ pub fn hash(password: &Secret) -> Result<String, String> {
         .map_err(|e| format!("cannot hash password: {e}"))
 }
 
+/// Whether `password` matches the PHC string `phc` (any argon2 variant, version and
+/// parameters the string names). Runs in a memory block taken from [`blocks`], so a stream of
+/// checks does not allocate 19 MiB each: glibc raises its mmap threshold after the first large
+/// free, keeps later blocks in its arenas, and RSS grew by hundreds of MB under load.
 pub fn verify(password: &Secret, phc: &str) -> bool {
-    match PasswordHash::new(phc) {
-        Ok(parsed) => Argon2::default()
-            .verify_password(password.expose().as_bytes(), &parsed)
-            .is_ok(),
-        Err(_) => false,
+    let Ok(parsed) = PasswordHash::new(phc) else {
+        return false;
+    };
+    let (Some(salt), Some(expected)) = (&parsed.salt, &parsed.hash) else {
+        return false;
+    };
+    let Ok(algorithm) = Algorithm::try_from(parsed.algorithm.as_str()) else {
+        return false;
+    };
+    let version = match parsed.version.map(Version::try_from).transpose() {
+        Ok(v) => v.unwrap_or_default(),
+        Err(_) => return false,
+    };
+    // The output length comes from the stored hash (argon2's own PHC verification does the same).
+    let Ok(params) = Params::try_from(&parsed) else {
+        return false;
+    };
+    let argon2 = Argon2::new(algorithm, version, params);
+    let mut computed = vec![0u8; expected.len()];
+    let mut memory = blocks().take(argon2.params().block_count());
+    let hashed = argon2.hash_password_into_with_memory(
+        password.expose().as_bytes(),
+        salt.as_ref(),
+        &mut computed,
+        &mut memory.blocks[..argon2.params().block_count()],
+    );
+    blocks().give_back(memory);
+    // Constant time: how much of a guess matches must not show in the time taken.
+    hashed.is_ok() && bool::from(computed.as_slice().ct_eq(expected.as_ref()))
+}
+
+/// One argon2 working memory (`m_cost` blocks of 1 KiB).
+struct Memory {
+    blocks: Vec<Block>,
+}
+
+/// Argon2 working memories kept for reuse: at most one per permit is kept (one per CPU), so the
+/// process holds at most cores × 19 MiB for password checks however many run.
+struct MemoryPool {
+    free: Mutex<Vec<Memory>>,
+    keep: usize,
+}
+
+impl MemoryPool {
+    /// A memory of at least `len` blocks: a kept one when there is one, grown if a stored hash
+    /// asks for more than the default parameters.
+    fn take(&self, len: usize) -> Memory {
+        let kept = self.free.lock().ok().and_then(|mut f| f.pop());
+        let mut memory = kept.unwrap_or(Memory { blocks: Vec::new() });
+        if memory.blocks.len() < len {
+            memory.blocks.resize(len, Block::new());
+        }
+        memory
     }
+
+    fn give_back(&self, memory: Memory) {
+        if let Ok(mut free) = self.free.lock()
+            && free.len() < self.keep
+        {
+            free.push(memory);
+        }
+    }
+}
+
+fn cpus() -> usize {
+    std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(2)
+}
+
+fn blocks() -> &'static MemoryPool {
+    static POOL: OnceLock<MemoryPool> = OnceLock::new();
+    POOL.get_or_init(|| MemoryPool {
+        free: Mutex::new(Vec::new()),
+        keep: cpus(),
+    })
 }
 
 /// At most this many argon2 verifications run at once: one per CPU. More would not finish
 /// sooner; they would only share the cores and thrash the caches with 19 MiB each, so under load
 /// the queue is the better place to wait (measured: bench/README.md).
 fn permits() -> &'static tokio::sync::Semaphore {
-    static PERMITS: std::sync::OnceLock<tokio::sync::Semaphore> = std::sync::OnceLock::new();
-    PERMITS.get_or_init(|| {
-        let n = std::thread::available_parallelism()
-            .map(|n| n.get())
-            .unwrap_or(2);
-        tokio::sync::Semaphore::new(n)
-    })
+    static PERMITS: OnceLock<tokio::sync::Semaphore> = OnceLock::new();
+    PERMITS.get_or_init(|| tokio::sync::Semaphore::new(cpus()))
 }
 
 /// [`verify`] on the blocking pool, a bounded number at a time.
@@ -70,5 +143,88 @@ mod tests {
         assert!(verify(&pw, &a));
         assert!(!verify(&Secret::new("wrong"), &a));
         assert!(!verify(&pw, "not a phc string"));
+    }
+
+    /// Hashes with other variants, versions, parameters and output lengths than ours (as an
+    /// older release or an import may have stored) verify as argon2's own verifier says.
+    #[test]
+    fn hashes_with_other_parameters_still_verify() {
+        let pw = Secret::new("password");
+        let variants = [
+            (
+                Algorithm::Argon2i,
+                Version::V0x13,
+                Params::new(64, 2, 1, None),
+            ),
+            (
+                Algorithm::Argon2d,
+                Version::V0x10,
+                Params::new(32, 1, 1, Some(16)),
+            ),
+            (
+                Algorithm::Argon2id,
+                Version::V0x13,
+                Params::new(256, 1, 2, Some(64)),
+            ),
+            // More memory than the default: the kept block grows.
+            (
+                Algorithm::Argon2id,
+                Version::V0x13,
+                Params::new(24 * 1024, 1, 1, None),
+            ),
+        ];
+        for (algorithm, version, params) in variants {
+            let phc = Argon2::new(algorithm, version, params.unwrap())
+                .hash_password_with_salt(pw.expose().as_bytes(), b"somesaltsomesalt")
+                .unwrap()
+                .to_string();
+            assert!(verify(&pw, &phc), "{phc}");
+            assert!(!verify(&Secret::new("passwore"), &phc), "{phc}");
+        }
+    }
+
+    #[test]
+    fn a_truncated_or_altered_hash_fails() {
+        let pw = Secret::new("correct horse");
+        let good = hash(&pw).unwrap();
+        let (head, tail) = good.rsplit_once('$').unwrap();
+        assert!(!verify(&pw, &format!("{head}${}", &tail[..tail.len() - 4])));
+        let flipped: String = tail
+            .chars()
+            .enumerate()
+            .map(|(i, c)| {
+                if i == 3 {
+                    if c == 'A' { 'B' } else { 'A' }
+                } else {
+                    c
+                }
+            })
+            .collect();
+        assert!(!verify(&pw, &format!("{head}${flipped}")));
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn many_concurrent_checks_give_the_right_answers() {
+        let pw = Secret::new("correct horse");
+        let other = Secret::new("battery staple");
+        let a = hash(&pw).unwrap();
+        let b = hash(&other).unwrap();
+        let mut tasks = Vec::new();
+        for i in 0..48 {
+            let (a, b, pw, other) = (a.clone(), b.clone(), pw.clone(), other.clone());
+            tasks.push(tokio::spawn(async move {
+                match i % 4 {
+                    0 => verify_async(&pw, &a).await,
+                    1 => !verify_async(&other, &a).await,
+                    2 => verify_async(&other, &b).await,
+                    _ => !verify_async(&pw, &b).await,
+                }
+            }));
+        }
+        for t in tasks {
+            assert!(t.await.unwrap());
+        }
+        let kept = blocks().free.lock().unwrap().len();
+        assert!(kept <= cpus(), "{kept} memories kept for {} CPUs", cpus());
     }
 }

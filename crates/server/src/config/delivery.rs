@@ -30,6 +30,12 @@ pub(super) struct MailProfileSection {
     from: String,
     /// Connect and command timeout; default `10s`.
     timeout: Option<String>,
+    /// Connections kept open between mails for reuse; default 4, `0` for a new connection per
+    /// mail.
+    max_idle_connections: Option<usize>,
+    /// A kept connection unused this long is closed instead of reused; default `30s` (well
+    /// within the 5 minutes an SMTP server waits for a command, RFC 5321 §4.5.3.2.7).
+    idle_timeout: Option<String>,
 }
 
 /// `[[sms_profile]]`: an HTTP SMS gateway.
@@ -99,6 +105,8 @@ pub struct MailProfile {
     pub password_from: Option<SecretSource>,
     pub from: String,
     pub timeout: Duration,
+    pub max_idle_connections: usize,
+    pub idle_timeout: Duration,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -207,6 +215,12 @@ impl Validator<'_> {
             m.timeout.as_deref(),
             Duration::from_secs(10),
         );
+        let idle_timeout = self.duration(
+            span,
+            &format!("{key}.idle_timeout"),
+            m.idle_timeout.as_deref(),
+            Duration::from_secs(30),
+        );
         let (credentials, password_from) = match credentials {
             Some((u, p, from)) => (Some((u, p)), Some(from)),
             None => (None, None),
@@ -229,6 +243,8 @@ impl Validator<'_> {
             password_from,
             from: m.from.clone(),
             timeout,
+            max_idle_connections: m.max_idle_connections.unwrap_or(4),
+            idle_timeout,
         }
     }
 

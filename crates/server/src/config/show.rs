@@ -222,6 +222,8 @@ fn write_mail_profile(p: &MailProfile, out: &mut Toml) {
     out.secret("password", p.password_from.as_ref());
     out.str("from", &p.from);
     out.duration("timeout", p.timeout);
+    out.int("max_idle_connections", p.max_idle_connections);
+    out.duration("idle_timeout", p.idle_timeout);
 }
 
 fn write_sms_profile(p: &SmsProfile, out: &mut Toml) {

@@ -176,3 +176,115 @@ async fn a_silent_smtp_server_times_out_and_the_next_mechanism_delivers() {
     assert!(reason.contains("timed out"), "{reason}");
     drop(held);
 }
+
+/// Three deliveries, each with its new code, over plain and STARTTLS with authentication.
+async fn three_mails(smtp: &SmtpServer, profile: String) -> Vec<Mail> {
+    let cs = Countersign::start(&Setup {
+        smtp: Some(profile),
+        ..Setup::default()
+    })
+    .await;
+    cs.add_user(alice()).await;
+    for n in 1..=3 {
+        let a = cs.deliver(deliver_alice()).await;
+        assert_eq!(a.status, 200, "{}", a.json);
+        assert_eq!(a.json["delivery_mechanism"], "Email");
+        smtp.wait_for(n);
+    }
+    let mails = smtp.messages();
+    // The last code is the one that verifies: each mail went out whole, in order.
+    assert_eq!(cs.verify("u:alice", &mails[2].otp(6)).await.status, 200);
+    mails
+}
+
+#[tokio::test]
+async fn one_connection_carries_consecutive_mails() {
+    let smtp = SmtpServer::start(SmtpOptions::default());
+    let mails = three_mails(&smtp, Setup::smtp_plain(smtp.port)).await;
+    let connections: Vec<u64> = mails.iter().map(|m| m.connection).collect();
+    assert_eq!(connections, [0, 0, 0], "the session is reused");
+}
+
+#[tokio::test]
+async fn a_reused_starttls_session_stays_encrypted_and_authenticated() {
+    let tmp = tempfile::TempDir::new().unwrap();
+    let tls = tls_files(tmp.path());
+    let smtp = SmtpServer::start(SmtpOptions {
+        starttls: Some(&tls),
+        auth: Some(("mfa", "s3cret")),
+        ..Default::default()
+    });
+    std::fs::write(tmp.path().join("smtp.pw"), "s3cret\n").unwrap();
+    let profile = format!(
+        "host = \"127.0.0.1\"\nport = {}\ntls = \"starttls\"\nca_file = \"{}\"\nusername = \"mfa\"\npassword_file = \"{}\"\ntimeout = \"5s\"\n",
+        smtp.port,
+        tls.ca.display(),
+        tmp.path().join("smtp.pw").display()
+    );
+    let mails = three_mails(&smtp, profile).await;
+    assert!(
+        mails
+            .iter()
+            .all(|m| m.tls && m.authenticated && m.connection == 0)
+    );
+}
+
+#[tokio::test]
+async fn without_kept_connections_each_mail_has_its_own() {
+    let smtp = SmtpServer::start(SmtpOptions::default());
+    let profile = Setup::smtp_plain(smtp.port) + "max_idle_connections = 0\n";
+    let mails = three_mails(&smtp, profile).await;
+    let connections: Vec<u64> = mails.iter().map(|m| m.connection).collect();
+    assert_eq!(connections, [0, 1, 2]);
+}
+
+#[tokio::test]
+async fn a_kept_connection_past_its_idle_time_is_not_reused() {
+    let smtp = SmtpServer::start(SmtpOptions::default());
+    let cs = Countersign::start(&Setup {
+        smtp: Some(Setup::smtp_plain(smtp.port) + "idle_timeout = \"1s\"\n"),
+        ..Setup::default()
+    })
+    .await;
+    cs.add_user(alice()).await;
+    assert_eq!(cs.deliver(deliver_alice()).await.status, 200);
+    smtp.wait_for(1);
+    tokio::time::sleep(std::time::Duration::from_millis(1300)).await;
+    assert_eq!(cs.deliver(deliver_alice()).await.status, 200);
+    let connections: Vec<u64> = smtp.wait_for(2).iter().map(|m| m.connection).collect();
+    assert_eq!(connections, [0, 1]);
+}
+
+#[tokio::test]
+async fn a_kept_connection_the_server_closed_falls_back_to_a_new_one() {
+    let smtp = SmtpServer::start(SmtpOptions {
+        drop_after_message: true,
+        ..Default::default()
+    });
+    let cs = Countersign::start(&Setup {
+        smtp: Some(Setup::smtp_plain(smtp.port)),
+        // Email only: a failed reuse must not be hidden by a fallback to another mechanism.
+        default_mechanisms: vec!["Email"],
+        ..Setup::default()
+    })
+    .await;
+    cs.add_user(alice()).await;
+    for n in 1..=3 {
+        // Let the server's close reach us, so the kept session is dead before it is tried.
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        let a = cs.deliver(deliver_alice()).await;
+        assert_eq!(a.status, 200, "delivery {n}: {}", a.json);
+        assert_eq!(a.json["delivery_mechanism"], "Email");
+        smtp.wait_for(n);
+    }
+    let mails = smtp.messages();
+    let connections: Vec<u64> = mails.iter().map(|m| m.connection).collect();
+    assert_eq!(connections, [0, 1, 2]);
+    assert_eq!(cs.verify("u:alice", &mails[2].otp(6)).await.status, 200);
+    let audit = cs.app.store.list_audit(&Default::default()).await.unwrap();
+    assert!(
+        audit.iter().all(|r| !r.reason.contains("failed")),
+        "no attempt failed: {:?}",
+        audit.iter().map(|r| &r.reason).collect::<Vec<_>>()
+    );
+}

@@ -3,8 +3,10 @@
 
 Listens on 127.0.0.1 on a free port, prints "READY <port>" once it accepts connections, and
 writes each message it receives to --dir as <n>.json (envelope, raw data, whether TLS and
-authentication were used). Options: --starttls CERT KEY (STARTTLS required), --tls CERT KEY
-(implicit TLS), --auth USER:PASSWORD (AUTH PLAIN/LOGIN required).
+authentication were used, and the number of the connection that carried it, counted from 0).
+Options: --starttls CERT KEY (STARTTLS required), --tls CERT KEY (implicit TLS),
+--auth USER:PASSWORD (AUTH PLAIN/LOGIN required), --drop-after-message (close each connection
+right after answering its message, as a server ending idle sessions does).
 """
 import argparse
 import asyncio
@@ -18,9 +20,10 @@ from aiosmtpd.smtp import SMTP, AuthResult, LoginPassword
 
 
 class Saver:
-    def __init__(self, outdir):
+    def __init__(self, outdir, drop_after_message):
         self.outdir = outdir
         self.counter = itertools.count()
+        self.drop_after_message = drop_after_message
 
     async def handle_DATA(self, server, session, envelope):
         n = next(self.counter)
@@ -31,11 +34,15 @@ class Saver:
             "tls": session.ssl is not None
             or server.transport.get_extra_info("ssl_object") is not None,
             "authenticated": bool(session.authenticated),
+            "connection": server.connection_number,
         }
         tmp = os.path.join(self.outdir, f".{n:06d}.tmp")
         with open(tmp, "w") as f:
             json.dump(record, f)
         os.rename(tmp, os.path.join(self.outdir, f"{n:06d}.json"))
+        if self.drop_after_message:
+            # Runs once the answer below is written (nothing awaits in between).
+            asyncio.get_running_loop().call_soon(server.transport.close)
         return "250 OK"
 
 
@@ -51,6 +58,7 @@ def main():
     p.add_argument("--starttls", nargs=2, metavar=("CERT", "KEY"))
     p.add_argument("--tls", nargs=2, metavar=("CERT", "KEY"))
     p.add_argument("--auth")
+    p.add_argument("--drop-after-message", action="store_true")
     a = p.parse_args()
 
     starttls_ctx = context(*a.starttls) if a.starttls else None
@@ -65,10 +73,11 @@ def main():
         )
         return AuthResult(success=ok)
 
-    handler = Saver(a.dir)
+    handler = Saver(a.dir, a.drop_after_message)
+    connections = itertools.count()
 
     def factory():
-        return SMTP(
+        smtp = SMTP(
             handler,
             hostname="countersign-test-smtp",
             tls_context=starttls_ctx,
@@ -77,6 +86,8 @@ def main():
             auth_required=user is not None,
             auth_require_tls=starttls_ctx is not None or implicit_ctx is not None,
         )
+        smtp.connection_number = next(connections)
+        return smtp
 
     loop = asyncio.new_event_loop()
     server = loop.run_until_complete(
