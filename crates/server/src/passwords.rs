@@ -112,15 +112,21 @@ fn permits() -> &'static tokio::sync::Semaphore {
     PERMITS.get_or_init(|| tokio::sync::Semaphore::new(cpus()))
 }
 
-/// [`verify`] on the blocking pool, a bounded number at a time.
+/// [`verify`] on the blocking pool, a bounded number at a time. The permit travels with the
+/// check, not with the caller: a caller that goes away (a client that hangs up mid-bind) cannot
+/// free its slot while its check still runs, so the bound holds however clients behave.
 pub async fn verify_async(password: &Secret, phc: &str) -> bool {
-    let Ok(_permit) = permits().acquire().await else {
+    let Ok(permit) = permits().acquire().await else {
         return false;
     };
     let (password, phc) = (password.clone(), phc.to_owned());
-    tokio::task::spawn_blocking(move || verify(&password, &phc))
-        .await
-        .unwrap_or(false)
+    tokio::task::spawn_blocking(move || {
+        let matched = verify(&password, &phc);
+        drop(permit);
+        matched
+    })
+    .await
+    .unwrap_or(false)
 }
 
 /// A hash of nothing in particular, verified against for unknown users so they take as long to
@@ -226,5 +232,36 @@ mod tests {
         }
         let kept = blocks().free.lock().unwrap().len();
         assert!(kept <= cpus(), "{kept} memories kept for {} CPUs", cpus());
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_check_whose_caller_went_away_keeps_its_slot_until_it_finishes() {
+        // A slow hash (many passes) so the check is surely still running when its caller is
+        // dropped.
+        let slow = Argon2::new(
+            Algorithm::Argon2id,
+            Version::V0x13,
+            Params::new(8 * 1024, 60, 1, None).unwrap(),
+        )
+        .hash_password_with_salt(b"pw", &[7u8; 16])
+        .unwrap()
+        .to_string();
+        let all = permits().available_permits();
+        let caller = tokio::spawn(async move { verify_async(&Secret::new("pw"), &slow).await });
+        while permits().available_permits() == all {
+            tokio::task::yield_now().await;
+        }
+        caller.abort();
+        assert!(caller.await.unwrap_err().is_cancelled());
+        assert_eq!(
+            permits().available_permits(),
+            all - 1,
+            "the check still runs, so its slot is still taken"
+        );
+        let t0 = std::time::Instant::now();
+        while permits().available_permits() < all {
+            assert!(t0.elapsed() < std::time::Duration::from_secs(30));
+            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        }
     }
 }
