@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::time::Duration;
 
-/// Milliseconds since the Unix epoch, UTC. Injected through [`crate::ports::Clock`].
+/// Milliseconds since the Unix epoch, UTC. Injected through the `Clock` port.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Timestamp(pub i64);
 

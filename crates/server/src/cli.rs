@@ -439,7 +439,7 @@ pub async fn run_user(app: &App, cmd: UserCommand) -> anyhow::Result<()> {
         } => {
             let mut u = fetch(app, &store, directory.as_deref(), &username).await?;
             let password = read_password()?;
-            u.password_hash = passwords::hash(&password).map_err(|e| anyhow::anyhow!(e))?;
+            u.password_hash = passwords::hash(&password)?;
             store.update_local_user(&u).await.map_err(store_err)?;
             writeln!(out, "password of {username} changed")?;
         }
@@ -522,7 +522,7 @@ async fn add_user(
         anyhow::bail!("a user named {username:?} exists already");
     }
     let password = read_password()?;
-    let password_hash = passwords::hash(&password).map_err(|e| anyhow::anyhow!(e))?;
+    let password_hash = passwords::hash(&password)?;
     let dn = user.dn.clone();
     store
         .insert_local_user(&LocalUser {

@@ -176,8 +176,7 @@ async fn seed_users(app: &App) -> anyhow::Result<()> {
                 ..Default::default()
             },
         };
-        let password_hash =
-            passwords::hash(&Secret::new(d.password)).map_err(|e| anyhow::anyhow!(e))?;
+        let password_hash = passwords::hash(&Secret::new(d.password))?;
         app.store
             .insert_local_user(&LocalUser {
                 user,

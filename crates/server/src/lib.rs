@@ -11,5 +11,6 @@ pub mod directory;
 pub mod http;
 pub mod ldap;
 pub mod passwords;
+pub mod setup;
 pub mod store;
 pub mod system;

@@ -13,12 +13,17 @@ use subtle::ConstantTimeEq;
 
 use crate::system::random_bytes;
 
-pub fn hash(password: &Secret) -> Result<String, String> {
+/// argon2 refused to hash (it does so only for parameters or inputs out of its range).
+#[derive(Debug, thiserror::Error)]
+#[error("cannot hash password: {0}")]
+pub struct HashError(argon2::password_hash::Error);
+
+pub fn hash(password: &Secret) -> Result<String, HashError> {
     let salt = random_bytes(16);
     Argon2::default()
         .hash_password_with_salt(password.expose().as_bytes(), &salt)
         .map(|h| h.to_string())
-        .map_err(|e| format!("cannot hash password: {e}"))
+        .map_err(HashError)
 }
 
 /// Whether `password` matches the PHC string `phc` (any argon2 variant, version and

@@ -5,6 +5,8 @@ use std::path::PathBuf;
 
 use countersign_core::ports::StoreError;
 
+use crate::setup::SetupError;
+
 #[derive(Debug, thiserror::Error)]
 pub enum AppError {
     #[error("{0}")]
@@ -21,17 +23,12 @@ pub enum AppError {
         doing: &'static str,
         source: std::io::Error,
     },
-    /// An LDAP directory that cannot be set up (its message names the directory).
+    /// A directory, courier or the LDAP front's TLS that cannot be set up (the message names
+    /// the component and the key).
     #[error("{0}")]
-    Directory(String),
-    /// A mail or SMS transport that cannot be set up (its message names the profile).
-    #[error("{0}")]
-    Courier(String),
+    Setup(#[from] SetupError),
     #[error("profile {0} missing")]
     MissingProfile(String),
-    /// The LDAP front's certificate or key (the message names the key).
-    #[error("{0}")]
-    Tls(String),
     #[error("{}", match .0 {
         Some(n) => format!("no local [[directory]] named {n:?} in the configuration"),
         None => "the configuration has no [[directory]] of type local".to_owned(),

@@ -64,11 +64,7 @@ impl App {
             .collect();
         let ldap_directories: Vec<Arc<LdapDirectory>> = config
             .ldap_directories()
-            .map(|d| {
-                LdapDirectory::new(d.clone())
-                    .map(Arc::new)
-                    .map_err(AppError::Directory)
-            })
+            .map(|d| LdapDirectory::new(d.clone()).map(Arc::new))
             .collect::<Result<_, _>>()?;
         let directories: Vec<Arc<dyn Directory>> = config
             .deliver_otp
@@ -128,7 +124,7 @@ impl App {
     pub fn ldap_server(&self) -> Result<Arc<LdapServer>, AppError> {
         let l = &self.config.ldap;
         let tls = match &l.tls {
-            Some((cert, key)) => Some(tls_acceptor(cert, key).map_err(AppError::Tls)?),
+            Some((cert, key)) => Some(tls_acceptor(cert, key)?),
             None => None,
         };
         let settings = LdapSettings {
@@ -249,7 +245,7 @@ fn delivery_mechanisms(config: &Config) -> Result<Vec<DeliveryMechanism>, AppErr
                     .iter()
                     .find(|p| &p.name == mail_profile)
                     .ok_or_else(|| AppError::MissingProfile(mail_profile.clone()))?;
-                Arc::new(SmtpCourier::new(p).map_err(AppError::Courier)?)
+                Arc::new(SmtpCourier::new(p)?)
             }
             Transport::Sms { sms_profile } => {
                 let p = config
@@ -257,7 +253,7 @@ fn delivery_mechanisms(config: &Config) -> Result<Vec<DeliveryMechanism>, AppErr
                     .iter()
                     .find(|p| &p.name == sms_profile)
                     .ok_or_else(|| AppError::MissingProfile(sms_profile.clone()))?;
-                Arc::new(SmsCourier::new(p).map_err(AppError::Courier)?)
+                Arc::new(SmsCourier::new(p)?)
             }
             Transport::File { directory, print } => Arc::new(FileCourier::new(
                 &m.name,

@@ -7,6 +7,7 @@ use countersign_core::ports::{Courier, DeliveryError, OutboundMessage};
 use reqwest::header::{CONTENT_TYPE, HeaderName, HeaderValue};
 
 use crate::config::{SmsEncoding, SmsProfile};
+use crate::setup::SetupError;
 
 pub struct SmsCourier {
     client: reqwest::Client,
@@ -14,26 +15,20 @@ pub struct SmsCourier {
 }
 
 impl SmsCourier {
-    pub fn new(profile: &SmsProfile) -> Result<Self, String> {
+    pub fn new(profile: &SmsProfile) -> Result<Self, SetupError> {
+        let refuse =
+            |detail: String| SetupError::new(format!("sms_profile {}", profile.name), detail);
         for (name, value) in &profile.headers {
-            HeaderName::from_bytes(name.as_bytes()).map_err(|_| {
-                format!(
-                    "sms_profile {}: {name:?} is not a header name",
-                    profile.name
-                )
-            })?;
-            HeaderValue::from_str(value.expose()).map_err(|_| {
-                format!(
-                    "sms_profile {}: the value of header {name} is not valid",
-                    profile.name
-                )
-            })?;
+            HeaderName::from_bytes(name.as_bytes())
+                .map_err(|_| refuse(format!("{name:?} is not a header name")))?;
+            HeaderValue::from_str(value.expose())
+                .map_err(|_| refuse(format!("the value of header {name} is not valid")))?;
         }
         let client = reqwest::Client::builder()
             .timeout(profile.timeout)
             .connect_timeout(profile.timeout)
             .build()
-            .map_err(|e| format!("sms_profile {}: {e}", profile.name))?;
+            .map_err(|e| refuse(e.to_string()))?;
         Ok(Self {
             client,
             profile: profile.clone(),

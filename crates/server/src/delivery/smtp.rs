@@ -27,6 +27,7 @@ use tokio::net::TcpStream;
 use tokio_util::compat::{Compat, FuturesAsyncReadCompatExt};
 
 use crate::config::{MailProfile, Tls};
+use crate::setup::SetupError;
 
 pub struct SmtpCourier {
     host: String,
@@ -58,23 +59,24 @@ enum Security {
 }
 
 impl SmtpCourier {
-    pub fn new(profile: &MailProfile) -> Result<Self, String> {
+    pub fn new(profile: &MailProfile) -> Result<Self, SetupError> {
+        let component = || format!("mail_profile {}", profile.name);
         let from: Mailbox = profile
             .from
             .parse()
-            .map_err(|e| format!("mail_profile {}: from: {e}", profile.name))?;
+            .map_err(|e| SetupError::new(component(), format!("from: {e}")))?;
         let tls = match profile.tls {
             Tls::None => None,
             Tls::StartTls | Tls::Implicit => {
                 let mut params = TlsParameters::builder(profile.host.clone());
                 if let Some(pem) = &profile.ca_pem {
                     let cert = Certificate::from_pem(pem)
-                        .map_err(|e| format!("mail_profile {}: ca_file: {e}", profile.name))?;
+                        .map_err(|e| SetupError::new(component(), format!("ca_file: {e}")))?;
                     params = params.add_root_certificate(cert);
                 }
                 let params = params
                     .build_rustls()
-                    .map_err(|e| format!("mail_profile {}: TLS: {e}", profile.name))?;
+                    .map_err(|e| SetupError::new(component(), format!("TLS: {e}")))?;
                 Some(if profile.tls == Tls::Implicit {
                     Security::Implicit(params)
                 } else {

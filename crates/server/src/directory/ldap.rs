@@ -31,6 +31,8 @@ use ldap3::{
     Ldap, LdapConnAsync, LdapConnSettings, Scope, SearchEntry, SearchOptions, ldap_escape,
 };
 
+use crate::setup::SetupError;
+
 use super::account::{self, Attributes, PasswordPolicy, PpolicyResponse};
 use crate::config::LdapDirectoryConfig;
 use crate::system::SystemClock;
@@ -87,7 +89,8 @@ struct BindOutcome {
 }
 
 impl LdapDirectory {
-    pub fn new(config: LdapDirectoryConfig) -> Result<Self, String> {
+    pub fn new(config: LdapDirectoryConfig) -> Result<Self, SetupError> {
+        let refuse = |detail: String| SetupError::new(format!("directory {}", config.name), detail);
         let tls = match &config.ca_pem {
             None => None,
             Some(pem) => {
@@ -95,23 +98,19 @@ impl LdapDirectory {
                 use rustls::pki_types::pem::PemObject;
                 let mut roots = rustls::RootCertStore::empty();
                 for cert in CertificateDer::pem_slice_iter(pem) {
-                    let cert =
-                        cert.map_err(|e| format!("directory {}: ca_file: {e}", config.name))?;
+                    let cert = cert.map_err(|e| refuse(format!("ca_file: {e}")))?;
                     roots
                         .add(cert)
-                        .map_err(|e| format!("directory {}: ca_file: {e}", config.name))?;
+                        .map_err(|e| refuse(format!("ca_file: {e}")))?;
                 }
                 if roots.is_empty() {
-                    return Err(format!(
-                        "directory {}: ca_file holds no certificate",
-                        config.name
-                    ));
+                    return Err(refuse("ca_file holds no certificate".into()));
                 }
                 let client = rustls::ClientConfig::builder_with_provider(Arc::new(
                     rustls::crypto::ring::default_provider(),
                 ))
                 .with_safe_default_protocol_versions()
-                .map_err(|e| format!("directory {}: TLS: {e}", config.name))?
+                .map_err(|e| refuse(format!("TLS: {e}")))?
                 .with_root_certificates(roots)
                 .with_no_client_auth();
                 Some(Arc::new(client))

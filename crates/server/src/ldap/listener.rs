@@ -18,6 +18,8 @@ use tokio_rustls::TlsAcceptor;
 use tokio_util::codec::Framed;
 use tracing::Instrument;
 
+use crate::setup::SetupError;
+
 use super::codec::Codec;
 use super::connection::{self, Context, Io, Next, WRITE_TIMEOUT};
 use super::handler::{LdapHandler, Session};
@@ -49,23 +51,24 @@ pub struct LdapServer {
 }
 
 /// A TLS acceptor (rustls, ring) from a PEM certificate chain and key.
-pub fn tls_acceptor(cert_pem: &[u8], key_pem: &[u8]) -> Result<TlsAcceptor, String> {
+pub fn tls_acceptor(cert_pem: &[u8], key_pem: &[u8]) -> Result<TlsAcceptor, SetupError> {
+    let refuse = |detail: String| SetupError::new("ldap", detail);
     let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(cert_pem)
         .collect::<Result<_, _>>()
-        .map_err(|e| format!("ldap.tls_certificate_file: {e}"))?;
+        .map_err(|e| refuse(format!("tls_certificate_file: {e}")))?;
     if certs.is_empty() {
-        return Err("ldap.tls_certificate_file: no certificate found".into());
+        return Err(refuse("tls_certificate_file: no certificate found".into()));
     }
     let key =
-        PrivateKeyDer::from_pem_slice(key_pem).map_err(|e| format!("ldap.tls_key_file: {e}"))?;
+        PrivateKeyDer::from_pem_slice(key_pem).map_err(|e| refuse(format!("tls_key_file: {e}")))?;
     let config = rustls::ServerConfig::builder_with_provider(Arc::new(
         rustls::crypto::ring::default_provider(),
     ))
     .with_safe_default_protocol_versions()
-    .map_err(|e| format!("TLS: {e}"))?
+    .map_err(|e| refuse(format!("TLS: {e}")))?
     .with_no_client_auth()
     .with_single_cert(certs, key)
-    .map_err(|e| format!("ldap.tls_certificate_file / tls_key_file: {e}"))?;
+    .map_err(|e| refuse(format!("tls_certificate_file / tls_key_file: {e}")))?;
     Ok(TlsAcceptor::from(Arc::new(config)))
 }
 
