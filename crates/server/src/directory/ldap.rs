@@ -16,6 +16,7 @@
 //! control, AD's diagnostic) is what the audit shows.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -43,6 +44,11 @@ const MAX_BACKOFF: Duration = Duration::from_secs(30);
 pub const POLICY_TTL: Duration = Duration::from_secs(60);
 /// Distinct policy entries kept at most (they are named by the directory, not by clients).
 const MAX_POLICIES: usize = 256;
+/// Idle connections kept for user binds, and how long one may idle before it is not trusted to
+/// be alive (well under the idle limits servers use: OpenLDAP `idletimeout` is off by default,
+/// Active Directory's MaxConnIdleTime is 900 s).
+const BIND_POOL_SIZE: usize = 16;
+const BIND_POOL_IDLE: Duration = Duration::from_secs(60);
 
 // LDAP result codes (RFC 4511 appendix A).
 const SIZE_LIMIT_EXCEEDED: u32 = 4;
@@ -77,6 +83,12 @@ pub struct LdapDirectory {
     health: Mutex<Health>,
     /// ppolicy entries by DN as read (None: no such entry), with when they were read.
     policies: Mutex<HashMap<String, (Instant, Option<PasswordPolicy>)>>,
+    /// Connections for user binds only, idle since the instant kept. Nothing but binds is ever
+    /// sent on them and a bind resets a connection's identity (RFC 4511 §4.2.1), so reusing
+    /// one spares each login a TCP (and TLS) handshake without mixing identities.
+    binds: Mutex<Vec<(Instant, Ldap)>>,
+    /// Connections opened for user binds (tests and diagnostics).
+    bind_connections_opened: AtomicU64,
 }
 
 /// What the server answered to a user's bind.
@@ -122,11 +134,60 @@ impl LdapDirectory {
             service: tokio::sync::Mutex::new((0, None)),
             health: Mutex::new(Health::default()),
             policies: Mutex::new(HashMap::new()),
+            binds: Mutex::new(Vec::new()),
+            bind_connections_opened: AtomicU64::new(0),
         })
     }
 
     pub fn config(&self) -> &LdapDirectoryConfig {
         &self.config
+    }
+
+    /// How many connections user binds have opened so far (the rest reused kept ones).
+    pub fn bind_connections_opened(&self) -> u64 {
+        self.bind_connections_opened.load(Ordering::Relaxed)
+    }
+
+    /// A kept bind connection that is still open and not idle too long, if any.
+    fn kept_bind_connection(&self) -> Option<Ldap> {
+        let mut kept = self.binds.lock().ok()?;
+        while let Some((since, mut ldap)) = kept.pop() {
+            if since.elapsed() < BIND_POOL_IDLE && !ldap.is_closed() {
+                return Some(ldap);
+            }
+        }
+        None
+    }
+
+    fn keep_bind_connection(&self, ldap: Ldap) {
+        if let Ok(mut kept) = self.binds.lock()
+            && kept.len() < BIND_POOL_SIZE
+        {
+            kept.push((Instant::now(), ldap));
+        }
+    }
+
+    /// One simple bind with the ppolicy request control on `ldap`, within the timeout.
+    async fn simple_bind_on(
+        &self,
+        ldap: &mut Ldap,
+        dn: &str,
+        password: &Secret,
+    ) -> Result<ldap3::LdapResult, DirectoryError> {
+        let ppolicy = RawControl {
+            ctype: account::PPOLICY_CONTROL.to_owned(),
+            crit: false,
+            val: None,
+        };
+        let call = ldap
+            .with_timeout(self.config.timeout)
+            .with_controls(vec![ppolicy])
+            .simple_bind(dn, password.expose());
+        match tokio::time::timeout(self.config.timeout.saturating_mul(2), call).await {
+            Ok(Ok(r)) => Ok(r),
+            Ok(Err(e)) => Err(self.unavailable(format!("bind failed: {e}"))),
+            Err(_) => Err(self.unavailable("bind timed out")),
+        }
     }
 
     fn unavailable(&self, reason: impl std::fmt::Display) -> DirectoryError {
@@ -434,23 +495,26 @@ impl LdapDirectory {
                 said: None,
             });
         }
-        let mut ldap = self.connect().await?;
-        let ppolicy = RawControl {
-            ctype: account::PPOLICY_CONTROL.to_owned(),
-            crit: false,
-            val: None,
+        // A kept connection first; if it turns out dead (the server closed it), once more on a
+        // new one, so a stale pool never fails a login.
+        // Only a connection found closed is retried: a bind that timed out may have reached the
+        // server, and must not be counted twice by its lockout policy.
+        let (r, mut ldap) = match self.kept_bind_connection() {
+            Some(mut ldap) => match self.simple_bind_on(&mut ldap, dn, password).await {
+                Ok(r) => (r, ldap),
+                Err(_) if ldap.is_closed() => self.bind_on_new_connection(dn, password).await?,
+                Err(e) => return Err(e),
+            },
+            None => self.bind_on_new_connection(dn, password).await?,
         };
-        let call = ldap
-            .with_timeout(self.config.timeout)
-            .with_controls(vec![ppolicy])
-            .simple_bind(dn, password.expose());
-        let outcome = tokio::time::timeout(self.config.timeout.saturating_mul(2), call).await;
-        let _ = tokio::time::timeout(self.config.timeout, ldap.unbind()).await;
-        let r = match outcome {
-            Ok(Ok(r)) => r,
-            Ok(Err(e)) => return Err(self.unavailable(format!("bind failed: {e}"))),
-            Err(_) => return Err(self.unavailable("bind timed out")),
-        };
+        if matches!(
+            r.rc,
+            0 | INVALID_CREDENTIALS | INAPPROPRIATE_AUTHENTICATION | CONSTRAINT_VIOLATION
+        ) {
+            self.keep_bind_connection(ldap);
+        } else {
+            let _ = tokio::time::timeout(self.config.timeout, ldap.unbind()).await;
+        }
         let accepted = match r.rc {
             0 => true,
             // Refusals of the credentials or the account (locked or disabled on some servers,
@@ -484,6 +548,23 @@ impl LdapDirectory {
                 .flatten()
         });
         Ok(BindOutcome { accepted, said })
+    }
+
+    /// A user bind on a connection of its own.
+    async fn bind_on_new_connection(
+        &self,
+        dn: &str,
+        password: &Secret,
+    ) -> Result<(ldap3::LdapResult, Ldap), DirectoryError> {
+        let mut ldap = self.connect().await?;
+        self.bind_connections_opened.fetch_add(1, Ordering::Relaxed);
+        match self.simple_bind_on(&mut ldap, dn, password).await {
+            Ok(r) => Ok((r, ldap)),
+            Err(e) => {
+                let _ = tokio::time::timeout(self.config.timeout, ldap.unbind()).await;
+                Err(e)
+            }
+        }
     }
 }
 

@@ -530,3 +530,59 @@ fn the_two_schema_files_define_the_same_things() {
     );
     assert_eq!(schema, defs("countersign.ldif"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn user_binds_reuse_connections_and_survive_the_server_closing_them() {
+    let mut slapd = Slapd::start();
+    let d = adapter(&slapd, &plain(&slapd));
+    let alice = found(lookup(&d, "u:alice").await);
+    let bob = found(lookup(&d, "u:bob").await);
+    // Right and wrong passwords of different users, one after another: each answer is the
+    // answer for that bind alone, and one connection carries them all.
+    for _ in 0..5 {
+        assert!(
+            d.check_password(&alice, &"alice-password".into())
+                .await
+                .unwrap()
+        );
+        assert!(
+            !d.check_password(&bob, &"alice-password".into())
+                .await
+                .unwrap()
+        );
+        assert!(
+            d.check_password(&bob, &"bob-password".into())
+                .await
+                .unwrap()
+        );
+        assert!(!d.check_password(&alice, &"wrong".into()).await.unwrap());
+    }
+    assert_eq!(d.bind_connections_opened(), 1);
+
+    // Concurrent binds open at most one connection each, and are kept for the next ones.
+    let checks = (0..12).map(|i| {
+        let (d, alice) = (&d, &alice);
+        async move {
+            let pw = if i % 2 == 0 { "alice-password" } else { "nope" };
+            d.check_password(alice, &pw.into()).await.unwrap() == (i % 2 == 0)
+        }
+    });
+    assert!(
+        futures_util::future::join_all(checks)
+            .await
+            .into_iter()
+            .all(|ok| ok)
+    );
+    let opened = d.bind_connections_opened();
+    assert!(opened <= 13, "{opened}");
+
+    // The server restarts: every kept connection is dead, and the next bind still works.
+    slapd.restart();
+    assert!(
+        d.check_password(&alice, &"alice-password".into())
+            .await
+            .unwrap()
+    );
+    assert!(!d.check_password(&alice, &"wrong".into()).await.unwrap());
+    assert!(d.bind_connections_opened() > opened);
+}
