@@ -56,19 +56,56 @@ impl Identity {
         }
     }
 
-    /// The identity as rate limits count it: the same for every spelling that parses alike
-    /// (prefix case, DN spacing and case), computed from the text alone, so a known and an
-    /// unknown user are counted the same way.
+    /// The identity as rate limits count it, from the text alone, so a known and an unknown
+    /// user are counted the same way. Directories match names loosely (LDAP's caseIgnoreMatch
+    /// ignores case and insignificant spaces, RFC 4518; attribute types have OID aliases), so
+    /// an exact key would give an attacker a fresh budget for every spelling of one user
+    /// (`u:alice`, `u:alice `, `u:ALICE`, `dn:0.9.2342.19200300.100.1.1=alice,…`). The key is a
+    /// skeleton that folds all of those together: the name of `u:` or the value of a `dn:`'s
+    /// first RDN, lower-cased, fullwidth forms mapped to ASCII, and everything but letters and
+    /// digits dropped. Distinct users whose skeletons collide share a budget, which errs on the
+    /// side of limiting.
     pub fn limit_key(text: &str) -> String {
-        match Identity::parse(text) {
-            Ok(Identity::Dn(dn)) => format!("dn:{}", dn.normalized()),
-            Ok(Identity::Username(name)) => format!("u:{}", name.to_lowercase()),
-            Err(_) => format!(
-                "malformed:{}",
-                text.chars().take(256).collect::<String>().to_lowercase()
-            ),
+        let name = match Identity::parse(text) {
+            Ok(Identity::Dn(dn)) => first_rdn_values(&dn),
+            Ok(Identity::Username(name)) => name,
+            Err(_) => {
+                return format!(
+                    "malformed:{}",
+                    text.chars().take(256).collect::<String>().to_lowercase()
+                );
+            }
+        };
+        let folded = skeleton(&name);
+        if folded.is_empty() {
+            format!("raw:{}", name.to_lowercase())
+        } else {
+            format!("id:{folded}")
         }
     }
+}
+
+/// The values of a DN's first RDN, without their attribute types.
+fn first_rdn_values(dn: &Dn) -> String {
+    let normalized = dn.normalized();
+    let first = normalized.split(',').next().unwrap_or_default();
+    first
+        .split('+')
+        .map(|ava| ava.split_once('=').map_or(ava, |(_, v)| v))
+        .collect::<Vec<_>>()
+        .join("+")
+}
+
+/// Lower-case letters and digits only; fullwidth ASCII (U+FF01..U+FF5E) as ASCII.
+fn skeleton(name: &str) -> String {
+    name.chars()
+        .map(|c| match u32::from(c) {
+            cp @ 0xFF01..=0xFF5E => char::from_u32(cp - 0xFEE0).unwrap_or(c),
+            _ => c,
+        })
+        .flat_map(char::to_lowercase)
+        .filter(|c| c.is_alphanumeric())
+        .collect()
 }
 
 fn strip_prefix_ci<'a>(text: &'a str, prefix: &str) -> Option<&'a str> {
@@ -129,14 +166,24 @@ mod tests {
 
     #[test]
     fn spellings_that_parse_alike_share_a_limit_key() {
-        assert_eq!(
-            Identity::limit_key("U:Alice"),
-            Identity::limit_key("u:alice")
-        );
-        assert_eq!(
-            Identity::limit_key("dn:UID=alice, dc=x"),
-            Identity::limit_key("DN:uid=alice,dc=x")
-        );
-        assert_ne!(Identity::limit_key("u:alice"), Identity::limit_key("u:bob"));
+        let alice = Identity::limit_key("u:alice");
+        for spelling in [
+            "U:Alice",
+            "u:alice ",
+            "u:  a l i c e",
+            "u:ali\u{ad}ce",
+            "u:ali\u{200b}ce",
+            "u:\u{ff41}lice",
+            "u:ALICE.",
+            "dn:uid=alice,ou=people,dc=x",
+            "DN:UID=alice, dc=x",
+            "dn:0.9.2342.19200300.100.1.1=alice,dc=x",
+            "dn:uid=\\61lice,dc=x",
+            "dn:uid=alice\\20,dc=x",
+        ] {
+            assert_eq!(Identity::limit_key(spelling), alice, "{spelling:?}");
+        }
+        assert_ne!(alice, Identity::limit_key("u:bob"));
+        assert_ne!(alice, Identity::limit_key("u:alice2"));
     }
 }

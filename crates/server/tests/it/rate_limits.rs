@@ -135,3 +135,42 @@ async fn an_attacker_who_knows_only_the_username_cannot_lock_the_user_out() {
     }
     assert_eq!(verify(&cs, &home, "u:alice", &code).await, 200);
 }
+
+#[tokio::test]
+async fn respelling_the_user_does_not_buy_more_guesses_at_a_code() {
+    // Directories match names loosely, so `u:alice `, `u:ALICE` and a DN with the OID of `uid`
+    // all reach alice's code. Each spelling from a fresh address must still draw on one
+    // per-user budget, or an attacker could guess at the code without end (wrong codes from
+    // strangers never void it).
+    let (smtp, cs) = with_smtp("failures_per_user = \"10/15m\"\n").await;
+    let home = client_at(2);
+    assert_eq!(deliver(&cs, &home, "u:alice", "alice-password").await, 200);
+    let code = smtp.wait_for(1)[0].otp(6);
+    let wrong = if code == "000000" { "999999" } else { "000000" };
+    let spellings = [
+        "u:alice".to_owned(),
+        "u:alice ".to_owned(),
+        "u: alice".to_owned(),
+        "U:ALICE".to_owned(),
+        "u:al\u{ad}ice".to_owned(),
+        format!("dn:{}", alice_dn()),
+        format!(
+            "dn:{}",
+            alice_dn().replacen("uid=", "0.9.2342.19200300.100.1.1=", 1)
+        ),
+        format!("dn:{}", alice_dn().replacen("uid=alice", "uid=\\61lice", 1)),
+    ];
+    let mut answers = Vec::new();
+    for (i, spelling) in spellings.iter().cycle().take(24).enumerate() {
+        let c = client_at(40 + i as u8);
+        answers.push(verify(&cs, &c, spelling, wrong).await);
+    }
+    assert_eq!(
+        answers.iter().filter(|s| **s == 401).count(),
+        10,
+        "ten guesses in all, whatever the spelling: {answers:?}"
+    );
+    assert!(answers[10..].iter().all(|s| *s == 429), "{answers:?}");
+    // The real user, at home, is not held back and the code still works.
+    assert_eq!(verify(&cs, &home, "u:alice", &code).await, 200);
+}
