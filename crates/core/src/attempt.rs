@@ -4,11 +4,12 @@
 //! [`AuditTrail::record`]; the reason is derived there, in one place, from the error and the
 //! facts gathered, so no use case carries a second "reason" string beside its error.
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 
 use crate::audit::{AuditAction, AuditOutcome, AuditRecord};
 use crate::error::AuthError;
-use crate::model::{User, UserKey};
+use crate::model::{Timestamp, User, UserKey};
 use crate::ports::{Clock, Store};
 
 /// The protocol front an attempt came through.
@@ -151,22 +152,88 @@ impl Attempt {
     }
 }
 
-/// Where attempts are recorded: one append-only record each.
+/// Where attempts are recorded: one append-only record each, except refusals by the rate
+/// limits. Those are what a flood consists of, and a record each would let one client write
+/// megabytes a second to the store: per client address, the first in a minute is recorded and
+/// the rest are counted into the next one recorded.
 #[derive(Clone)]
 pub struct AuditTrail {
     pub store: Arc<dyn Store>,
     pub clock: Arc<dyn Clock>,
+    limited: Arc<Mutex<HashMap<String, LimitedSince>>>,
 }
 
+/// Rate-limit refusals of one client since its last recorded one.
+#[derive(Debug, Clone, Copy)]
+struct LimitedSince {
+    recorded_at: Timestamp,
+    not_recorded: u64,
+}
+
+/// How long after a recorded rate-limit refusal the client's next ones are only counted.
+pub const LIMITED_RECORD_INTERVAL_MS: i64 = 60_000;
+/// Clients whose refusals are being counted, at most (older ones are forgotten first).
+const MAX_LIMITED_CLIENTS: usize = 10_000;
+
 impl AuditTrail {
+    pub fn new(store: Arc<dyn Store>, clock: Arc<dyn Clock>) -> Self {
+        Self {
+            store,
+            clock,
+            limited: Arc::default(),
+        }
+    }
+
     /// Records `attempt` with the outcome of its use case. A record that cannot be written is
     /// logged as lost; the answer to the client does not change.
     pub async fn record<T>(&self, attempt: Attempt, result: &Result<T, AuthError>) {
         let action = attempt.action;
-        let record = attempt.into_record(self.clock.now(), result);
+        let now = self.clock.now();
+        let limited = matches!(result, Err(AuthError::RateLimited { .. }));
+        let client = attempt.client.clone().unwrap_or_default();
+        let mut record = attempt.into_record(now, result);
+        if limited {
+            match self.count_limited(&client, now) {
+                None => return,
+                Some(0) => {}
+                Some(n) => {
+                    record.reason = format!(
+                        "{} ({n} more from this client since the last one recorded)",
+                        record.reason
+                    );
+                }
+            }
+        }
         if let Err(e) = self.store.append_audit(&record).await {
             tracing::error!(error = %e, action = action.as_str(), "audit record lost");
         }
+    }
+
+    /// `None` when this refusal is only counted; otherwise how many went unrecorded before it.
+    fn count_limited(&self, client: &str, now: Timestamp) -> Option<u64> {
+        let Ok(mut map) = self.limited.lock() else {
+            return Some(0);
+        };
+        if let Some(seen) = map.get_mut(client)
+            && now.0 - seen.recorded_at.0 < LIMITED_RECORD_INTERVAL_MS
+        {
+            seen.not_recorded += 1;
+            return None;
+        }
+        if map.len() >= MAX_LIMITED_CLIENTS {
+            map.retain(|_, seen| now.0 - seen.recorded_at.0 < LIMITED_RECORD_INTERVAL_MS);
+        }
+        let before = map.get(client).map_or(0, |seen| seen.not_recorded);
+        if map.len() < MAX_LIMITED_CLIENTS || map.contains_key(client) {
+            map.insert(
+                client.to_owned(),
+                LimitedSince {
+                    recorded_at: now,
+                    not_recorded: 0,
+                },
+            );
+        }
+        Some(before)
     }
 }
 
@@ -224,5 +291,56 @@ mod tests {
             .map(|f| f.as_str())
             .collect();
         assert_eq!(names, ["http", "ldap", "radius"]);
+    }
+
+    #[tokio::test]
+    async fn a_flood_of_rate_limited_attempts_is_recorded_once_a_minute_per_client() {
+        use crate::testkit::{MemStore, TestClock};
+        let store = Arc::new(MemStore::default());
+        let clock = Arc::new(TestClock::at(1_000_000));
+        let trail = AuditTrail::new(store.clone(), clock.clone());
+        let limited: Result<(), AuthError> = Err(AuthError::RateLimited {
+            retry_after: std::time::Duration::from_secs(30),
+        });
+        let at = |client: &str| Caller {
+            front: Front::Http,
+            client: Some(client.into()),
+            bound_as: None,
+        };
+        for _ in 0..1000 {
+            let a = Attempt::new(AuditAction::Verify, &at("192.0.2.1"), "u:x");
+            trail.record(a, &limited).await;
+        }
+        // Another client's refusal and any other outcome are recorded as usual.
+        trail
+            .record(
+                Attempt::new(AuditAction::Verify, &at("192.0.2.2"), "u:x"),
+                &limited,
+            )
+            .await;
+        let wrong: Result<(), AuthError> = Err(AuthError::InvalidCredentials(
+            crate::error::Refusal::WrongOtp,
+        ));
+        trail
+            .record(
+                Attempt::new(AuditAction::Verify, &at("192.0.2.1"), "u:x"),
+                &wrong,
+            )
+            .await;
+        assert_eq!(store.audit.lock().unwrap().len(), 3);
+        // A minute on, the next refusal is recorded with the count of those in between.
+        clock.advance(std::time::Duration::from_secs(60));
+        trail
+            .record(
+                Attempt::new(AuditAction::Verify, &at("192.0.2.1"), "u:x"),
+                &limited,
+            )
+            .await;
+        let records = store.audit.lock().unwrap();
+        assert_eq!(records.len(), 4);
+        assert_eq!(
+            records[3].reason,
+            "rate limited (999 more from this client since the last one recorded)"
+        );
     }
 }

@@ -293,10 +293,7 @@ pub fn world_limited(
     let passwords = Arc::new(PasswordAuthentication {
         mapper: IdentityMapper::new(vec![dir.clone()]),
         limits: Arc::new(limits),
-        audit: AuditTrail {
-            store: store.clone(),
-            clock: clock.clone(),
-        },
+        audit: AuditTrail::new(store.clone(), clock.clone()),
         clock: clock.clone(),
     });
     let svc = OtpService {

@@ -89,10 +89,7 @@ impl App {
         let passwords = Arc::new(PasswordAuthentication {
             mapper: IdentityMapper::new(directories),
             limits: Arc::new(rate_limits(&config)),
-            audit: AuditTrail {
-                store: dyn_store.clone(),
-                clock: clock.clone(),
-            },
+            audit: AuditTrail::new(dyn_store.clone(), clock.clone()),
             clock: clock.clone(),
         });
         let otp = OtpService {
@@ -192,6 +189,19 @@ impl App {
 }
 
 /// Reads the OTP hashing key (hex), or creates one readable only by its owner.
+/// Takes group and other permissions away from an existing key file (one copied in, or made
+/// by hand with a loose umask), saying so in the log: the key is what makes stolen OTP hashes
+/// useless.
+fn tighten_key_file(path: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(path)?.permissions().mode() & 0o777;
+    if mode & 0o077 != 0 {
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode & 0o700))?;
+        tracing::warn!(path = %path.display(), was = format!("{mode:o}"), "made the key file readable by its owner only");
+    }
+    Ok(())
+}
+
 fn load_or_create_key(path: &Path) -> Result<Vec<u8>, AppError> {
     let io = |doing: &'static str, at: &Path| {
         let path = at.to_path_buf();
@@ -203,6 +213,7 @@ fn load_or_create_key(path: &Path) -> Result<Vec<u8>, AppError> {
     };
     match std::fs::read_to_string(path) {
         Ok(text) => {
+            tighten_key_file(path).map_err(io("restrict the permissions of", path))?;
             let key = from_hex(&text).ok_or_else(|| AppError::KeyNotHex(path.to_path_buf()))?;
             if key.len() < MIN_KEY_LEN {
                 return Err(AppError::KeyShorterThan {

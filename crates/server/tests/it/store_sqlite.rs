@@ -383,3 +383,27 @@ async fn pruning_more_records_than_one_slice_removes_them_all() {
     assert_eq!(left.len(), 1);
     assert_eq!(left[0].at, Timestamp(12_000));
 }
+
+#[tokio::test]
+async fn a_key_file_left_readable_by_others_is_made_private_on_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("countersign.toml");
+    let setup = crate::fixtures::Setup {
+        extra: "[[delivery_mechanism]]\nname = \"File\"\ntype = \"file\"\ndirectory = \"outbox\"\n"
+            .into(),
+        default_mechanisms: vec!["File"],
+        ..Default::default()
+    };
+    std::fs::write(&config, setup.config()).unwrap();
+    // The first start makes the key (0600); someone copies it in with a loose mode.
+    let app =
+        countersign::app::App::build(countersign::config::Config::load(&config).unwrap()).unwrap();
+    let key = app.config.secret_key_file.clone();
+    drop(app);
+    assert_eq!(mode(&key), 0o600);
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let app =
+        countersign::app::App::build(countersign::config::Config::load(&config).unwrap()).unwrap();
+    assert_eq!(mode(&key), 0o600);
+    drop(app);
+}
