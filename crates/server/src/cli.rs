@@ -16,6 +16,7 @@ use crate::app::App;
 use crate::config::{Config, parse_duration};
 use crate::passwords;
 use crate::system::SystemClock;
+use crate::terminal::visible;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -638,50 +639,4 @@ pub async fn run_audit(app: &App, args: AuditArgs) -> anyhow::Result<()> {
         }
     }
     Ok(())
-}
-
-/// A field of the plain audit output as it can be shown on a terminal without forging
-/// anything: a newline cannot start a fake record, an escape sequence cannot repaint the
-/// screen, a bidirectional override cannot reorder what follows. Such characters (C0, DEL,
-/// C1, Unicode direction marks and overrides) are written as `\n`, `\r`, `\t` or `\u{XX}`,
-/// and a backslash as `\\`, so every escape reads back to one character.
-pub fn visible(text: &str) -> std::borrow::Cow<'_, str> {
-    let hidden = |c: char| {
-        c == '\\'
-            || c.is_control()
-            || matches!(c, '\u{061C}' | '\u{200E}' | '\u{200F}' | '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}')
-    };
-    if !text.chars().any(hidden) {
-        return std::borrow::Cow::Borrowed(text);
-    }
-    let mut out = String::with_capacity(text.len() + 8);
-    for c in text.chars() {
-        match c {
-            '\\' => out.push_str("\\\\"),
-            '\n' => out.push_str("\\n"),
-            '\r' => out.push_str("\\r"),
-            '\t' => out.push_str("\\t"),
-            c if hidden(c) => {
-                use std::fmt::Write;
-                let _ = write!(out, "\\u{{{:X}}}", u32::from(c));
-            }
-            c => out.push(c),
-        }
-    }
-    std::borrow::Cow::Owned(out)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::visible;
-
-    #[test]
-    fn control_characters_are_shown_escaped_and_unambiguous() {
-        assert_eq!(visible("u:alice"), "u:alice");
-        assert_eq!(
-            visible("a\nb\u{1b}[2J\u{7f}\u{9b}\u{202e}\\n"),
-            "a\\nb\\u{1B}[2J\\u{7F}\\u{9B}\\u{202E}\\\\n"
-        );
-        assert_eq!(visible("caf\u{e9}"), "caf\u{e9}");
-    }
 }

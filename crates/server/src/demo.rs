@@ -103,6 +103,11 @@ const USERS: [DemoUser; 3] = [
 
 pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     std::fs::create_dir_all(&args.dir)?;
+    // The demo's folder holds its database, key and messages with codes: its owner's only.
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&args.dir, std::fs::Permissions::from_mode(0o700))?;
+    }
     let dir = std::fs::canonicalize(&args.dir)?;
     let bind = |addr: String, flag: &'static str| async move {
         tokio::net::TcpListener::bind(&addr).await.map_err(|e| {

@@ -14,3 +14,4 @@ pub mod passwords;
 pub mod setup;
 pub mod store;
 pub mod system;
+pub mod terminal;

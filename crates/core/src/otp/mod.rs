@@ -287,15 +287,24 @@ impl OtpService {
     ) -> Result<User, AuthError> {
         let now = self.clock.now();
         let identity = Identity::parse(&req.authentication_id)?;
+        // A malformed authorization identity is refused like a malformed authentication one,
+        // whatever the code: the answer must not depend on whether the code was right.
+        if let Some(authz) = &req.authorization_id {
+            Identity::parse(authz)?;
+        }
         if req.otp.expose().len() > MAX_OTP_LEN {
             // Longer than any generator makes: wrong, without a store round trip.
             return Err(AuthError::InvalidCredentials(Refusal::WrongOtp));
         }
-        let user = self
-            .mapper()
-            .find_user(&identity)
-            .await?
-            .ok_or(AuthError::InvalidCredentials(Refusal::UnknownUser))?;
+        let Some(user) = self.mapper().find_user(&identity).await? else {
+            // The store read a known user costs, so the refusal takes as long.
+            let nobody = crate::model::UserKey {
+                directory: String::new(),
+                dn: String::new(),
+            };
+            let _ = self.store.get_otp(&nobody).await;
+            return Err(AuthError::InvalidCredentials(Refusal::UnknownUser));
+        };
         attempt.resolved(&user);
         usable(&user, now)?;
         let key = user.key();

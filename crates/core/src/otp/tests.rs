@@ -657,3 +657,26 @@ async fn bad_identities_get_the_malformed_answer_in_every_operation() {
         0
     );
 }
+
+#[tokio::test]
+async fn a_malformed_authorization_identity_gets_one_answer_whatever_the_code() {
+    let w = world();
+    let with_authz = |otp: &str| VerifyRequest {
+        authorization_id: Some("u:al\u{0}ice".into()),
+        ..verify_req(otp)
+    };
+    // No code outstanding, then a right one: the same refusal, and the code is not spent.
+    let none = w.svc.verify(with_authz("123456"), &caller()).await;
+    assert!(
+        matches!(none, Err(AuthError::MalformedIdentity(_))),
+        "{none:?}"
+    );
+    w.svc.deliver(deliver_req(None), &caller()).await.unwrap();
+    let otp = last_otp(&w.email);
+    let right = w.svc.verify(with_authz(&otp), &caller()).await;
+    assert!(
+        matches!(right, Err(AuthError::MalformedIdentity(_))),
+        "{right:?}"
+    );
+    assert!(w.svc.verify(verify_req(&otp), &caller()).await.is_ok());
+}

@@ -8,6 +8,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use async_trait::async_trait;
 use countersign_core::ports::{Courier, DeliveryError, OutboundMessage};
 
+use crate::terminal::{visible, visible_lines};
+
 pub struct FileCourier {
     mechanism: String,
     directory: PathBuf,
@@ -40,16 +42,18 @@ impl Courier for FileCourier {
         let path = self
             .directory
             .join(format!("{now}-{}-{n}.txt", std::process::id()));
+        // Subjects and texts may come from the client (Deliver OTP's message texts): shown
+        // escaped, so they cannot add header lines to the file or repaint a terminal.
         let subject = if self.with_subject {
-            format!("Subject: {}\n", message.subject)
+            format!("Subject: {}\n", visible(&message.subject))
         } else {
             String::new()
         };
+        let body = visible_lines(message.body.expose());
         let text = format!(
-            "Mechanism: {}\nTo: {}\n{subject}\n{}\n",
+            "Mechanism: {}\nTo: {}\n{subject}\n{body}\n",
             self.mechanism,
-            message.to,
-            message.body.expose()
+            visible(&message.to),
         );
         let (dir, p, t) = (self.directory.clone(), path.clone(), text.clone());
         tokio::task::spawn_blocking(move || write_private(&dir, &p, &t))
@@ -61,9 +65,10 @@ impl Courier for FileCourier {
             let _ = writeln!(
                 err,
                 "\n----- {} message to {} -----",
-                self.mechanism, message.to
+                self.mechanism,
+                visible(&message.to)
             );
-            let _ = writeln!(err, "{subject}{}", message.body.expose());
+            let _ = writeln!(err, "{subject}{body}");
             let _ = writeln!(err, "----- (saved as {}) -----\n", path.display());
         }
         Ok(())
@@ -82,4 +87,32 @@ fn write_private(dir: &std::path::Path, path: &std::path::Path, text: &str) -> s
         .mode(0o600)
         .open(path)?;
     f.write_all(text.as_bytes())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use countersign_core::Secret;
+
+    #[tokio::test]
+    async fn client_texts_cannot_add_lines_or_escape_sequences() {
+        let dir = tempfile::tempdir().unwrap();
+        let courier = FileCourier::new("Email", dir.path().to_path_buf(), false, true);
+        let message = OutboundMessage {
+            to: "alice@example.com".into(),
+            subject: "Code\nTo: mallory@example.com".into(),
+            body: Secret::new("Your code\n123456\u{1b}[2J"),
+        };
+        courier.send(&message).await.unwrap();
+        let file = std::fs::read_dir(dir.path())
+            .unwrap()
+            .next()
+            .unwrap()
+            .unwrap();
+        let text = std::fs::read_to_string(file.path()).unwrap();
+        assert_eq!(
+            text,
+            "Mechanism: Email\nTo: alice@example.com\nSubject: Code\\nTo: mallory@example.com\n\nYour code\n123456\\u{1B}[2J\n"
+        );
+    }
 }

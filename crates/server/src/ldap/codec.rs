@@ -27,11 +27,17 @@ pub enum FrameError {
 /// `ldap3_proto`'s codec, which reads the messageID as an unsigned number and truncates it to
 /// 32 bits (−5 becomes 251, 2^32+1 becomes 1): the ID is checked here, from the raw bytes,
 /// before the message is decoded.
-pub struct Codec(LdapCodec);
+pub struct Codec {
+    inner: LdapCodec,
+    max_message_bytes: usize,
+}
 
 impl Codec {
     pub fn new(max_message_bytes: usize) -> Self {
-        Codec(LdapCodec::new(Some(max_message_bytes), None))
+        Codec {
+            inner: LdapCodec::new(Some(max_message_bytes), None),
+            max_message_bytes,
+        }
     }
 }
 
@@ -40,10 +46,23 @@ impl Decoder for Codec {
     type Error = FrameError;
 
     fn decode(&mut self, buf: &mut BytesMut) -> Result<Option<LdapMsg>, FrameError> {
+        // A message announcing more than the limit is refused as soon as its length has
+        // arrived, not after the limit's worth of bytes (or an idle timeout) has gone by.
+        if let Some(total) = declared_size(buf)
+            && total > self.max_message_bytes
+        {
+            return Err(FrameError::Malformed(io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!(
+                    "a message of {total} bytes is larger than the {} allowed",
+                    self.max_message_bytes
+                ),
+            )));
+        }
         if message_id(buf).is_some_and(|id| !(1..=i128::from(i32::MAX)).contains(&id)) {
             return Err(FrameError::MessageId);
         }
-        self.0.decode(buf).map_err(FrameError::Malformed)
+        self.inner.decode(buf).map_err(FrameError::Malformed)
     }
 }
 
@@ -51,7 +70,7 @@ impl Encoder<LdapMsg> for Codec {
     type Error = io::Error;
 
     fn encode(&mut self, msg: LdapMsg, buf: &mut BytesMut) -> io::Result<()> {
-        self.0.encode(msg, buf)
+        self.inner.encode(msg, buf)
     }
 }
 
@@ -84,6 +103,17 @@ fn message_id(buf: &[u8]) -> Option<i128> {
     )
 }
 
+/// The whole size (tag, length and content) the LDAPMessage at the front of `buf` announces,
+/// once its length has arrived.
+fn declared_size(buf: &[u8]) -> Option<usize> {
+    let (&tag, rest) = buf.split_first()?;
+    if tag != 0x30 {
+        return None;
+    }
+    let (len, after) = length(rest)?;
+    Some((buf.len() - after.len()).saturating_add(len))
+}
+
 /// A definite BER length (X.690 §8.1.3) and what follows it; `None` when incomplete or not a
 /// length this front accepts (the full decoder then says so).
 fn length(buf: &[u8]) -> Option<(usize, &[u8])> {
@@ -108,6 +138,24 @@ mod tests {
 
     fn id(bytes: &[u8]) -> Option<i128> {
         message_id(bytes)
+    }
+
+    #[test]
+    fn an_oversized_message_is_refused_as_soon_as_its_length_arrives() {
+        let mut codec = Codec::new(64 * 1024);
+        let mut buf = BytesMut::from(&[0x30, 0x84, 0x7f, 0xff, 0xff, 0xff][..]);
+        assert!(matches!(
+            codec.decode(&mut buf),
+            Err(FrameError::Malformed(_))
+        ));
+        // At the limit, the codec waits for the rest.
+        let mut buf = BytesMut::from(&[0x30, 0x83, 0x00, 0xff, 0xfb][..]);
+        assert!(matches!(codec.decode(&mut buf), Ok(None)));
+        assert_eq!(
+            declared_size(&[0x30, 0x83, 0x00, 0xff, 0xfb]),
+            Some(64 * 1024)
+        );
+        assert_eq!(declared_size(&[0x30, 0x84, 0x00]), None);
     }
 
     #[test]

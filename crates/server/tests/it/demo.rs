@@ -31,6 +31,15 @@ fn the_walkthrough_works_as_printed() {
         );
         text += &line;
     }
+    // Its folder (database, key, messages with codes) is its owner's only.
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(dir.path().join("demo"))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o700);
+    }
 
     // Each numbered step's indented lines, with `\` continuations joined.
     let mut steps: Vec<String> = Vec::new();

@@ -422,6 +422,25 @@ async fn a_10_mb_frame_or_garbage_closes_only_that_connection() {
     );
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_message_announcing_more_than_the_limit_is_refused_before_its_body() {
+    let cs = world("").await;
+    // After a served request, only the header of a 2 GiB message: refused at once, not after
+    // an idle timeout.
+    let mut s = TcpStream::connect(cs.ldap_addr()).await.unwrap();
+    s.write_all(&whoami_with_raw_id(&[0x01])).await.unwrap();
+    s.write_all(&[0x30, 0x84, 0x7f, 0xff, 0xff, 0xff])
+        .await
+        .unwrap();
+    let started = std::time::Instant::now();
+    let got = read_to_end(s).await;
+    assert!(started.elapsed() < Duration::from_secs(5));
+    let mut buf = bytes::BytesMut::from(&got[..]);
+    let whoami = LdapCodec::default().decode(&mut buf).unwrap().unwrap();
+    assert_eq!(whoami.msgid, 1);
+    assert!(is_notice_of_disconnection(&buf), "{} bytes left", buf.len());
+}
+
 /// A Who Am I request whose messageID is the BER INTEGER with contents `id` (two's complement).
 fn whoami_with_raw_id(id: &[u8]) -> Vec<u8> {
     let name = exop::WHO_AM_I.as_bytes();
