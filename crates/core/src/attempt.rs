@@ -152,6 +152,21 @@ impl Attempt {
     }
 }
 
+/// The rate-limit key of a client address: IPv6 clients by their /64, since one host usually
+/// owns a whole /64 and could otherwise rotate through it.
+pub fn client_key(client: &str) -> String {
+    match client.parse::<std::net::IpAddr>() {
+        Ok(std::net::IpAddr::V6(v6)) if v6.to_ipv4_mapped().is_none() => {
+            let s = v6.segments();
+            format!("{:x}:{:x}:{:x}:{:x}::/64", s[0], s[1], s[2], s[3])
+        }
+        Ok(std::net::IpAddr::V6(v6)) => v6
+            .to_ipv4_mapped()
+            .map_or(client.to_owned(), |v4| v4.to_string()),
+        _ => client.to_owned(),
+    }
+}
+
 /// Where attempts are recorded: one append-only record each, except refusals by the rate
 /// limits. Those are what a flood consists of, and a record each would let one client write
 /// megabytes a second to the store: per client address, the first in a minute is recorded and
@@ -190,7 +205,13 @@ impl AuditTrail {
         let action = attempt.action;
         let now = self.clock.now();
         let limited = matches!(result, Err(AuthError::RateLimited { .. }));
-        let client = attempt.client.clone().unwrap_or_default();
+        // Keyed as the rate limits key clients (IPv6 by /64), so rotating addresses within
+        // one host's prefix does not restore the flood.
+        let client = attempt
+            .client
+            .as_deref()
+            .map(client_key)
+            .unwrap_or_default();
         let mut record = attempt.into_record(now, result);
         if limited {
             match self.count_limited(&client, now) {

@@ -180,20 +180,7 @@ pub struct RateLimits {
     trusted: TrustedClients,
 }
 
-/// The rate-limit key of a client address: IPv6 clients by their /64, since one host usually
-/// owns a whole /64 and could otherwise rotate through it.
-pub fn client_key(client: &str) -> String {
-    match client.parse::<std::net::IpAddr>() {
-        Ok(std::net::IpAddr::V6(v6)) if v6.to_ipv4_mapped().is_none() => {
-            let s = v6.segments();
-            format!("{:x}:{:x}:{:x}:{:x}::/64", s[0], s[1], s[2], s[3])
-        }
-        Ok(std::net::IpAddr::V6(v6)) => v6
-            .to_ipv4_mapped()
-            .map_or(client.to_owned(), |v4| v4.to_string()),
-        _ => client.to_owned(),
-    }
-}
+pub use crate::attempt::client_key;
 
 fn caller_key(caller: &Caller) -> String {
     caller.client.as_deref().map(client_key).unwrap_or_default()

@@ -2,6 +2,7 @@
 //! now; LDAP and RADIUS to come) and the wiring between them. The `countersign` binary in
 //! `main.rs` is a thin CLI over this library, and the integration tests drive it directly.
 
+pub mod admission;
 pub mod app;
 pub mod cli;
 pub mod config;

@@ -17,8 +17,8 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 
-use super::admission::Admission;
 use super::api::{ApiState, router};
+use crate::admission::Admission;
 
 /// At shutdown, how long requests in progress may take to finish.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);

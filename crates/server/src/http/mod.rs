@@ -3,7 +3,6 @@
 //! RFC 9457 problem+json once, and [`listener`] owns the socket and its limits. Its state is
 //! built by the wiring and handed in; this module never reads the configuration.
 
-pub mod admission;
 pub mod api;
 pub mod body;
 pub mod listener;

@@ -2,22 +2,22 @@
 //! span per connection. The operations on a connection are [`super::connection`]'s; the
 //! meaning of each request is the handler's.
 
-use std::collections::HashMap;
-use std::net::{IpAddr, SocketAddr};
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpListener;
-use tokio::sync::{Semaphore, watch};
+use tokio::sync::watch;
 use tokio::task::JoinSet;
 use tokio_rustls::TlsAcceptor;
 use tokio_util::codec::Framed;
 use tracing::Instrument;
 
+use crate::admission::Admission;
 use crate::setup::SetupError;
 
 use super::codec::Codec;
@@ -42,12 +42,8 @@ pub struct LdapServer {
     context: Context,
     tls: Option<TlsAcceptor>,
     limits: Limits,
-    connections: Arc<Semaphore>,
-    per_client: Arc<Mutex<HashMap<IpAddr, usize>>>,
-    /// Refused connections since the last warning, and when that was (ms since start).
-    refused: AtomicU64,
-    last_warning: AtomicU64,
-    started: std::time::Instant,
+    /// `max_connections` and `max_connections_per_client`.
+    admission: Admission,
 }
 
 /// A TLS acceptor (rustls, ring) from a PEM certificate chain and key.
@@ -72,28 +68,13 @@ pub fn tls_acceptor(cert_pem: &[u8], key_pem: &[u8]) -> Result<TlsAcceptor, Setu
     Ok(TlsAcceptor::from(Arc::new(config)))
 }
 
-/// Gives back a client's connection slot when the connection ends.
-struct ClientSlot {
-    map: Arc<Mutex<HashMap<IpAddr, usize>>>,
-    ip: IpAddr,
-}
-
-impl Drop for ClientSlot {
-    fn drop(&mut self) {
-        if let Ok(mut m) = self.map.lock()
-            && let Some(n) = m.get_mut(&self.ip)
-        {
-            *n -= 1;
-            if *n == 0 {
-                m.remove(&self.ip);
-            }
-        }
-    }
-}
-
 impl LdapServer {
     pub fn new(handler: Arc<LdapHandler>, tls: Option<TlsAcceptor>, limits: Limits) -> Self {
-        let connections = Arc::new(Semaphore::new(limits.max_connections));
+        let admission = Admission::new(
+            "LDAP",
+            limits.max_connections,
+            limits.max_connections_per_client,
+        );
         Self {
             context: Context {
                 handler,
@@ -103,11 +84,7 @@ impl LdapServer {
             },
             tls,
             limits,
-            connections,
-            per_client: Arc::default(),
-            refused: AtomicU64::new(0),
-            last_warning: AtomicU64::new(0),
-            started: std::time::Instant::now(),
+            admission,
         }
     }
 
@@ -119,37 +96,7 @@ impl LdapServer {
 
     /// Connections being served.
     pub fn open_connections(&self) -> usize {
-        self.limits.max_connections - self.connections.available_permits()
-    }
-
-    /// Counts a refused connection and warns at most every ten seconds, so a flood of
-    /// connections cannot flood the log too.
-    fn refused_connection(&self, peer: SocketAddr, why: &str) {
-        let refused = self.refused.fetch_add(1, Ordering::Relaxed) + 1;
-        let now = self.started.elapsed().as_millis() as u64;
-        let last = self.last_warning.load(Ordering::Relaxed);
-        if (last == 0 || now.saturating_sub(last) >= 10_000)
-            && self
-                .last_warning
-                .compare_exchange(last, now.max(1), Ordering::Relaxed, Ordering::Relaxed)
-                .is_ok()
-        {
-            self.refused.store(0, Ordering::Relaxed);
-            tracing::warn!(client = %peer, refused, "LDAP connections refused: {why}");
-        }
-    }
-
-    fn client_slot(&self, ip: IpAddr) -> Option<ClientSlot> {
-        let mut m = self.per_client.lock().ok()?;
-        let n = m.entry(ip).or_insert(0);
-        if *n >= self.limits.max_connections_per_client {
-            return None;
-        }
-        *n += 1;
-        Some(ClientSlot {
-            map: self.per_client.clone(),
-            ip,
-        })
+        self.admission.open()
     }
 
     /// Accepts connections on `listener` (TLS from the first byte when `implicit_tls`) until
@@ -177,12 +124,7 @@ impl LdapServer {
                     continue;
                 }
             };
-            let Ok(permit) = self.connections.clone().try_acquire_owned() else {
-                self.refused_connection(peer, "max_connections reached");
-                continue;
-            };
-            let Some(slot) = self.client_slot(peer.ip()) else {
-                self.refused_connection(peer, "max_connections_per_client reached");
+            let Some(place) = self.admission.admit(peer) else {
                 continue;
             };
             let _ = stream.set_nodelay(true);
@@ -193,7 +135,7 @@ impl LdapServer {
                     server
                         .connection(Box::new(stream), peer, implicit_tls, shutdown)
                         .await;
-                    drop((permit, slot));
+                    drop(place);
                 }
                 .instrument(span),
             );

@@ -1,7 +1,8 @@
-//! Connection admission for a listener: at most `max` connections at once, and at most
-//! `per_client` from one client address, so one host cannot take every slot. A connection over
-//! either cap is refused on arrival (closed before anything is read or allocated for it), and
-//! refusals are logged at most every ten seconds so a flood cannot flood the log too.
+//! Connection admission for the HTTP and LDAP listeners: at most `max` connections at once,
+//! and at most `per_client` from one client (an IPv4 address, an IPv6 /64), so one host cannot
+//! take every slot. A connection over either cap is refused on arrival (closed before anything
+//! is read or allocated for it), and refusals are logged at most every ten seconds so a flood
+//! cannot flood the log too.
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
@@ -63,7 +64,7 @@ impl Admission {
             self.refused(peer, "max_connections reached");
             return None;
         };
-        let ip = peer.ip();
+        let ip = host_of(peer.ip());
         let admitted = self.clients.lock().ok().and_then(|mut m| {
             let n = m.entry(ip).or_insert(0);
             (*n < self.per_client).then(|| {
@@ -102,12 +103,43 @@ impl Admission {
     }
 }
 
+/// The host a connection counts against: an IPv6 client by its /64 (one host usually owns a
+/// whole /64 and could otherwise rotate through it), an IPv4-mapped one as IPv4.
+fn host_of(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => IpAddr::V4(v4),
+            None => {
+                let s = v6.segments();
+                IpAddr::V6(std::net::Ipv6Addr::new(s[0], s[1], s[2], s[3], 0, 0, 0, 0))
+            }
+        },
+        v4 => v4,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     fn peer(ip: [u8; 4], port: u16) -> SocketAddr {
         SocketAddr::from((ip, port))
+    }
+
+    #[test]
+    fn one_ipv6_slash_64_is_one_client() {
+        let a = Admission::new("test", 10, 2);
+        let at = |last: u16| {
+            SocketAddr::from((
+                std::net::Ipv6Addr::new(0x2001, 0xdb8, 1, 2, 0, 0, 0, last),
+                1,
+            ))
+        };
+        let _one = a.admit(at(1)).unwrap();
+        let _two = a.admit(at(2)).unwrap();
+        assert!(a.admit(at(3)).is_none(), "a third address of the same /64");
+        let other = SocketAddr::from((std::net::Ipv6Addr::new(0x2001, 0xdb8, 1, 3, 0, 0, 0, 1), 1));
+        assert!(a.admit(other).is_some(), "another /64");
     }
 
     #[test]
