@@ -47,7 +47,8 @@ impl Identity {
     /// rules as `dn:<DN>`.
     pub fn parse_dn(dn: &str) -> Result<Identity, AuthError> {
         let malformed = || AuthError::MalformedIdentity(dn.chars().take(80).collect());
-        if dn.len() > MAX_IDENTITY_LEN || dn.chars().any(char::is_control) {
+        // The same DN is as long here as in `dn:<DN>`, so both forms accept the same DNs.
+        if dn.len() + "dn:".len() > MAX_IDENTITY_LEN || dn.chars().any(char::is_control) {
             return Err(malformed());
         }
         match dn.trim() {
@@ -62,8 +63,8 @@ impl Identity {
     /// an exact key would give an attacker a fresh budget for every spelling of one user
     /// (`u:alice`, `u:alice `, `u:ALICE`, `dn:0.9.2342.19200300.100.1.1=alice,…`). The key is a
     /// skeleton that folds all of those together: the name of `u:` or the value of a `dn:`'s
-    /// first RDN, lower-cased, fullwidth forms mapped to ASCII, and everything but letters and
-    /// digits dropped. Distinct users whose skeletons collide share a budget, which errs on the
+    /// first RDN, NFKC-normalized and lower-cased, and everything but letters and digits
+    /// dropped. Distinct users whose skeletons collide share a budget, which errs on the
     /// side of limiting.
     pub fn limit_key(text: &str) -> String {
         let name = match Identity::parse(text) {
@@ -96,16 +97,13 @@ fn first_rdn_values(dn: &Dn) -> String {
         .join("+")
 }
 
-/// Lower-case letters and digits only; fullwidth ASCII (U+FF01..U+FF5E) as ASCII.
+/// Letters and digits only, after compatibility normalization (NFKC, as LDAP's string
+/// preparation does, RFC 4518 §2.3: fullwidth, circled and mathematical letters become plain
+/// ones) and lower-casing.
 fn skeleton(name: &str) -> String {
-    name.chars()
-        .map(|c| match u32::from(c) {
-            cp @ 0xFF01..=0xFF5E => char::from_u32(cp - 0xFEE0).unwrap_or(c),
-            _ => c,
-        })
-        .flat_map(char::to_lowercase)
-        .filter(|c| c.is_alphanumeric())
-        .collect()
+    use unicode_normalization::UnicodeNormalization;
+    let lowered: String = name.nfkc().flat_map(char::to_lowercase).collect();
+    lowered.nfkc().filter(|c| c.is_alphanumeric()).collect()
 }
 
 fn strip_prefix_ci<'a>(text: &'a str, prefix: &str) -> Option<&'a str> {
@@ -174,6 +172,8 @@ mod tests {
             "u:ali\u{ad}ce",
             "u:ali\u{200b}ce",
             "u:\u{ff41}lice",
+            "u:\u{1d41a}lice",
+            "u:\u{24d0}lice",
             "u:ALICE.",
             "dn:uid=alice,ou=people,dc=x",
             "DN:UID=alice, dc=x",
@@ -185,5 +185,15 @@ mod tests {
         }
         assert_ne!(alice, Identity::limit_key("u:bob"));
         assert_ne!(alice, Identity::limit_key("u:alice2"));
+    }
+
+    #[test]
+    fn a_dn_is_as_long_in_both_forms() {
+        let longest = "x".repeat(MAX_IDENTITY_LEN - 3);
+        assert!(Identity::parse(&format!("dn:{longest}")).is_ok());
+        assert!(Identity::parse_dn(&longest).is_ok());
+        let over = format!("{longest}x");
+        assert!(Identity::parse(&format!("dn:{over}")).is_err());
+        assert!(Identity::parse_dn(&over).is_err());
     }
 }

@@ -178,9 +178,51 @@ pub struct RateLimits {
     /// OTPs actually delivered per user, whatever spelling of the identity asked for them.
     pub deliveries_per_user: Option<RateLimiter>,
     trusted: TrustedClients,
+    strangers: StrangerGuesses,
 }
 
+/// Wrong codes from clients not trusted for the user, per issued code. They do not void the
+/// code at `max_failed_attempts` (anyone who knows a username could then spoil the user's
+/// codes), and the failure budgets bound them; this count is the backstop that bounds them
+/// even when a budget is off or outwitted: at [`STRANGER_GUESSES_PER_MAX_FAILED`] times
+/// `max_failed_attempts` the code is voided.
+#[derive(Debug, Default)]
+struct StrangerGuesses(Mutex<HashMap<String, u32>>);
+
+/// How many times `max_failed_attempts` strangers may guess at one code before it is voided.
+pub const STRANGER_GUESSES_PER_MAX_FAILED: u32 = 10;
+/// Codes whose stranger guesses are counted at most (the map is cleared when full: filling it
+/// takes that many codes outstanding at once, each delivered after a right password).
+const MAX_COUNTED_CODES: usize = 100_000;
+
 pub use crate::attempt::client_key;
+
+impl RateLimits {
+    /// Counts a wrong code from a client not trusted for the user against the issued code
+    /// `otp_id`; true when the code must now be voided.
+    pub fn stranger_guessed(&self, otp_id: &str, max_failed_attempts: u32) -> bool {
+        let Ok(mut map) = self.strangers.0.lock() else {
+            return true;
+        };
+        if map.len() >= MAX_COUNTED_CODES && !map.contains_key(otp_id) {
+            map.clear();
+        }
+        let n = map.entry(otp_id.to_owned()).or_insert(0);
+        *n += 1;
+        let voided = *n >= max_failed_attempts.saturating_mul(STRANGER_GUESSES_PER_MAX_FAILED);
+        if voided {
+            map.remove(otp_id);
+        }
+        voided
+    }
+
+    /// Forgets the stranger guesses at a code that is gone (used, voided, expired).
+    pub fn forget_code(&self, otp_id: &str) {
+        if let Ok(mut map) = self.strangers.0.lock() {
+            map.remove(otp_id);
+        }
+    }
+}
 
 fn caller_key(caller: &Caller) -> String {
     caller.client.as_deref().map(client_key).unwrap_or_default()
@@ -422,13 +464,16 @@ mod tests {
         limits.settle(adm, &b, None, &refused, t);
         // The identity's ceiling is reached: refused for b, and b's pair token comes back.
         assert!(limits.admit(AuditAction::Verify, &b, "u:alice", t).is_err());
+        // b's pair bucket (burst 2): one spent by its failure, one left.
+        let pair = format!("{}|192.0.2.2", Identity::limit_key("u:alice"));
+        let buckets = limits.verify_failures_per_user_and_client.as_ref().unwrap();
         assert!(
-            limits
-                .verify_failures_per_user_and_client
-                .as_ref()
-                .unwrap()
-                .check("u:alice|192.0.2.2", t)
-                .is_ok()
+            buckets.check(&pair, t).is_ok(),
+            "the refused admission gave its token back"
+        );
+        assert!(
+            buckets.check(&pair, t).is_err(),
+            "the failure kept its token"
         );
     }
 

@@ -289,7 +289,10 @@ impl OtpService {
         let identity = Identity::parse(&req.authentication_id)?;
         // A malformed authorization identity is refused like a malformed authentication one,
         // whatever the code: the answer must not depend on whether the code was right.
-        if let Some(authz) = &req.authorization_id {
+        // (`dn:` alone is the anonymous identity, well-formed, refused later as not the user's.)
+        if let Some(authz) = &req.authorization_id
+            && !authz.trim().eq_ignore_ascii_case("dn:")
+        {
             Identity::parse(authz)?;
         }
         if req.otp.expose().len() > MAX_OTP_LEN {
@@ -323,7 +326,15 @@ impl OtpService {
             // against the code: anyone else who knows the username could otherwise void the
             // user's code at will. Their guesses are bounded by the failure limits instead.
             if !self.limits().trusts(&key, caller, now) {
-                return Err(AuthError::InvalidCredentials(Refusal::WrongOtp));
+                if !self.limits().stranger_guessed(&stored.id, max) {
+                    return Err(AuthError::InvalidCredentials(Refusal::WrongOtp));
+                }
+                // The backstop: strangers have guessed too often at this one code.
+                self.store
+                    .delete_otp(&key, &stored.id)
+                    .await
+                    .map_err(store_unavailable)?;
+                return Err(AuthError::InvalidCredentials(Refusal::OtpVoided));
             }
             let failures = self
                 .store
@@ -353,6 +364,7 @@ impl OtpService {
         {
             return Err(AuthError::InvalidCredentials(Refusal::OtpAlreadyUsed));
         }
+        self.limits().forget_code(&stored.id);
         Ok(user)
     }
 

@@ -678,5 +678,47 @@ async fn a_malformed_authorization_identity_gets_one_answer_whatever_the_code() 
         matches!(right, Err(AuthError::MalformedIdentity(_))),
         "{right:?}"
     );
+    // `dn:` alone is the anonymous identity: well-formed, and not alice's to assume.
+    let anonymous = VerifyRequest {
+        authorization_id: Some("dn:".into()),
+        ..verify_req(&otp)
+    };
+    let denied = w.svc.verify(anonymous, &caller()).await;
+    assert!(
+        matches!(denied, Err(AuthError::AuthorizationDenied(_))),
+        "{denied:?}"
+    );
     assert!(w.svc.verify(verify_req(&otp), &caller()).await.is_ok());
+}
+
+#[tokio::test]
+async fn strangers_guessing_at_one_code_void_it_at_the_backstop_whatever_the_budgets() {
+    // No failure budgets at all: only the backstop bounds guesses from untrusted clients.
+    let w = world();
+    w.svc.deliver(deliver_req(None), &caller()).await.unwrap();
+    let otp = last_otp(&w.email);
+    let wrong = if otp == "000000" { "999999" } else { "000000" };
+    let ceiling =
+        w.svc.settings.max_failed_attempts * crate::ratelimit::STRANGER_GUESSES_PER_MAX_FAILED;
+    for i in 1..ceiling {
+        let stranger = caller_at(&format!("198.51.100.{}", i % 250));
+        let r = w.svc.verify(verify_req(wrong), &stranger).await;
+        assert_eq!(
+            r.unwrap_err(),
+            AuthError::InvalidCredentials(Refusal::WrongOtp)
+        );
+    }
+    let last = w
+        .svc
+        .verify(verify_req(wrong), &caller_at("203.0.113.1"))
+        .await;
+    assert_eq!(
+        last.unwrap_err(),
+        AuthError::InvalidCredentials(Refusal::OtpVoided)
+    );
+    let user = w.svc.verify(verify_req(&otp), &caller()).await;
+    assert_eq!(
+        user.unwrap_err(),
+        AuthError::InvalidCredentials(Refusal::NoOtp)
+    );
 }
