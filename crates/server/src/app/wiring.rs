@@ -166,6 +166,7 @@ impl App {
             header_read_timeout: c.http_header_read_timeout,
             max_connections: c.http_max_connections,
             max_connections_per_client: c.http_max_connections_per_client,
+            trusted_proxies: c.http_trusted_proxies.clone(),
         };
         HttpServer::new(self.http_state(), limits)
     }

@@ -8,6 +8,7 @@ use serde::Deserialize;
 
 use super::store::StoreConfig;
 use super::validator::{At, Span, Validator};
+use crate::http::forwarded::Network;
 
 /// `[server]`
 #[derive(Debug, Default, Deserialize)]
@@ -49,6 +50,10 @@ pub(super) struct HttpSection {
     pub(super) max_connections: Option<usize>,
     /// Connections one client address may hold at once (default 64).
     pub(super) max_connections_per_client: Option<usize>,
+    /// Reverse proxies (addresses or networks, `10.0.0.0/8`) whose `X-Forwarded-For` names the
+    /// client; default none (the header is ignored). Rate limits and the audit then see the
+    /// client behind the proxy instead of the proxy.
+    pub(super) trusted_proxies: Option<Vec<String>>,
 }
 
 /// The validated `[http]` timeouts and connection caps.
@@ -57,6 +62,7 @@ pub(super) struct HttpLimits {
     pub(super) body_read_timeout: Duration,
     pub(super) max_connections: usize,
     pub(super) max_connections_per_client: usize,
+    pub(super) trusted_proxies: Vec<Network>,
 }
 
 /// `[ldap]`: the LDAP front.
@@ -138,6 +144,18 @@ impl Validator<'_> {
             http.body_read_timeout.as_deref(),
             Duration::from_secs(10),
         );
+        let mut trusted_proxies = Vec::new();
+        for (i, text) in http.trusted_proxies.iter().flatten().enumerate() {
+            match Network::parse(text) {
+                Some(n) => trusted_proxies.push(n),
+                None => self.key_error(
+                    span,
+                    "trusted_proxies",
+                    format!("http.trusted_proxies[{i}]"),
+                    format!("{text:?} is not an address or a network such as 10.0.0.0/8"),
+                ),
+            }
+        }
         let mut at_least_one = |field: &str, value: Option<usize>, default: usize| match value {
             Some(0) => {
                 self.key_error(span, field, format!("http.{field}"), "must be at least 1");
@@ -147,6 +165,7 @@ impl Validator<'_> {
             None => default,
         };
         HttpLimits {
+            trusted_proxies,
             header_read_timeout,
             body_read_timeout,
             max_connections: at_least_one("max_connections", http.max_connections, 1024),

@@ -70,6 +70,8 @@ pub struct Config {
     pub http_body_read_timeout: Duration,
     pub http_max_connections: usize,
     pub http_max_connections_per_client: usize,
+    /// `[http] trusted_proxies`.
+    pub http_trusted_proxies: Vec<crate::http::forwarded::Network>,
     pub listen_ldap: Option<SocketAddr>,
     pub listen_ldaps: Option<SocketAddr>,
     pub ldap: LdapConfig,
@@ -208,6 +210,7 @@ impl Validator<'_> {
             http_body_read_timeout: http_limits.body_read_timeout,
             http_max_connections: http_limits.max_connections,
             http_max_connections_per_client: http_limits.max_connections_per_client,
+            http_trusted_proxies: http_limits.trusted_proxies,
             listen_ldap: listen.ldap,
             listen_ldaps: listen.ldaps,
             ldap,

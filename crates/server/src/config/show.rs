@@ -70,6 +70,12 @@ impl Config {
                     "max_connections_per_client",
                     self.http_max_connections_per_client,
                 );
+                let proxies: Vec<String> = self
+                    .http_trusted_proxies
+                    .iter()
+                    .map(|n| n.to_string())
+                    .collect();
+                out.list("trusted_proxies", &proxies);
             }
             "ldap" => self.write_ldap(out),
             "directory" => {

@@ -18,18 +18,21 @@ use tokio::sync::watch;
 use tokio::task::JoinSet;
 
 use super::api::{ApiState, router};
+use super::forwarded::{self, Network};
 use crate::admission::Admission;
 
 /// At shutdown, how long requests in progress may take to finish.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Limits of the HTTP listener, from `[http]`.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct HttpLimits {
     pub header_read_timeout: Duration,
     pub max_connections: usize,
     /// Connections one client address may hold at once.
     pub max_connections_per_client: usize,
+    /// Reverse proxies whose `X-Forwarded-For` names the client ([`super::forwarded`]).
+    pub trusted_proxies: Vec<Network>,
 }
 
 pub struct HttpServer {
@@ -82,7 +85,27 @@ impl HttpServer {
                 continue;
             };
             let _ = stream.set_nodelay(true);
-            let service = TowerToHyperService::new(app.clone().layer(Extension(ConnectInfo(peer))));
+            let service = if self
+                .limits
+                .trusted_proxies
+                .iter()
+                .any(|n| n.contains(peer.ip()))
+            {
+                let trusted = self.limits.trusted_proxies.clone();
+                let forwarding = axum::middleware::from_fn(
+                    move |mut request: axum::extract::Request, next: axum::middleware::Next| {
+                        forwarded::rewrite(&mut request, &trusted);
+                        next.run(request)
+                    },
+                );
+                TowerToHyperService::new(
+                    app.clone()
+                        .layer(forwarding)
+                        .layer(Extension(ConnectInfo(peer))),
+                )
+            } else {
+                TowerToHyperService::new(app.clone().layer(Extension(ConnectInfo(peer))))
+            };
             let conn = graceful.watch(builder.serve_connection(TokioIo::new(stream), service));
             connections.spawn(async move {
                 if let Err(e) = conn.await {

@@ -5,6 +5,7 @@
 
 pub mod api;
 pub mod body;
+pub mod forwarded;
 pub mod listener;
 pub mod problem;
 

@@ -174,3 +174,42 @@ async fn respelling_the_user_does_not_buy_more_guesses_at_a_code() {
     // The real user, at home, is not held back and the code still works.
     assert_eq!(verify(&cs, &home, "u:alice", &code).await, 200);
 }
+
+#[tokio::test]
+async fn behind_a_trusted_proxy_each_client_behind_it_has_its_own_budget() {
+    // The proxy is 127.0.0.9; its clients are named by X-Forwarded-For. Anyone else's header
+    // is ignored.
+    let cs = Countersign::start(&Setup {
+        extra: "[[delivery_mechanism]]\nname = \"File\"\ntype = \"file\"\ndirectory = \"outbox\"\nprint = false\n\n[http]\ntrusted_proxies = [\"127.0.0.9\"]\n".into(),
+        default_mechanisms: vec!["File"],
+        rate_limits: "deliver_per_client = \"2/1h\"\n".into(),
+        ..Setup::default()
+    })
+    .await;
+    cs.add_user(alice()).await;
+    let ask = |from: u8, forwarded: &'static str| {
+        let c = client_at(from);
+        let url = format!("{}/api/v1/otp/mechanisms?dn={}", cs.base, alice_dn());
+        async move {
+            c.get(url)
+                .header("x-forwarded-for", forwarded)
+                .send()
+                .await
+                .unwrap()
+                .status()
+                .as_u16()
+        }
+    };
+    // Two clients behind the proxy: two budgets of two.
+    for forwarded in ["198.51.100.1", "198.51.100.2"] {
+        assert_eq!(ask(9, forwarded).await, 200);
+        assert_eq!(ask(9, forwarded).await, 200);
+        assert_eq!(ask(9, forwarded).await, 429, "{forwarded}");
+    }
+    // A client that is not the proxy cannot borrow another's budget by writing the header.
+    assert_eq!(ask(20, "198.51.100.3").await, 200);
+    assert_eq!(ask(20, "198.51.100.4").await, 200);
+    assert_eq!(ask(20, "198.51.100.5").await, 429);
+    // A client writing its own header through the proxy gets the address the proxy saw.
+    assert_eq!(ask(9, "198.51.100.6, 198.51.100.1").await, 429);
+}

@@ -1,0 +1,190 @@
+//! The client address behind a reverse proxy. Rate limits, the trust of a client for a user and
+//! the audit all key on the client's address; behind a TLS proxy every connection comes from the
+//! proxy, so without this every client would share one budget (and one trust). Only for
+//! connections from a configured `[http] trusted_proxies` address is `X-Forwarded-For` read, and
+//! then from the right: the first address that is not itself a trusted proxy is the client (a
+//! client can write anything into the header, but not what the proxies append after it).
+
+use std::net::{IpAddr, SocketAddr};
+
+use axum::extract::{ConnectInfo, Request};
+use axum::http::HeaderMap;
+
+/// An address or a network (`10.0.0.0/8`, `::1`), as `[http] trusted_proxies` lists them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Network {
+    addr: IpAddr,
+    prefix: u8,
+}
+
+impl Network {
+    /// `ADDR` or `ADDR/PREFIX`; `None` when it is neither.
+    pub fn parse(text: &str) -> Option<Network> {
+        let (addr, prefix) = match text.trim().split_once('/') {
+            Some((a, p)) => (a.parse::<IpAddr>().ok()?, Some(p.parse::<u8>().ok()?)),
+            None => (text.trim().parse::<IpAddr>().ok()?, None),
+        };
+        let max = if addr.is_ipv4() { 32 } else { 128 };
+        let prefix = prefix.unwrap_or(max);
+        (prefix <= max).then_some(Network { addr, prefix })
+    }
+
+    pub fn contains(&self, ip: IpAddr) -> bool {
+        let ip = match ip {
+            IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
+            v4 => v4,
+        };
+        match (self.addr, ip) {
+            (IpAddr::V4(net), IpAddr::V4(ip)) => {
+                let mask = u32::MAX
+                    .checked_shl(32 - u32::from(self.prefix))
+                    .unwrap_or(0);
+                u32::from(net) & mask == u32::from(ip) & mask
+            }
+            (IpAddr::V6(net), IpAddr::V6(ip)) => {
+                let mask = u128::MAX
+                    .checked_shl(128 - u32::from(self.prefix))
+                    .unwrap_or(0);
+                u128::from(net) & mask == u128::from(ip) & mask
+            }
+            _ => false,
+        }
+    }
+}
+
+impl std::fmt::Display for Network {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}", self.addr, self.prefix)
+    }
+}
+
+/// The client of a request that arrived from `peer`: `peer` itself unless it is a trusted
+/// proxy, else the rightmost `X-Forwarded-For` address that is not a trusted proxy (the
+/// leftmost one if all are), or `peer` when the header is missing or unreadable.
+pub fn client(peer: SocketAddr, headers: &HeaderMap, trusted: &[Network]) -> SocketAddr {
+    let is_proxy = |ip: IpAddr| trusted.iter().any(|n| n.contains(ip));
+    if !is_proxy(peer.ip()) {
+        return peer;
+    }
+    // From the right: what the trusted proxies appended comes last; whatever a client wrote
+    // itself is further left and is never reached once a non-proxy address is found.
+    let mut lines: Vec<&str> = Vec::new();
+    for value in headers.get_all("x-forwarded-for") {
+        match value.to_str() {
+            Ok(text) => lines.push(text),
+            Err(_) => return peer,
+        }
+    }
+    let mut leftmost = None;
+    let mut client = None;
+    'hops: for line in lines.iter().rev() {
+        for part in line.rsplit(',') {
+            let Ok(ip) = part.trim().parse::<IpAddr>() else {
+                // A hop a proxy wrote that we cannot read: no client can be told.
+                return peer;
+            };
+            leftmost = Some(ip);
+            if !is_proxy(ip) {
+                client = Some(ip);
+                break 'hops;
+            }
+        }
+    }
+    let client = client.or(leftmost);
+    client.map_or(peer, |ip| SocketAddr::new(ip, 0))
+}
+
+/// Rewrites the request's `ConnectInfo` (the connection's peer) to the forwarded client.
+pub fn rewrite(request: &mut Request, trusted: &[Network]) {
+    let Some(ConnectInfo(peer)) = request
+        .extensions()
+        .get::<ConnectInfo<SocketAddr>>()
+        .copied()
+    else {
+        return;
+    };
+    let client = client(peer, request.headers(), trusted);
+    if client != peer {
+        request.extensions_mut().insert(ConnectInfo(client));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn headers(xff: &[&str]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for v in xff {
+            h.append("x-forwarded-for", v.parse().unwrap());
+        }
+        h
+    }
+
+    fn nets(list: &[&str]) -> Vec<Network> {
+        list.iter().map(|n| Network::parse(n).unwrap()).collect()
+    }
+
+    #[test]
+    fn networks_parse_and_match() {
+        let n = Network::parse("10.0.0.0/8").unwrap();
+        assert!(n.contains("10.1.2.3".parse().unwrap()));
+        assert!(!n.contains("11.0.0.1".parse().unwrap()));
+        assert!(n.contains("::ffff:10.9.9.9".parse().unwrap()));
+        assert!(
+            Network::parse("::1")
+                .unwrap()
+                .contains("::1".parse().unwrap())
+        );
+        assert!(
+            Network::parse("0.0.0.0/0")
+                .unwrap()
+                .contains("192.0.2.1".parse().unwrap())
+        );
+        for bad in ["10.0.0.0/33", "::/129", "proxy", "10.0.0.0/x", ""] {
+            assert_eq!(Network::parse(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn only_a_trusted_proxy_is_believed_and_from_the_right() {
+        let trusted = nets(&["10.0.0.0/8"]);
+        let proxy: SocketAddr = "10.0.0.5:4000".parse().unwrap();
+        let stranger: SocketAddr = "192.0.2.9:4000".parse().unwrap();
+        let ip = |s: &SocketAddr| s.ip().to_string();
+        // Not from a proxy: the header is the client's own say, ignored.
+        assert_eq!(
+            ip(&client(stranger, &headers(&["198.51.100.1"]), &trusted)),
+            "192.0.2.9"
+        );
+        // From the proxy: the client it saw, not what the client wrote before it.
+        assert_eq!(
+            ip(&client(
+                proxy,
+                &headers(&["6.6.6.6, 198.51.100.1"]),
+                &trusted
+            )),
+            "198.51.100.1"
+        );
+        // Proxies in a chain are skipped; several header lines count as one list.
+        assert_eq!(
+            ip(&client(
+                proxy,
+                &headers(&["203.0.113.7", "10.1.1.1"]),
+                &trusted
+            )),
+            "203.0.113.7"
+        );
+        // No header, or an unreadable hop the proxies wrote: the proxy itself.
+        assert_eq!(ip(&client(proxy, &headers(&[]), &trusted)), "10.0.0.5");
+        assert_eq!(
+            ip(&client(proxy, &headers(&["1.2.3.4, junk"]), &trusted)),
+            "10.0.0.5"
+        );
+        // Junk a client wrote on the left is never reached.
+        assert_eq!(
+            ip(&client(proxy, &headers(&["junk, 198.51.100.1"]), &trusted)),
+            "198.51.100.1"
+        );
+    }
+}
