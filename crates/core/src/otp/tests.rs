@@ -1,4 +1,5 @@
-//! The OTP use cases against the in-memory fakes.
+//! The OTP use cases against the in-memory fakes. (Over 700 lines on purpose: every scenario
+//! of the use cases, sharing helpers; split it by use case when it grows further.)
 
 use std::time::Duration;
 

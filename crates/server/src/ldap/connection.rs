@@ -17,6 +17,7 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 use tokio_util::codec::{Framed, FramedParts};
+use tokio_util::task::TaskTracker;
 use tracing::Instrument;
 
 use super::codec::{Codec, FrameError};
@@ -51,6 +52,10 @@ pub(super) struct Context {
     pub idle_timeout: Duration,
     /// Operations in progress on all connections (binds and the others).
     pub operations: Arc<AtomicUsize>,
+    /// Searches and extended operations run here, apart from their connection: one whose client
+    /// hangs up still finishes (a Deliver OTP whose code went out is stored and audited), and
+    /// shutdown waits for them.
+    pub tasks: TaskTracker,
 }
 
 /// Counts one operation in progress while it lives; it lives inside the operation's future,
@@ -268,7 +273,7 @@ impl Operations<'_> {
         );
         let (handler, snapshot, span) = (self.ctx.handler.clone(), session.clone(), op_span(&msg));
         let counted = Counted::new(&self.ctx.operations);
-        let task = self.in_flight.spawn(
+        let detached = self.ctx.tasks.spawn(
             async move {
                 let _counted = counted;
                 match handler.handle(msg, &snapshot).await {
@@ -278,6 +283,12 @@ impl Operations<'_> {
             }
             .instrument(span),
         );
+        // The connection waits for the answer; dropping this wait (the client went away) leaves
+        // the operation running to its end.
+        let failed = failure.clone();
+        let task = self
+            .in_flight
+            .spawn(async move { detached.await.unwrap_or_else(|_| vec![failed]) });
         self.pending.insert(task.id(), failure);
         Step::Go
     }

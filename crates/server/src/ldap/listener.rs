@@ -15,6 +15,7 @@ use tokio::sync::watch;
 use tokio::task::JoinSet;
 use tokio_rustls::TlsAcceptor;
 use tokio_util::codec::Framed;
+use tokio_util::task::TaskTracker;
 use tracing::Instrument;
 
 use crate::admission::Admission;
@@ -81,6 +82,7 @@ impl LdapServer {
                 max_operations_per_connection: limits.max_operations_per_connection,
                 idle_timeout: limits.idle_timeout,
                 operations: Arc::default(),
+                tasks: TaskTracker::new(),
             },
             tls,
             limits,
@@ -141,6 +143,10 @@ impl LdapServer {
             );
         }
         while connections.join_next().await.is_some() {}
+        // Operations whose clients went away still finish (their records written) before the
+        // store closes.
+        self.context.tasks.close();
+        self.context.tasks.wait().await;
     }
 
     async fn connection(

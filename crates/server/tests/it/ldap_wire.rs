@@ -6,6 +6,8 @@
 use std::time::Duration;
 
 use countersign::ldap::{ber, exop};
+use countersign_core::audit::{AuditAction, AuditOutcome};
+use countersign_core::model::Dn;
 use futures_util::{SinkExt, StreamExt};
 use ldap3_proto::LdapCodec;
 use ldap3_proto::proto::*;
@@ -439,6 +441,50 @@ async fn a_message_announcing_more_than_the_limit_is_refused_before_its_body() {
     let whoami = LdapCodec::default().decode(&mut buf).unwrap().unwrap();
     assert_eq!(whoami.msgid, 1);
     assert!(is_notice_of_disconnection(&buf), "{} bytes left", buf.len());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deliver_whose_client_unbinds_and_hangs_up_still_finishes_and_is_audited() {
+    let cs = world("").await;
+    let mut c = connect(&cs).await;
+    let deliver = exop::encode_deliver_otp(&exop::DeliverOtpRequest {
+        authentication_id: "u:alice".into(),
+        static_password: Some("alice-password".into()),
+        ..Default::default()
+    });
+    c.send(LdapMsg::new(
+        1,
+        exop_req(exop::DELIVER_OTP_REQUEST, Some(deliver)),
+    ))
+    .await
+    .unwrap();
+    // Gone before the answer (the password check alone takes longer than this): an Unbind,
+    // then the socket closed.
+    c.send(LdapMsg::new(2, LdapOp::UnbindRequest))
+        .await
+        .unwrap();
+    drop(c);
+    let key = countersign_core::UserKey {
+        directory: "local".into(),
+        dn: Dn::new(alice_dn().to_owned()).normalized(),
+    };
+    let started = std::time::Instant::now();
+    loop {
+        let audit = cs.app.store.list_audit(&Default::default()).await.unwrap();
+        if audit.iter().any(|r| r.action == AuditAction::Deliver) {
+            assert_eq!(audit[0].outcome, AuditOutcome::Success, "{audit:?}");
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "no audit record"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(
+        cs.app.store.get_otp(&key).await.unwrap().is_some(),
+        "the code that went out is stored"
+    );
 }
 
 /// A Who Am I request whose messageID is the BER INTEGER with contents `id` (two's complement).
