@@ -185,7 +185,7 @@ fn write_local(d: &LocalDirectoryConfig, out: &mut Toml) {
 fn write_ldap_directory(d: &LdapDirectoryConfig, out: &mut Toml) {
     out.str("name", &d.name);
     out.str("type", "ldap");
-    out.str("url", &d.url);
+    out.str("url", &without_credentials(&d.url));
     out.bool("starttls", d.starttls);
     out.opt_path("ca_file", d.ca_file.as_ref());
     out.opt_str("bind_dn", d.bind_dn.as_deref());
@@ -234,7 +234,7 @@ fn write_mail_profile(p: &MailProfile, out: &mut Toml) {
 
 fn write_sms_profile(p: &SmsProfile, out: &mut Toml) {
     out.str("name", &p.name);
-    out.str("url", &p.url);
+    out.str("url", &without_credentials(&p.url));
     out.str("method", &p.method);
     // Plain headers are written in the file as they are; the others are secrets.
     let plain: BTreeMap<String, String> = p
@@ -415,6 +415,30 @@ impl Toml {
 }
 
 /// A path as it reads from anywhere: relative ones (a relative `--config`) made absolute.
+/// A URL as `config show` prints it: a password in its user part or a query (where gateways
+/// take API keys) is secret, so both are replaced by `REDACTED`.
+fn without_credentials(url: &str) -> String {
+    let (url, had_query) = match url.split_once('?') {
+        Some((base, _)) => (base, true),
+        None => (url, false),
+    };
+    let redacted = match url.split_once("://") {
+        Some((scheme, rest)) => {
+            let (authority, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
+            match authority.rsplit_once('@') {
+                Some((_, host)) => format!("{scheme}://REDACTED@{host}{path}"),
+                None => format!("{scheme}://{rest}"),
+            }
+        }
+        None => url.to_owned(),
+    };
+    if had_query {
+        format!("{redacted}?REDACTED")
+    } else {
+        redacted
+    }
+}
+
 fn absolute(p: &Path) -> String {
     std::path::absolute(p)
         .unwrap_or_else(|_| p.to_path_buf())
@@ -466,6 +490,18 @@ fn format_duration(d: Duration) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn urls_lose_their_credentials_and_queries() {
+        assert_eq!(
+            without_credentials("https://user:pw@sms.example.com/send?key=s3cret"),
+            "https://REDACTED@sms.example.com/send?REDACTED"
+        );
+        assert_eq!(
+            without_credentials("ldaps://ldap.example.com:636"),
+            "ldaps://ldap.example.com:636"
+        );
+    }
 
     #[test]
     fn durations_are_written_in_whole_units_the_config_reads_back() {
