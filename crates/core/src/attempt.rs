@@ -231,32 +231,50 @@ impl AuditTrail {
     }
 
     /// `None` when this refusal is only counted; otherwise how many went unrecorded before it.
+    /// Past [`MAX_LIMITED_CLIENTS`] clients in a minute, the rest share one entry, so filling
+    /// the table with fresh addresses does not reopen the flood.
     fn count_limited(&self, client: &str, now: Timestamp) -> Option<u64> {
         let Ok(mut map) = self.limited.lock() else {
             return Some(0);
         };
-        if let Some(seen) = map.get_mut(client)
-            && now.0 - seen.recorded_at.0 < LIMITED_RECORD_INTERVAL_MS
-        {
-            seen.not_recorded += 1;
-            return None;
+        let fresh = |seen: &LimitedSince| now.0 - seen.recorded_at.0 < LIMITED_RECORD_INTERVAL_MS;
+        if map.len() >= MAX_LIMITED_CLIENTS && !map.contains_key(client) {
+            map.retain(|_, seen| fresh(seen));
         }
-        if map.len() >= MAX_LIMITED_CLIENTS {
-            map.retain(|_, seen| now.0 - seen.recorded_at.0 < LIMITED_RECORD_INTERVAL_MS);
-        }
-        let before = map.get(client).map_or(0, |seen| seen.not_recorded);
-        if map.len() < MAX_LIMITED_CLIENTS || map.contains_key(client) {
-            map.insert(
-                client.to_owned(),
-                LimitedSince {
+        let key = if map.len() >= MAX_LIMITED_CLIENTS && !map.contains_key(client) {
+            OTHER_CLIENTS
+        } else {
+            client
+        };
+        match map.get_mut(key) {
+            Some(seen) if fresh(seen) => {
+                seen.not_recorded += 1;
+                None
+            }
+            Some(seen) => {
+                let before = seen.not_recorded;
+                *seen = LimitedSince {
                     recorded_at: now,
                     not_recorded: 0,
-                },
-            );
+                };
+                Some(before)
+            }
+            None => {
+                map.insert(
+                    key.to_owned(),
+                    LimitedSince {
+                        recorded_at: now,
+                        not_recorded: 0,
+                    },
+                );
+                Some(0)
+            }
         }
-        Some(before)
     }
 }
+
+/// The entry all clients beyond [`MAX_LIMITED_CLIENTS`] share.
+const OTHER_CLIENTS: &str = "(other clients)";
 
 #[cfg(test)]
 mod tests {
@@ -363,5 +381,33 @@ mod tests {
             records[3].reason,
             "rate limited (999 more from this client since the last one recorded)"
         );
+    }
+
+    #[tokio::test]
+    async fn filling_the_table_with_fresh_addresses_does_not_reopen_the_flood() {
+        use crate::testkit::{MemStore, TestClock};
+        let store = Arc::new(MemStore::default());
+        let trail = AuditTrail::new(store.clone(), Arc::new(TestClock::at(1_000_000)));
+        let limited: Result<(), AuthError> = Err(AuthError::RateLimited {
+            retry_after: std::time::Duration::from_secs(30),
+        });
+        let at = |n: usize| Caller {
+            front: Front::Http,
+            client: Some(format!("10.{}.{}.{}", n >> 16, (n >> 8) & 255, n & 255)),
+            bound_as: None,
+        };
+        for n in 0..MAX_LIMITED_CLIENTS + 5_000 {
+            trail
+                .record(Attempt::new(AuditAction::Verify, &at(n), "u:x"), &limited)
+                .await;
+        }
+        // One record per client that found a place, one for all the others together.
+        assert_eq!(store.audit.lock().unwrap().len(), MAX_LIMITED_CLIENTS + 1);
+        for _ in 0..1000 {
+            trail
+                .record(Attempt::new(AuditAction::Verify, &at(0), "u:x"), &limited)
+                .await;
+        }
+        assert_eq!(store.audit.lock().unwrap().len(), MAX_LIMITED_CLIENTS + 1);
     }
 }

@@ -57,6 +57,19 @@ impl Identity {
         }
     }
 
+    /// The identity as a client is trusted for it after a success: its exact meaning (prefix
+    /// and name case, DN spacing and escapes normalized), not the looser [`limit_key`]
+    /// skeleton, so that signing in as `u:a.lice` never makes a client trusted for `u:alice`.
+    ///
+    /// [`limit_key`]: Identity::limit_key
+    pub fn trust_key(text: &str) -> String {
+        match Identity::parse(text) {
+            Ok(Identity::Dn(dn)) => format!("dn:{}", dn.normalized()),
+            Ok(Identity::Username(name)) => format!("u:{}", name.trim().to_lowercase()),
+            Err(_) => format!("malformed:{}", text.to_lowercase()),
+        }
+    }
+
     /// The identity as rate limits count it, from the text alone, so a known and an unknown
     /// user are counted the same way. Directories match names loosely (LDAP's caseIgnoreMatch
     /// ignores case and insignificant spaces, RFC 4518; attribute types have OID aliases), so

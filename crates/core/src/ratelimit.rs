@@ -281,8 +281,9 @@ impl RateLimits {
             limiter.check(&pair, now).map_err(limited)?;
             admission.pair = Some(pair.clone());
         }
+        let trusted = format!("{}|{client}", Identity::trust_key(identity));
         if let Some(limiter) = &self.failures_per_user
-            && !self.trusted.trusts(&pair, now)
+            && !self.trusted.trusts(&trusted, now)
         {
             if let Err(wait) = limiter.check(&id, now) {
                 self.give_back(admission);
@@ -338,7 +339,7 @@ impl RateLimits {
         }
         if result.is_ok() {
             let client = caller_key(caller);
-            let id = Identity::limit_key(&admission.identity_sent);
+            let id = Identity::trust_key(&admission.identity_sent);
             self.trusted.trust(format!("{id}|{client}"), now);
             if let Some(user) = user {
                 self.trusted
@@ -475,6 +476,50 @@ mod tests {
             buckets.check(&pair, t).is_err(),
             "the failure kept its token"
         );
+    }
+
+    #[test]
+    fn signing_in_as_a_look_alike_name_earns_no_trust_for_the_user() {
+        let limits = RateLimits {
+            failures_per_user: Some(RateLimiter::new(Rate {
+                burst: 1,
+                period: Duration::from_secs(60),
+            })),
+            ..RateLimits::default()
+        };
+        let at = |ip: &str| Caller {
+            client: Some(ip.into()),
+            ..Caller::default()
+        };
+        let t = Timestamp(0);
+        let refused: Result<(), AuthError> = Err(AuthError::InvalidCredentials(
+            crate::error::Refusal::WrongPassword,
+        ));
+        let ok: Result<(), AuthError> = Ok(());
+        let (home, mallory) = (at("203.0.113.5"), at("198.51.100.7"));
+        // alice signs in from home; Mallory signs in as her own a.lice (same skeleton, so the
+        // same budget) from her address.
+        let adm = limits
+            .admit(AuditAction::Bind, &home, "u:Alice", t)
+            .unwrap();
+        limits.settle(adm, &home, None, &ok, t);
+        let adm = limits
+            .admit(AuditAction::Bind, &mallory, "u:a.lice", t)
+            .unwrap();
+        limits.settle(adm, &mallory, None, &ok, t);
+        // alice's ceiling is then spent by a failure from elsewhere.
+        let adm = limits
+            .admit(AuditAction::Bind, &at("192.0.2.1"), "u:alice", t)
+            .unwrap();
+        limits.settle(adm, &at("192.0.2.1"), None, &refused, t);
+        // Mallory's address is trusted for u:a.lice only: refused for u:alice.
+        assert!(
+            limits
+                .admit(AuditAction::Bind, &mallory, "u:alice", t)
+                .is_err()
+        );
+        // The real user's is trusted for u:alice: exempt from the ceiling.
+        assert!(limits.admit(AuditAction::Bind, &home, "u:alice", t).is_ok());
     }
 
     #[test]

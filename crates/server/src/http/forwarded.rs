@@ -67,20 +67,23 @@ pub fn client(peer: SocketAddr, headers: &HeaderMap, trusted: &[Network]) -> Soc
         return peer;
     }
     // From the right: what the trusted proxies appended comes last; whatever a client wrote
-    // itself is further left and is never reached once a non-proxy address is found.
-    let mut lines: Vec<&str> = Vec::new();
-    for value in headers.get_all("x-forwarded-for") {
-        match value.to_str() {
-            Ok(text) => lines.push(text),
-            Err(_) => return peer,
-        }
-    }
+    // itself is further left and is never reached once a non-proxy address is found. (Bytes a
+    // client wrote that are not UTF-8 spoil only their own part of the line.)
+    let lines: Vec<String> = headers
+        .get_all("x-forwarded-for")
+        .iter()
+        .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
+        .collect();
     let mut leftmost = None;
     let mut client = None;
     'hops: for line in lines.iter().rev() {
         for part in line.rsplit(',') {
-            let Ok(ip) = part.trim().parse::<IpAddr>() else {
-                // A hop a proxy wrote that we cannot read: no client can be told.
+            let part = part.trim();
+            if part.is_empty() {
+                continue;
+            }
+            let Some(ip) = hop_address(part) else {
+                // A hop the proxies wrote that we cannot read: no client can be told.
                 return peer;
             };
             leftmost = Some(ip);
@@ -92,6 +95,23 @@ pub fn client(peer: SocketAddr, headers: &HeaderMap, trusted: &[Network]) -> Soc
     }
     let client = client.or(leftmost);
     client.map_or(peer, |ip| SocketAddr::new(ip, 0))
+}
+
+/// One `X-Forwarded-For` hop as proxies write them: `192.0.2.1`, `192.0.2.1:4711`,
+/// `2001:db8::1`, `[2001:db8::1]:4711`, `fe80::1%eth0`.
+fn hop_address(part: &str) -> Option<IpAddr> {
+    if let Ok(ip) = part.parse::<IpAddr>() {
+        return Some(ip);
+    }
+    if let Ok(sa) = part.parse::<SocketAddr>() {
+        return Some(sa.ip());
+    }
+    let unbracketed = part
+        .strip_prefix('[')
+        .and_then(|p| p.split(']').next())
+        .unwrap_or(part);
+    let without_zone = unbracketed.split('%').next().unwrap_or(unbracketed);
+    without_zone.parse::<IpAddr>().ok()
 }
 
 /// Rewrites the request's `ConnectInfo` (the connection's peer) to the forwarded client.
@@ -112,6 +132,7 @@ pub fn rewrite(request: &mut Request, trusted: &[Network]) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use axum::http::HeaderValue;
 
     fn headers(xff: &[&str]) -> HeaderMap {
         let mut h = HeaderMap::new();
@@ -181,10 +202,34 @@ mod tests {
             ip(&client(proxy, &headers(&["1.2.3.4, junk"]), &trusted)),
             "10.0.0.5"
         );
-        // Junk a client wrote on the left is never reached.
+        // Junk a client wrote on the left is never reached, even bytes that are not UTF-8, in
+        // the proxy's line or a line of its own.
         assert_eq!(
             ip(&client(proxy, &headers(&["junk, 198.51.100.1"]), &trusted)),
             "198.51.100.1"
         );
+        let mut raw = HeaderMap::new();
+        raw.append(
+            "x-forwarded-for",
+            HeaderValue::from_bytes(b"\xff, 198.51.100.1").unwrap(),
+        );
+        assert_eq!(ip(&client(proxy, &raw, &trusted)), "198.51.100.1");
+        let mut raw = HeaderMap::new();
+        raw.append("x-forwarded-for", HeaderValue::from_bytes(b"\xff").unwrap());
+        raw.append("x-forwarded-for", HeaderValue::from_static("198.51.100.1"));
+        assert_eq!(ip(&client(proxy, &raw, &trusted)), "198.51.100.1");
+        // The forms proxies write: ports, brackets, zones, a trailing comma.
+        for (xff, want) in [
+            ("198.51.100.1:4711", "198.51.100.1"),
+            ("[2001:db8::7]:4711", "2001:db8::7"),
+            ("fe80::1%eth0", "fe80::1"),
+            ("198.51.100.1,", "198.51.100.1"),
+        ] {
+            assert_eq!(
+                ip(&client(proxy, &headers(&[xff]), &trusted)),
+                want,
+                "{xff}"
+            );
+        }
     }
 }

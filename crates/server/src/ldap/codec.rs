@@ -120,13 +120,13 @@ fn length(buf: &[u8]) -> Option<(usize, &[u8])> {
     let (&first, rest) = buf.split_first()?;
     match first {
         0x00..=0x7f => Some((usize::from(first), rest)),
-        0x81..=0x84 => {
+        // Up to eight length bytes: more than four only ever announce something too large,
+        // which the caller refuses at once instead of waiting for it.
+        0x81..=0x88 => {
             let n = usize::from(first & 0x7f);
             let bytes = rest.get(..n)?;
-            let len = bytes
-                .iter()
-                .fold(0usize, |acc, b| (acc << 8) | usize::from(*b));
-            Some((len, &rest[n..]))
+            let len = bytes.iter().fold(0u64, |acc, b| (acc << 8) | u64::from(*b));
+            Some((usize::try_from(len).unwrap_or(usize::MAX), &rest[n..]))
         }
         _ => None,
     }
@@ -156,6 +156,16 @@ mod tests {
             Some(64 * 1024)
         );
         assert_eq!(declared_size(&[0x30, 0x84, 0x00]), None);
+        for header in [
+            &[0x30, 0x85, 0x01, 0, 0, 0, 0][..],
+            &[0x30, 0x88, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff][..],
+        ] {
+            let mut buf = BytesMut::from(header);
+            assert!(matches!(
+                codec.decode(&mut buf),
+                Err(FrameError::Malformed(_))
+            ));
+        }
     }
 
     #[test]
