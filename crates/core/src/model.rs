@@ -228,6 +228,23 @@ pub struct User {
 }
 
 impl User {
+    /// A user with only a name, in `directory` at `dn`: no addresses, attributes, sponsor or
+    /// preferences, and a usable account.
+    pub fn new(directory: impl Into<String>, dn: Dn, username: impl Into<String>) -> Self {
+        User {
+            directory: directory.into(),
+            dn,
+            username: username.into(),
+            display_name: None,
+            mail: Vec::new(),
+            mobile: Vec::new(),
+            attributes: BTreeMap::new(),
+            sponsor: None,
+            preferred_mechanisms: Vec::new(),
+            account: AccountState::default(),
+        }
+    }
+
     pub fn key(&self) -> UserKey {
         UserKey {
             directory: self.directory.clone(),

@@ -501,18 +501,7 @@ async fn add_user(
     if username.trim().is_empty() || username.chars().any(char::is_control) {
         anyhow::bail!("invalid username {username:?}");
     }
-    let mut user = User {
-        directory: dir.config().name.clone(),
-        dn: dir.dn_for(&username),
-        username: username.clone(),
-        display_name: None,
-        mail: vec![],
-        mobile: vec![],
-        attributes: Default::default(),
-        sponsor: None,
-        preferred_mechanisms: vec![],
-        account: AccountState::default(),
-    };
+    let mut user = User::new(dir.config().name.clone(), dir.dn_for(&username), &username);
     apply_fields(&mut user, fields, now)?;
     if store
         .local_user(&user.directory, &username)

@@ -2,7 +2,7 @@
 //! service behind it is the real one over a SQLite file in a temporary folder, with alice in
 //! the local directory and a File mechanism.
 
-use countersign_core::model::{AccountState, Dn, User};
+use countersign_core::model::{Dn, User};
 use countersign_core::ports::LocalUser;
 use ldap3_proto::proto::{LdapExtendedRequest, LdapMsg, LdapOp, LdapResultCode};
 
@@ -46,16 +46,9 @@ async fn service() -> (Arc<OtpService>, tempfile::TempDir) {
     std::fs::write(&path, CONFIG).unwrap();
     let app = App::build(Config::load(&path).unwrap_or_else(|e| panic!("{e}"))).unwrap();
     let user = User {
-        directory: "local".into(),
-        dn: Dn::new(alice_dn()),
-        username: "alice".into(),
-        display_name: None,
         mail: vec!["alice@example.com".into()],
         mobile: vec!["+15550100001".into()],
-        attributes: Default::default(),
-        sponsor: None,
-        preferred_mechanisms: vec![],
-        account: AccountState::default(),
+        ..User::new("local", Dn::new(alice_dn()), "alice")
     };
     let password_hash = crate::passwords::hash(&Secret::new("alice-password")).unwrap();
     app.store

@@ -38,22 +38,29 @@ async fn otp_mailed_over_plain_smtp_verifies_once() {
     assert_eq!(again.status, 401, "a used OTP must not verify again");
 }
 
-#[tokio::test]
-async fn starttls_with_authentication_reaches_the_server() {
-    let tmp = tempfile::TempDir::new().unwrap();
-    let tls = tls_files(tmp.path());
+/// An SMTP server that requires STARTTLS (with the test CA) and authentication as
+/// `mfa`/`s3cret`, and the mail profile that reaches it (password from a file in `dir`).
+fn starttls_with_auth(dir: &std::path::Path) -> (SmtpServer, String) {
+    let tls = tls_files(dir);
     let smtp = SmtpServer::start(SmtpOptions {
         starttls: Some(&tls),
         auth: Some(("mfa", "s3cret")),
         ..Default::default()
     });
-    std::fs::write(tmp.path().join("smtp.pw"), "s3cret\n").unwrap();
+    std::fs::write(dir.join("smtp.pw"), "s3cret\n").unwrap();
     let profile = format!(
         "host = \"127.0.0.1\"\nport = {}\ntls = \"starttls\"\nca_file = \"{}\"\nusername = \"mfa\"\npassword_file = \"{}\"\ntimeout = \"5s\"\n",
         smtp.port,
         tls.ca.display(),
-        tmp.path().join("smtp.pw").display()
+        dir.join("smtp.pw").display()
     );
+    (smtp, profile)
+}
+
+#[tokio::test]
+async fn starttls_with_authentication_reaches_the_server() {
+    let tmp = tempfile::TempDir::new().unwrap();
+    let (smtp, profile) = starttls_with_auth(tmp.path());
     let cs = Countersign::start(&Setup {
         smtp: Some(profile),
         ..Setup::default()
@@ -208,19 +215,7 @@ async fn one_connection_carries_consecutive_mails() {
 #[tokio::test]
 async fn a_reused_starttls_session_stays_encrypted_and_authenticated() {
     let tmp = tempfile::TempDir::new().unwrap();
-    let tls = tls_files(tmp.path());
-    let smtp = SmtpServer::start(SmtpOptions {
-        starttls: Some(&tls),
-        auth: Some(("mfa", "s3cret")),
-        ..Default::default()
-    });
-    std::fs::write(tmp.path().join("smtp.pw"), "s3cret\n").unwrap();
-    let profile = format!(
-        "host = \"127.0.0.1\"\nport = {}\ntls = \"starttls\"\nca_file = \"{}\"\nusername = \"mfa\"\npassword_file = \"{}\"\ntimeout = \"5s\"\n",
-        smtp.port,
-        tls.ca.display(),
-        tmp.path().join("smtp.pw").display()
-    );
+    let (smtp, profile) = starttls_with_auth(tmp.path());
     let mails = three_mails(&smtp, profile).await;
     assert!(
         mails

@@ -2,12 +2,11 @@
 //! literally, in one bash shell, and check each step does what it says.
 
 use std::io::{BufRead, BufReader};
-use std::process::{Command, Stdio};
+use std::process::{Child, Command, Stdio};
 
-#[test]
-fn the_walkthrough_works_as_printed() {
-    let dir = tempfile::TempDir::new().unwrap();
-    let mut demo = Command::new(env!("CARGO_BIN_EXE_countersign"))
+/// `countersign demo` in `dir`, on free ports, its stdout piped.
+fn start_demo(dir: &std::path::Path) -> Child {
+    Command::new(env!("CARGO_BIN_EXE_countersign"))
         .args([
             "demo",
             "--http",
@@ -16,11 +15,17 @@ fn the_walkthrough_works_as_printed() {
             "127.0.0.1:0",
             "--dir",
         ])
-        .arg(dir.path().join("demo"))
+        .arg(dir)
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
-        .unwrap();
+        .unwrap()
+}
+
+#[test]
+fn the_walkthrough_works_as_printed() {
+    let dir = tempfile::TempDir::new().unwrap();
+    let mut demo = start_demo(&dir.path().join("demo"));
     let mut text = String::new();
     let mut out = BufReader::new(demo.stdout.take().unwrap());
     while !text.contains("Press Ctrl-C") {
@@ -122,20 +127,7 @@ fn the_walkthrough_works_as_printed() {
 fn sigterm_lets_requests_in_progress_finish_then_every_front_stops() {
     use std::io::{Read, Write};
     let dir = tempfile::TempDir::new().unwrap();
-    let mut demo = Command::new(env!("CARGO_BIN_EXE_countersign"))
-        .args([
-            "demo",
-            "--http",
-            "127.0.0.1:0",
-            "--ldap",
-            "127.0.0.1:0",
-            "--dir",
-        ])
-        .arg(dir.path().join("demo"))
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut demo = start_demo(&dir.path().join("demo"));
     let mut out = BufReader::new(demo.stdout.take().unwrap());
     let mut text = String::new();
     while !text.contains("Press Ctrl-C") {

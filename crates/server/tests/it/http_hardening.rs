@@ -48,16 +48,7 @@ fn assert_problem(r: &Answer, status: u16, what: &str) {
 }
 
 async fn send(req: reqwest::RequestBuilder) -> Answer {
-    let r = req.send().await.unwrap();
-    let status = r.status().as_u16();
-    let headers = r.headers().clone();
-    let text = r.text().await.unwrap();
-    let json = serde_json::from_str(&text).unwrap_or(serde_json::Value::String(text));
-    Answer {
-        status,
-        headers,
-        json,
-    }
+    Countersign::answer(req.send().await.unwrap()).await
 }
 
 #[tokio::test]

@@ -15,7 +15,7 @@ use countersign::ldap::{LdapServer, exop};
 use countersign_core::identity::Identity;
 use countersign_core::identity_mapper::IdentityMapper;
 use countersign_core::ports::{Directory, DirectoryError, Lookup};
-use countersign_core::{AccountState, Dn, Manager, Secret, User};
+use countersign_core::{Dn, Manager, Secret, User};
 use futures_util::{SinkExt, StreamExt};
 use ldap3_proto::proto::*;
 use tokio::sync::watch;
@@ -60,18 +60,7 @@ impl Directory for SlowDirectory {
                 Identity::Username(u) => u == name,
             });
         Ok(match found {
-            Some(name) => Lookup::Found(Box::new(User {
-                directory: "slow".into(),
-                dn: Dn::new(slow_dn(name)),
-                username: name.into(),
-                display_name: None,
-                mail: vec![],
-                mobile: vec![],
-                attributes: Default::default(),
-                sponsor: None,
-                preferred_mechanisms: vec![],
-                account: AccountState::default(),
-            })),
+            Some(name) => Lookup::Found(Box::new(User::new("slow", Dn::new(slow_dn(name)), name))),
             None => Lookup::NotFound,
         })
     }
@@ -191,16 +180,7 @@ fn whoami() -> LdapOp {
 }
 
 fn root_dse() -> LdapOp {
-    LdapOp::SearchRequest(LdapSearchRequest {
-        base: String::new(),
-        scope: LdapSearchScope::Base,
-        aliases: LdapDerefAliases::Never,
-        sizelimit: 0,
-        timelimit: 0,
-        typesonly: false,
-        filter: LdapFilter::Present("objectClass".into()),
-        attrs: vec!["vendorName".into()],
-    })
+    root_dse_request(&["vendorName"])
 }
 
 /// The next message, within `secs` seconds; `None` when the server closed the connection.

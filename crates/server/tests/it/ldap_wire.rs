@@ -79,6 +79,16 @@ fn exop_req(name: &str, value: Option<Vec<u8>>) -> LdapOp {
     })
 }
 
+/// Deliver OTP for alice with her password, by the default mechanisms.
+fn deliver_alice_request() -> LdapOp {
+    let value = exop::encode_deliver_otp(&exop::DeliverOtpRequest {
+        authentication_id: "u:alice".into(),
+        static_password: Some("alice-password".into()),
+        ..Default::default()
+    });
+    exop_req(exop::DELIVER_OTP_REQUEST, Some(value))
+}
+
 fn sasl(creds: Vec<u8>) -> LdapOp {
     LdapOp::BindRequest(LdapBindRequest {
         version: 3,
@@ -447,17 +457,9 @@ async fn a_message_announcing_more_than_the_limit_is_refused_before_its_body() {
 async fn a_deliver_whose_client_unbinds_and_hangs_up_still_finishes_and_is_audited() {
     let cs = world("").await;
     let mut c = connect(&cs).await;
-    let deliver = exop::encode_deliver_otp(&exop::DeliverOtpRequest {
-        authentication_id: "u:alice".into(),
-        static_password: Some("alice-password".into()),
-        ..Default::default()
-    });
-    c.send(LdapMsg::new(
-        1,
-        exop_req(exop::DELIVER_OTP_REQUEST, Some(deliver)),
-    ))
-    .await
-    .unwrap();
+    c.send(LdapMsg::new(1, deliver_alice_request()))
+        .await
+        .unwrap();
     // Gone before the answer (the password check alone takes longer than this): an Unbind,
     // then the socket closed.
     c.send(LdapMsg::new(2, LdapOp::UnbindRequest))
@@ -711,27 +713,10 @@ async fn arrival_order(max_ops: usize) -> Vec<i32> {
     let cs = Countersign::start(&setup).await;
     cs.add_user(alice()).await;
     let mut c = connect(&cs).await;
-    let deliver = exop::encode_deliver_otp(&exop::DeliverOtpRequest {
-        authentication_id: "u:alice".into(),
-        static_password: Some("alice-password".into()),
-        ..Default::default()
-    });
-    c.send(LdapMsg::new(
-        1,
-        exop_req(exop::DELIVER_OTP_REQUEST, Some(deliver)),
-    ))
-    .await
-    .unwrap();
-    let search = LdapOp::SearchRequest(LdapSearchRequest {
-        base: String::new(),
-        scope: LdapSearchScope::Base,
-        aliases: LdapDerefAliases::Never,
-        sizelimit: 0,
-        timelimit: 0,
-        typesonly: false,
-        filter: LdapFilter::Present("objectClass".into()),
-        attrs: vec!["1.1".into()],
-    });
+    c.send(LdapMsg::new(1, deliver_alice_request()))
+        .await
+        .unwrap();
+    let search = root_dse_request(&["1.1"]);
     c.send(LdapMsg::new(2, search)).await.unwrap();
     let mut order = Vec::new();
     while order.len() < 2 {
