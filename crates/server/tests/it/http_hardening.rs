@@ -97,6 +97,12 @@ async fn only_json_bodies_are_taken_so_browsers_cannot_post_cross_site() {
     let cs = start("").await;
     let deliver = format!("{}/api/v1/otp/deliver", cs.base);
     let body = deliver_alice().to_string();
+    let post_as = |ct: &str| {
+        cs.http
+            .post(&deliver)
+            .header("content-type", ct)
+            .body(body.clone())
+    };
     // The content types a page elsewhere can make a browser send without a CORS preflight,
     // each carrying a valid request: all refused before any use case runs.
     for ct in [
@@ -105,13 +111,7 @@ async fn only_json_bodies_are_taken_so_browsers_cannot_post_cross_site() {
         "application/x-www-form-urlencoded",
         "multipart/form-data; boundary=xyz",
     ] {
-        let r = send(
-            cs.http
-                .post(&deliver)
-                .header("content-type", ct)
-                .body(body.clone()),
-        )
-        .await;
+        let r = send(post_as(ct)).await;
         assert_problem(&r, 415, ct);
     }
     assert_eq!(outbox_files(&cs), 0, "no code was sent");
@@ -119,13 +119,7 @@ async fn only_json_bodies_are_taken_so_browsers_cannot_post_cross_site() {
     assert!(audit.is_empty(), "no use case ran: {audit:?}");
 
     for ct in ["application/json", "application/json; charset=utf-8"] {
-        let r = send(
-            cs.http
-                .post(&deliver)
-                .header("content-type", ct)
-                .body(body.clone()),
-        )
-        .await;
+        let r = send(post_as(ct)).await;
         assert_eq!(r.status, 200, "{ct}: {}", r.json);
     }
     let r = cs.verify("u:alice", "000000").await;
