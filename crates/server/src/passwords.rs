@@ -72,6 +72,9 @@ struct Memory {
 struct MemoryPool {
     free: Mutex<Vec<Memory>>,
     keep: usize,
+    /// Memories made because none was free (the test checks it stays at one per permit).
+    #[cfg(test)]
+    made: std::sync::atomic::AtomicUsize,
 }
 
 impl MemoryPool {
@@ -79,6 +82,10 @@ impl MemoryPool {
     /// asks for more than the default parameters.
     fn take(&self, len: usize) -> Memory {
         let kept = self.free.lock().ok().and_then(|mut f| f.pop());
+        #[cfg(test)]
+        if kept.is_none() {
+            self.made.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        }
         let mut memory = kept.unwrap_or(Memory { blocks: Vec::new() });
         if memory.blocks.len() < len {
             memory.blocks.resize(len, Block::new());
@@ -106,6 +113,8 @@ fn blocks() -> &'static MemoryPool {
     POOL.get_or_init(|| MemoryPool {
         free: Mutex::new(Vec::new()),
         keep: cpus(),
+        #[cfg(test)]
+        made: std::sync::atomic::AtomicUsize::new(0),
     })
 }
 
@@ -237,6 +246,9 @@ mod tests {
         }
         let kept = blocks().free.lock().unwrap().len();
         assert!(kept <= cpus(), "{kept} memories kept for {} CPUs", cpus());
+        // 48 checks, yet no more memories made than checks may run at once: they were reused.
+        let made = blocks().made.load(std::sync::atomic::Ordering::SeqCst);
+        assert!(made <= cpus(), "{made} memories made for {} CPUs", cpus());
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -154,10 +154,17 @@ async fn the_http_deliver_endpoint_is_gone_but_verify_stays() {
     let a = cs.deliver(deliver_alice()).await;
     assert_eq!(a.status, 404, "{}", a.json);
     assert_eq!(a.headers["content-type"], "application/problem+json");
+    assert_eq!(a.headers["cache-control"], "no-store");
+    // Exactly what an unknown path gets.
+    let unknown = cs.get("/no/such/thing").await;
+    assert_eq!(
+        (&a.json["type"], &a.json["title"]),
+        (&unknown.json["type"], &unknown.json["title"])
+    );
     assert_eq!(a.json["status"], 404);
     assert!(outbox_is_empty(&cs), "a code was delivered");
     // Verify is another handler: it still answers (here: no code outstanding).
     let v = cs.verify("u:alice", "123456").await;
-    assert_ne!(v.status, 404, "{}", v.json);
+    assert_eq!(v.status, 401, "{}", v.json);
     assert_eq!(v.headers["content-type"], "application/problem+json");
 }

@@ -586,6 +586,24 @@ async fn user_binds_reuse_connections_and_survive_the_server_closing_them() {
     );
     let opened = d.bind_connections_opened();
     assert!(opened <= 13, "{opened}");
+    // The same again: the connections kept by the first round carry it, none is opened.
+    for _ in 0..3 {
+        assert!(
+            d.check_password(&alice, &"alice-password".into())
+                .await
+                .unwrap()
+        );
+        assert!(
+            !d.check_password(&ghost, &"alice-password".into())
+                .await
+                .unwrap()
+        );
+    }
+    assert_eq!(
+        d.bind_connections_opened(),
+        opened,
+        "kept connections are reused"
+    );
 
     // The server restarts: every kept connection is dead, and the next bind still works.
     slapd.restart();

@@ -172,6 +172,23 @@ async fn a_broken_chunked_body_is_a_problem_not_a_hang() {
 }
 
 #[tokio::test]
+async fn a_chunked_body_over_the_limit_is_a_413_problem() {
+    // No Content-Length to refuse it early: the limit holds while the chunks stream in.
+    let cs = start("").await;
+    let head = "POST /api/v1/otp/verify HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n";
+    let chunk = "x".repeat(70_000);
+    let request = format!("{head}{:x}\r\n{chunk}\r\n0\r\n\r\n", chunk.len());
+    let mut s = TcpStream::connect(addr(&cs)).await.unwrap();
+    // The server may answer and close before it has read everything.
+    let _ = s.write_all(request.as_bytes()).await;
+    let mut answer = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(10), s.read_to_end(&mut answer)).await;
+    assert_raw_problem(&String::from_utf8_lossy(&answer), "HTTP/1.1 413");
+    let audit = cs.app.store.list_audit(&Default::default()).await.unwrap();
+    assert!(audit.is_empty(), "no use case ran: {audit:?}");
+}
+
+#[tokio::test]
 async fn a_stalled_body_is_cut_off_after_the_body_read_timeout() {
     let cs = start("body_read_timeout = \"1s\"\n").await;
     let request = "POST /api/v1/otp/deliver HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 200\r\n\r\n{\"authentication_id\":";

@@ -78,7 +78,14 @@ async fn over_http_every_operation_answers_them_as_malformed() {
     }
     // Nothing was delivered, and the audit trail names no user for them.
     let audit = cs.app.store.list_audit(&Default::default()).await.unwrap();
+    assert!(!audit.is_empty(), "the refusals are audited");
     assert!(audit.iter().all(|r| r.user_dn.is_none()));
+    assert!(
+        audit
+            .iter()
+            .all(|r| r.outcome != countersign_core::audit::AuditOutcome::Success),
+        "{audit:?}"
+    );
 }
 
 async fn ask(conn: &mut LdapConn, op: LdapOp) -> (LdapResultCode, String) {

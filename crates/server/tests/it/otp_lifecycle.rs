@@ -290,5 +290,9 @@ async fn a_deliver_that_delivers_nothing_keeps_the_outstanding_otp() {
         assert_eq!(a.status, 422, "{}", a.json);
     }
     assert_eq!(smtp.wait_for(1).len(), 1, "nothing more was sent");
+    // The SMTP server goes away: a deliver whose transport fails keeps the code too.
+    drop(smtp);
+    let a = cs.deliver(deliver_alice()).await;
+    assert_eq!(a.status, 502, "{}", a.json);
     assert_eq!(cs.verify("u:alice", &otp).await.status, 200);
 }
