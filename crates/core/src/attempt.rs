@@ -155,15 +155,26 @@ impl Attempt {
 /// The rate-limit key of a client address: IPv6 clients by their /64, since one host usually
 /// owns a whole /64 and could otherwise rotate through it.
 pub fn client_key(client: &str) -> String {
-    match client.parse::<std::net::IpAddr>() {
-        Ok(std::net::IpAddr::V6(v6)) if v6.to_ipv4_mapped().is_none() => {
-            let s = v6.segments();
-            format!("{:x}:{:x}:{:x}:{:x}::/64", s[0], s[1], s[2], s[3])
-        }
-        Ok(std::net::IpAddr::V6(v6)) => v6
-            .to_ipv4_mapped()
-            .map_or(client.to_owned(), |v4| v4.to_string()),
-        _ => client.to_owned(),
+    match client.parse::<std::net::IpAddr>().map(client_host) {
+        Ok(ip @ std::net::IpAddr::V6(_)) => format!("{ip}/64"),
+        Ok(ip) => ip.to_string(),
+        Err(_) => client.to_owned(),
+    }
+}
+
+/// The host an address counts as: an IPv6 address by its /64 (the rest zeroed), an
+/// IPv4-mapped one as IPv4. Rate limits, connection caps and the audit all count clients so.
+pub fn client_host(ip: std::net::IpAddr) -> std::net::IpAddr {
+    use std::net::{IpAddr, Ipv6Addr};
+    match ip {
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => IpAddr::V4(v4),
+            None => {
+                let s = v6.segments();
+                IpAddr::V6(Ipv6Addr::new(s[0], s[1], s[2], s[3], 0, 0, 0, 0))
+            }
+        },
+        v4 => v4,
     }
 }
 

@@ -4,6 +4,7 @@
 
 pub mod admission;
 pub mod app;
+pub mod ber;
 pub mod cli;
 pub mod config;
 pub mod delivery;

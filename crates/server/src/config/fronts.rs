@@ -8,7 +8,7 @@ use serde::Deserialize;
 
 use super::store::StoreConfig;
 use super::validator::{At, Span, Validator};
-use crate::http::forwarded::Network;
+use crate::admission::Network;
 
 /// `[server]`
 #[derive(Debug, Default, Deserialize)]

@@ -71,7 +71,7 @@ pub struct Config {
     pub http_max_connections: usize,
     pub http_max_connections_per_client: usize,
     /// `[http] trusted_proxies`.
-    pub http_trusted_proxies: Vec<crate::http::forwarded::Network>,
+    pub http_trusted_proxies: Vec<crate::admission::Network>,
     pub listen_ldap: Option<SocketAddr>,
     pub listen_ldaps: Option<SocketAddr>,
     pub ldap: LdapConfig,

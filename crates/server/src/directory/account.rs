@@ -17,8 +17,8 @@ use std::time::Duration;
 use countersign_core::error::Refusal;
 use countersign_core::model::{AccountState, Timestamp};
 
+use crate::ber::{self, BerError};
 use crate::config::AccountPolicy;
-use crate::ldap::ber::{self, BerError};
 
 /// The password policy request/response control (draft-behera §6).
 pub const PPOLICY_CONTROL: &str = "1.3.6.1.4.1.42.2.27.8.5.1";

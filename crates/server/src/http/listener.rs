@@ -58,7 +58,15 @@ impl HttpServer {
     /// Serves the API on `listener` until `shutdown` turns true (or its sender is gone), then
     /// drains: see the module comment.
     pub async fn serve(self, listener: TcpListener, mut shutdown: watch::Receiver<bool>) {
-        let app = router(self.state.clone());
+        // Behind a listed proxy, the client is the one it forwards for ([`forwarded`]); for
+        // anyone else `rewrite` leaves the connection's peer.
+        let trusted = self.limits.trusted_proxies.clone();
+        let app = router(self.state.clone()).layer(axum::middleware::from_fn(
+            move |mut request: axum::extract::Request, next: axum::middleware::Next| {
+                forwarded::rewrite(&mut request, &trusted);
+                next.run(request)
+            },
+        ));
         let graceful = GracefulShutdown::new();
         let mut builder = http1::Builder::new();
         builder
@@ -85,27 +93,7 @@ impl HttpServer {
                 continue;
             };
             let _ = stream.set_nodelay(true);
-            let service = if self
-                .limits
-                .trusted_proxies
-                .iter()
-                .any(|n| n.contains(peer.ip()))
-            {
-                let trusted = self.limits.trusted_proxies.clone();
-                let forwarding = axum::middleware::from_fn(
-                    move |mut request: axum::extract::Request, next: axum::middleware::Next| {
-                        forwarded::rewrite(&mut request, &trusted);
-                        next.run(request)
-                    },
-                );
-                TowerToHyperService::new(
-                    app.clone()
-                        .layer(forwarding)
-                        .layer(Extension(ConnectInfo(peer))),
-                )
-            } else {
-                TowerToHyperService::new(app.clone().layer(Extension(ConnectInfo(peer))))
-            };
+            let service = TowerToHyperService::new(app.clone().layer(Extension(ConnectInfo(peer))));
             let conn = graceful.watch(builder.serve_connection(TokioIo::new(stream), service));
             connections.spawn(async move {
                 if let Err(e) = conn.await {

@@ -12,7 +12,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
-use ldap3_proto::proto::{LdapMsg, LdapOp, LdapResult, LdapResultCode};
+use ldap3_proto::proto::{LdapMsg, LdapOp, LdapResultCode};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::watch;
 use tokio::task::JoinSet;
@@ -22,7 +22,7 @@ use tracing::Instrument;
 
 use super::codec::{Codec, FrameError};
 use super::exop;
-use super::handler::{LdapHandler, Outcome, Session, notice_of_disconnection};
+use super::handler::{LdapHandler, Outcome, Session, notice_of_disconnection, result};
 
 /// Longest one response may take to be written before the connection is dropped.
 pub(super) const WRITE_TIMEOUT: Duration = Duration::from_secs(30);
@@ -241,12 +241,10 @@ impl Operations<'_> {
             // Holding them would let one connection queue without bound; they are refused,
             // and the bind carries on. (Unbind cancels the bind; Abandon is ignored, as a bind
             // cannot be abandoned, RFC 4511 §4.11.)
-            let res = LdapResult {
-                code: LdapResultCode::OperationsError,
-                matcheddn: String::new(),
-                message: "a bind is in progress on this connection".into(),
-                referral: Vec::new(),
-            };
+            let res = result(
+                LdapResultCode::OperationsError,
+                "a bind is in progress on this connection",
+            );
             let refusal = self.ctx.handler.refusal_for(&msg.op, msg.msgid, res);
             return apply(Outcome::Respond(vec![refusal]), session, framed).await;
         }
@@ -264,12 +262,10 @@ impl Operations<'_> {
         let failure = self.ctx.handler.refusal_for(
             &msg.op,
             msg.msgid,
-            LdapResult {
-                code: LdapResultCode::Other,
-                matcheddn: String::new(),
-                message: "the operation failed; it has been logged".into(),
-                referral: Vec::new(),
-            },
+            result(
+                LdapResultCode::Other,
+                "the operation failed; it has been logged",
+            ),
         );
         let (handler, snapshot, span) = (self.ctx.handler.clone(), session.clone(), op_span(&msg));
         let counted = Counted::new(&self.ctx.operations);

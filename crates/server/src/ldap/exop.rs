@@ -9,7 +9,7 @@ use countersign_core::Secret;
 use countersign_core::mechanism::{MechanismChoice, MessageTexts};
 use countersign_core::otp::MechanismSupport;
 
-use super::ber::{self, BOOLEAN, OCTET_STRING, SEQUENCE, Tlv, context, context_constructed};
+use crate::ber::{self, BOOLEAN, OCTET_STRING, SEQUENCE, Tlv, context, context_constructed};
 
 pub const DELIVER_OTP_REQUEST: &str = "1.3.6.1.4.1.30221.2.6.24";
 pub const DELIVER_OTP_RESPONSE: &str = "1.3.6.1.4.1.30221.2.6.25";

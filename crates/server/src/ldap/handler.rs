@@ -74,7 +74,7 @@ pub struct LdapHandler {
     root_dse: Vec<(String, Vec<String>)>,
 }
 
-fn result(code: LdapResultCode, message: impl Into<String>) -> LdapResult {
+pub(super) fn result(code: LdapResultCode, message: impl Into<String>) -> LdapResult {
     LdapResult {
         code,
         matcheddn: String::new(),

@@ -8,8 +8,9 @@ use ldap3_proto::proto::{LdapExtendedRequest, LdapMsg, LdapOp, LdapResultCode};
 
 use super::*;
 use crate::app::App;
+use crate::ber;
 use crate::config::Config;
-use crate::ldap::{ber, exop};
+use crate::ldap::exop;
 
 const CONFIG: &str = r#"
 [store]

@@ -3,7 +3,6 @@
 //! [`connection`] the operations of one connection (the bind among them); [`codec`] framing;
 //! [`handler`] owns meaning; [`exop`] and [`ber`] encode and decode the operations' values.
 
-pub mod ber;
 pub mod codec;
 mod connection;
 pub mod exop;

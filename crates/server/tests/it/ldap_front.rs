@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-use countersign::ldap::ber;
+use countersign::ber;
 use countersign::ldap::exop;
 use countersign_core::model::{AccountState, Timestamp};
 use serde_json::Value;

@@ -5,7 +5,8 @@
 
 use std::time::Duration;
 
-use countersign::ldap::{ber, exop};
+use countersign::ber;
+use countersign::ldap::exop;
 use countersign_core::audit::{AuditAction, AuditOutcome};
 use countersign_core::model::Dn;
 use futures_util::{SinkExt, StreamExt};

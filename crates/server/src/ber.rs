@@ -1,6 +1,8 @@
 //! Just enough BER (X.690) for the Ping extended-operation values and SASL credentials
 //! (spec §3–§5): definite lengths only, single-byte tags (every tag in these payloads is below
 //! 31), and nothing that can read past its input. The LDAP envelope itself is `ldap3_proto`'s.
+//! Shared by the LDAP front (the Ping values) and the LDAP directory adapter (the ppolicy
+//! response control).
 
 use std::fmt;
 
