@@ -7,7 +7,7 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
-use crate::audit::{AuditAction, AuditOutcome, AuditRecord};
+use crate::audit::{AuditAction, AuditOutcome, AuditRecord, LoginFacts};
 use crate::error::AuthError;
 use crate::model::{Timestamp, User, UserKey};
 use crate::ports::{Clock, Store};
@@ -60,6 +60,9 @@ pub struct Attempt {
     /// Why each mechanism tried before the one that delivered (or all, if none did) failed;
     /// these name addresses, so they go to the audit trail and never to the client.
     mechanism_failures: Vec<String>,
+    login: LoginFacts,
+    /// What the approval steps did (policy, manager, message, join, grace), in order.
+    notes: Vec<String>,
 }
 
 impl Attempt {
@@ -74,13 +77,37 @@ impl Attempt {
             mechanism: None,
             recipient: None,
             mechanism_failures: Vec::new(),
+            login: LoginFacts::default(),
+            notes: Vec::new(),
         }
+    }
+
+    /// The login's application, policy, profile and login id, as far as known.
+    pub fn login_facts(&mut self) -> &mut LoginFacts {
+        &mut self.login
+    }
+
+    /// A step of the approval flow worth reading in the audit ("joined pending request", ...).
+    pub fn note(&mut self, note: impl Into<String>) {
+        self.notes.push(note.into());
+    }
+
+    /// Where a message went (the manager's address for logins).
+    pub fn recipient(&mut self, recipient: &str) {
+        self.recipient = Some(recipient.to_owned());
     }
 
     /// The identity resolved to `user`.
     pub fn resolved(&mut self, user: &User) {
         self.user = Some(user.key());
         self.user_dn = Some(user.dn.to_string());
+    }
+
+    /// The identity is known to be the user filed under `key` with DN `dn` (events on an
+    /// approval request, which keeps both).
+    pub fn resolved_dn(&mut self, key: &UserKey, dn: &str) {
+        self.user = Some(key.clone());
+        self.user_dn = Some(dn.to_owned());
     }
 
     /// The user the identity resolved to, if it did.
@@ -105,6 +132,14 @@ impl Attempt {
 
     /// The outcome and its real reason.
     fn outcome<T>(&self, result: &Result<T, AuthError>) -> (AuditOutcome, String) {
+        let (outcome, reason) = self.plain_outcome(result);
+        if self.notes.is_empty() {
+            return (outcome, reason);
+        }
+        (outcome, format!("{reason}; {}", self.notes.join("; ")))
+    }
+
+    fn plain_outcome<T>(&self, result: &Result<T, AuthError>) -> (AuditOutcome, String) {
         let failures = self.mechanism_failures.join("; ");
         match result {
             Ok(_) if failures.is_empty() => (AuditOutcome::Success, "ok".to_owned()),
@@ -148,6 +183,7 @@ impl Attempt {
             reason,
             mechanism: self.mechanism,
             recipient: self.recipient,
+            login: self.login,
         }
     }
 }

@@ -10,6 +10,15 @@ pub enum AuditAction {
     Verify,
     /// A static-password check on its own (LDAP simple bind).
     Bind,
+    /// A login through an application (HTTP login API, OTP verify or bind under approval
+    /// profiles): first factor, policy, profile, manager.
+    Login,
+    /// A manager's (or an operator's) decision on an approval request.
+    Decision,
+    /// An approval request that expired undecided.
+    Expiry,
+    /// An outbox message sent, retried or given up.
+    Message,
 }
 
 impl AuditAction {
@@ -18,16 +27,25 @@ impl AuditAction {
             AuditAction::Deliver => "deliver",
             AuditAction::Verify => "verify",
             AuditAction::Bind => "bind",
+            AuditAction::Login => "login",
+            AuditAction::Decision => "decision",
+            AuditAction::Expiry => "expiry",
+            AuditAction::Message => "message",
         }
     }
 
+    pub const ALL: [AuditAction; 7] = [
+        AuditAction::Deliver,
+        AuditAction::Verify,
+        AuditAction::Bind,
+        AuditAction::Login,
+        AuditAction::Decision,
+        AuditAction::Expiry,
+        AuditAction::Message,
+    ];
+
     pub fn parse(s: &str) -> Option<Self> {
-        match s {
-            "deliver" => Some(AuditAction::Deliver),
-            "verify" => Some(AuditAction::Verify),
-            "bind" => Some(AuditAction::Bind),
-            _ => None,
-        }
+        Self::ALL.into_iter().find(|a| a.as_str() == s)
     }
 }
 
@@ -70,6 +88,19 @@ pub struct AuditRecord {
     pub reason: String,
     pub mechanism: Option<String>,
     pub recipient: Option<String>,
+    /// For logins and approvals: application, policy, profile, login id.
+    pub login: LoginFacts,
+}
+
+/// What the audit keeps about a login under Approved OTP (all empty for other records).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct LoginFacts {
+    pub application: Option<String>,
+    /// The policy that matched (`None`: no policies, or none matched).
+    pub policy: Option<String>,
+    pub profile: Option<String>,
+    /// The approval request (login id) this record is about.
+    pub login: Option<String>,
 }
 
 /// Filters for reading the audit trail; all optional, combined with AND.
@@ -81,5 +112,9 @@ pub struct AuditQuery {
     pub user: Option<String>,
     pub client: Option<String>,
     pub since: Option<Timestamp>,
+    pub application: Option<String>,
+    pub profile: Option<String>,
+    pub policy: Option<String>,
+    pub login: Option<String>,
     pub limit: usize,
 }

@@ -67,6 +67,52 @@ impl Undelivered {
     }
 }
 
+/// Why a login whose first factor was right does not go through. Unlike a [`Refusal`] these
+/// are told to the caller: only someone who proved to be the user gets this far.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Denial {
+    /// Policies exist and none matches the user (the seed: only matching users may log in).
+    NoMatchingPolicy,
+    /// The approval profile could reach nobody: no manager, no default recipient.
+    ApproverUnreachable,
+    /// The approval message could not be delivered.
+    ApprovalNotSent,
+    /// The application may not use this authentication method.
+    MethodNotAllowed,
+    Rejected,
+    Expired,
+    Cancelled,
+}
+
+impl Denial {
+    /// The reason code fronts show (`denied` answers of the login API, LDAP diagnostics).
+    pub fn code(self) -> &'static str {
+        match self {
+            Denial::NoMatchingPolicy => "no_matching_policy",
+            Denial::ApproverUnreachable => "approver_unreachable",
+            Denial::ApprovalNotSent => "approval_not_sent",
+            Denial::MethodNotAllowed => "method_not_allowed",
+            Denial::Rejected => "rejected",
+            Denial::Expired => "expired",
+            Denial::Cancelled => "cancelled",
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Denial::NoMatchingPolicy => "no approval policy matches the user",
+            Denial::ApproverUnreachable => {
+                "nobody can be asked to approve: no manager address and no default recipient"
+            }
+            Denial::ApprovalNotSent => "the approval request could not be sent to the approver",
+            Denial::MethodNotAllowed => "the application may not use this authentication method",
+            Denial::Rejected => "the approver rejected the login",
+            Denial::Expired => "the approval request expired undecided",
+            Denial::Cancelled => "the approval request was cancelled",
+        }
+    }
+}
+
 /// What went wrong in a use case.
 #[derive(Debug, Clone, Error, PartialEq, Eq)]
 pub enum AuthError {
@@ -86,6 +132,12 @@ pub enum AuthError {
     /// address.
     #[error("the one-time password could not be delivered: {}", format_tried(.tried))]
     NotDelivered { tried: Vec<(String, Undelivered)> },
+    /// The first factor was right but the login does not go through.
+    #[error("login denied: {}", .0.as_str())]
+    Denied(Denial),
+    /// No login with that id for this application (or no approval link with that token).
+    #[error("no such login")]
+    UnknownLogin,
     /// Nobody with that DN (only for lookups that are not credential checks).
     #[error("no such user")]
     NoSuchUser,

@@ -4,14 +4,18 @@
 //! directories and couriers come in through the traits in [`ports`], so every rule is unit-tested
 //! with plain in-memory fakes and the adapters are tested against the real thing.
 
+pub mod application;
+pub mod approval;
 pub mod attempt;
 pub mod audit;
 pub mod crypto;
 pub mod error;
 pub mod identity;
 pub mod identity_mapper;
+pub mod login;
 pub mod model;
 pub mod otp;
+pub mod outbox;
 pub mod password;
 pub mod ports;
 pub mod ratelimit;
@@ -26,6 +30,6 @@ pub mod testkit;
 // the fronts and the configuration.
 pub use otp::{generator, mechanism};
 
-pub use error::{AuthError, Refusal, Undelivered};
+pub use error::{AuthError, Denial, Refusal, Undelivered};
 pub use model::{AccountState, Dn, Manager, Sponsor, Timestamp, User, UserKey};
 pub use secret::Secret;

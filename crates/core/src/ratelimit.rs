@@ -240,16 +240,14 @@ impl RateLimits {
     fn per_client(&self, action: AuditAction) -> Option<&RateLimiter> {
         match action {
             AuditAction::Deliver => self.deliver_per_client.as_ref(),
-            AuditAction::Verify | AuditAction::Bind => self.verify_per_client.as_ref(),
+            _ => self.verify_per_client.as_ref(),
         }
     }
 
     fn failures_per_user_and_client(&self, action: AuditAction) -> Option<&RateLimiter> {
         match action {
             AuditAction::Deliver => self.deliver_failures_per_user_and_client.as_ref(),
-            AuditAction::Verify | AuditAction::Bind => {
-                self.verify_failures_per_user_and_client.as_ref()
-            }
+            _ => self.verify_failures_per_user_and_client.as_ref(),
         }
     }
 

@@ -43,6 +43,22 @@ impl Random for SeqRandom {
     }
 }
 
+/// Deterministic bytes that never repeat a window (SHA-256 of a counter): for tokens and ids,
+/// where [`SeqRandom`]'s short cycle would make two requests share one.
+#[derive(Default)]
+pub struct UniqueRandom(std::sync::atomic::AtomicU64);
+
+impl Random for UniqueRandom {
+    fn fill(&self, buf: &mut [u8]) {
+        use sha2::{Digest, Sha256};
+        for chunk in buf.chunks_mut(32) {
+            let n = self.0.fetch_add(1, Ordering::Relaxed);
+            let block = Sha256::digest(n.to_be_bytes());
+            chunk.copy_from_slice(&block[..chunk.len()]);
+        }
+    }
+}
+
 /// A clock that only moves when told to.
 pub struct TestClock(pub AtomicI64);
 
@@ -210,8 +226,14 @@ impl Directory for MemDirectory {
     async fn check_password_of_nobody(&self, _password: &Secret) {
         self.nobody_checks.fetch_add(1, Ordering::SeqCst);
     }
-    async fn find_manager(&self, _user: &User) -> Result<Option<crate::Manager>, DirectoryError> {
-        Ok(None)
+    /// The sponsor stands in for the manager, as in the local directory.
+    async fn find_manager(&self, user: &User) -> Result<Option<crate::Manager>, DirectoryError> {
+        Ok(user.sponsor.as_ref().map(|s| crate::Manager {
+            dn: None,
+            name: s.name.clone(),
+            mail: s.email.clone(),
+            mobile: s.phone.clone(),
+        }))
     }
 }
 
@@ -364,4 +386,288 @@ pub fn last_otp(c: &RecordingCourier) -> String {
         .filter(char::is_ascii_digit)
         .collect::<String>()[..6]
         .to_owned()
+}
+
+/// Approval requests and the outbox in memory, with the store's rules: one pending request per
+/// user and application, the first decision wins.
+#[derive(Default)]
+pub struct MemApprovals {
+    pub requests: Mutex<Vec<crate::approval::ApprovalRequest>>,
+    pub messages: Mutex<Vec<crate::outbox::OutboxMessage>>,
+}
+
+#[async_trait]
+impl ApprovalStore for MemApprovals {
+    async fn insert_approval(
+        &self,
+        r: &crate::approval::ApprovalRequest,
+    ) -> Result<(), StoreError> {
+        use crate::approval::ApprovalState;
+        let mut all = self.requests.lock().unwrap();
+        if all.iter().any(|o| {
+            o.user == r.user && o.application == r.application && o.state == ApprovalState::Pending
+        }) {
+            return Err(StoreError::Conflict("pending".into()));
+        }
+        all.push(r.clone());
+        Ok(())
+    }
+    async fn approval(
+        &self,
+        id: &str,
+    ) -> Result<Option<crate::approval::ApprovalRequest>, StoreError> {
+        Ok(self
+            .requests
+            .lock()
+            .unwrap()
+            .iter()
+            .find(|r| r.id == id)
+            .cloned())
+    }
+    async fn approval_by_token(
+        &self,
+        hash: &[u8],
+    ) -> Result<Option<crate::approval::ApprovalRequest>, StoreError> {
+        Ok(self
+            .requests
+            .lock()
+            .unwrap()
+            .iter()
+            .find(|r| r.token_hash == hash)
+            .cloned())
+    }
+    async fn latest_approval(
+        &self,
+        user: &UserKey,
+        app: &str,
+    ) -> Result<Option<crate::approval::ApprovalRequest>, StoreError> {
+        Ok(self
+            .requests
+            .lock()
+            .unwrap()
+            .iter()
+            .rev()
+            .find(|r| &r.user == user && r.application == app)
+            .cloned())
+    }
+    async fn decide_approval(
+        &self,
+        id: &str,
+        d: &crate::approval::Decision,
+    ) -> Result<DecideOutcome, StoreError> {
+        use crate::approval::ApprovalState;
+        let mut all = self.requests.lock().unwrap();
+        let Some(r) = all.iter_mut().find(|r| r.id == id) else {
+            return Ok(DecideOutcome::NotFound);
+        };
+        if r.state != ApprovalState::Pending {
+            return Ok(DecideOutcome::AlreadyFinal(r.clone()));
+        }
+        if d.state != ApprovalState::Cancelled && d.at >= r.expires_at {
+            r.state = ApprovalState::Expired;
+            r.decided_at = Some(r.expires_at);
+            return Ok(DecideOutcome::AlreadyFinal(r.clone()));
+        }
+        r.state = d.state;
+        r.decided_at = Some(d.at);
+        r.decided_by = Some(d.by.clone());
+        Ok(DecideOutcome::Decided(r.clone()))
+    }
+    async fn expire_approvals(
+        &self,
+        now: Timestamp,
+    ) -> Result<Vec<crate::approval::ApprovalRequest>, StoreError> {
+        use crate::approval::ApprovalState;
+        let mut out = Vec::new();
+        for r in self.requests.lock().unwrap().iter_mut() {
+            if r.state == ApprovalState::Pending && r.expires_at <= now {
+                r.state = ApprovalState::Expired;
+                r.decided_at = Some(r.expires_at);
+                out.push(r.clone());
+            }
+        }
+        Ok(out)
+    }
+    async fn list_approvals(
+        &self,
+        q: &ApprovalQuery,
+    ) -> Result<Vec<crate::approval::ApprovalRequest>, StoreError> {
+        Ok(self
+            .requests
+            .lock()
+            .unwrap()
+            .iter()
+            .rev()
+            .filter(|r| q.state.is_none_or(|s| r.state == s))
+            .filter(|r| {
+                q.decided_since
+                    .is_none_or(|t| r.decided_at.is_some_and(|d| d >= t))
+            })
+            .cloned()
+            .collect())
+    }
+}
+
+#[async_trait]
+impl OutboxStore for MemApprovals {
+    async fn enqueue_message(&self, m: &crate::outbox::OutboxMessage) -> Result<(), StoreError> {
+        self.messages.lock().unwrap().push(m.clone());
+        Ok(())
+    }
+    async fn claim_due_messages(
+        &self,
+        now: Timestamp,
+        lease: Timestamp,
+        limit: usize,
+    ) -> Result<Vec<crate::outbox::OutboxMessage>, StoreError> {
+        let mut out = Vec::new();
+        for m in self.messages.lock().unwrap().iter_mut() {
+            if out.len() < limit
+                && m.state == crate::outbox::OutboxState::Queued
+                && m.next_attempt_at <= now
+            {
+                m.next_attempt_at = lease;
+                out.push(m.clone());
+            }
+        }
+        Ok(out)
+    }
+    async fn mark_message_sent(&self, id: &str, at: Timestamp) -> Result<(), StoreError> {
+        for m in self
+            .messages
+            .lock()
+            .unwrap()
+            .iter_mut()
+            .filter(|m| m.id == id)
+        {
+            m.state = crate::outbox::OutboxState::Sent;
+            m.sent_at = Some(at);
+            m.attempts += 1;
+        }
+        Ok(())
+    }
+    async fn mark_message_retry(
+        &self,
+        id: &str,
+        attempts: u32,
+        next: Timestamp,
+        error: &str,
+    ) -> Result<(), StoreError> {
+        for m in self
+            .messages
+            .lock()
+            .unwrap()
+            .iter_mut()
+            .filter(|m| m.id == id)
+        {
+            m.attempts = attempts;
+            m.next_attempt_at = next;
+            m.last_error = Some(error.into());
+        }
+        Ok(())
+    }
+    async fn mark_message_failed(
+        &self,
+        id: &str,
+        attempts: u32,
+        error: &str,
+    ) -> Result<(), StoreError> {
+        for m in self
+            .messages
+            .lock()
+            .unwrap()
+            .iter_mut()
+            .filter(|m| m.id == id)
+        {
+            m.attempts = attempts;
+            m.state = crate::outbox::OutboxState::Failed;
+            m.last_error = Some(error.into());
+        }
+        Ok(())
+    }
+    async fn list_messages(
+        &self,
+        state: Option<crate::outbox::OutboxState>,
+        _limit: usize,
+    ) -> Result<Vec<crate::outbox::OutboxMessage>, StoreError> {
+        Ok(self
+            .messages
+            .lock()
+            .unwrap()
+            .iter()
+            .rev()
+            .filter(|m| state.is_none_or(|s| m.state == s))
+            .cloned()
+            .collect())
+    }
+    async fn retry_messages(&self, id: Option<&str>, now: Timestamp) -> Result<u64, StoreError> {
+        let mut n = 0;
+        for m in self.messages.lock().unwrap().iter_mut() {
+            if m.state == crate::outbox::OutboxState::Failed && id.is_none_or(|id| m.id == id) {
+                m.state = crate::outbox::OutboxState::Queued;
+                m.next_attempt_at = now;
+                m.created_at = now;
+                n += 1;
+            }
+        }
+        Ok(n)
+    }
+}
+
+/// Per login: how many notifications so far, and the wakers of those waiting for the next.
+type Versions = Arc<Mutex<HashMap<String, (u64, Vec<std::task::Waker>)>>>;
+
+/// A decision signal on wakers alone (no timer: `until` is ignored, so tests must decide).
+#[derive(Default)]
+pub struct MemSignal {
+    versions: Versions,
+}
+
+struct MemSubscription {
+    versions: Versions,
+    login: String,
+    seen: u64,
+}
+
+impl DecisionSignal for MemSignal {
+    fn subscribe(&self, login: &str) -> Box<dyn Subscription> {
+        let seen = self
+            .versions
+            .lock()
+            .unwrap()
+            .entry(login.into())
+            .or_default()
+            .0;
+        Box::new(MemSubscription {
+            versions: self.versions.clone(),
+            login: login.into(),
+            seen,
+        })
+    }
+    fn notify(&self, login: &str) {
+        let mut map = self.versions.lock().unwrap();
+        let entry = map.entry(login.into()).or_default();
+        entry.0 += 1;
+        for w in entry.1.drain(..) {
+            w.wake();
+        }
+    }
+}
+
+#[async_trait]
+impl Subscription for MemSubscription {
+    async fn wait(&mut self, _until: Timestamp) {
+        let seen = std::future::poll_fn(|cx| {
+            let mut map = self.versions.lock().unwrap();
+            let entry = map.entry(self.login.clone()).or_default();
+            if entry.0 != self.seen {
+                std::task::Poll::Ready(entry.0)
+            } else {
+                entry.1.push(cx.waker().clone());
+                std::task::Poll::Pending
+            }
+        })
+        .await;
+        self.seen = seen;
+    }
 }

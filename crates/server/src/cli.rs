@@ -597,6 +597,7 @@ pub async fn run_audit(app: &App, args: AuditArgs) -> anyhow::Result<()> {
             .map(|s| cli_duration("--since", s).map(|d| now.minus(d)))
             .transpose()?,
         limit: args.limit,
+        ..AuditQuery::default()
     };
     let records = app.store.list_audit(&query).await.map_err(store_err)?;
     let mut out = std::io::stdout().lock();

@@ -2,11 +2,15 @@
 //! server crate implement them for real (SQLite, directories, SMTP, SMS gateways); tests use the
 //! in-memory fakes in `testkit`.
 
+mod approvals;
 mod clock;
 mod courier;
 mod directory;
 mod store;
 
+pub use approvals::{
+    ApprovalQuery, ApprovalStore, DecideOutcome, DecisionSignal, OutboxStore, Subscription,
+};
 pub use clock::{Clock, Random};
 pub use courier::{Courier, DeliveryError, OutboundMessage};
 pub use directory::{Directory, DirectoryError, Lookup};

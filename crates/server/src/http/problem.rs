@@ -116,6 +116,18 @@ impl From<AuthError> for Problem {
                 "Invalid credentials",
                 UNIFORM_REFUSAL,
             ),
+            AuthError::Denied(denial) => Self::new(
+                StatusCode::FORBIDDEN,
+                "urn:countersign:problem:login-denied",
+                "Login denied",
+                denial.as_str(),
+            ),
+            AuthError::UnknownLogin => Self::new(
+                StatusCode::NOT_FOUND,
+                "urn:countersign:problem:unknown-login",
+                "Unknown login",
+                "no such login",
+            ),
             AuthError::AuthorizationDenied(_) => Self::new(
                 StatusCode::FORBIDDEN,
                 "urn:countersign:problem:authorization-denied",

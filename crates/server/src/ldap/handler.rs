@@ -129,6 +129,12 @@ fn map_error(e: &AuthError) -> LdapResult {
         AuthError::AuthorizationDenied(_) => result(C::InsufficentAccessRights, e.to_string()),
         AuthError::NotDelivered { .. } => result(C::UnwillingToPerform, e.to_string()),
         AuthError::NoSuchUser => result(C::NoSuchObject, "no such user"),
+        // The first factor was right: the user may learn why the login does not go through.
+        AuthError::Denied(denial) => result(
+            C::InvalidCredentials,
+            format!("login denied ({}): {}", denial.code(), denial.as_str()),
+        ),
+        AuthError::UnknownLogin => result(C::NoSuchObject, "no such login"),
         AuthError::RateLimited { .. } => result(C::Busy, e.to_string()),
         AuthError::Unavailable(_) => result(
             C::Unavailable,

@@ -220,6 +220,7 @@ fn record(identity: &str, reason: &str) -> countersign_core::audit::AuditRecord 
         reason: reason.into(),
         mechanism: None,
         recipient: None,
+        login: Default::default(),
     }
 }
 

@@ -187,6 +187,7 @@ fn record(at: i64, identity: &str) -> AuditRecord {
         reason: "wrong OTP".into(),
         mechanism: None,
         recipient: None,
+        login: Default::default(),
     }
 }
 

@@ -286,6 +286,7 @@ fn audit_record(identity: &str) -> AuditRecord {
         reason: "wrong password".into(),
         mechanism: None,
         recipient: None,
+        login: Default::default(),
     }
 }
 

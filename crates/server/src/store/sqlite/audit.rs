@@ -29,6 +29,7 @@ fn record_from_row(r: &Row<'_>) -> rusqlite::Result<AuditRecord> {
         reason: r.get(7)?,
         mechanism: r.get(8)?,
         recipient: r.get(9)?,
+        login: Default::default(),
     })
 }
 

@@ -1,0 +1,157 @@
+//! Applications: the clients of countersign (the seed's "application profiles"). Each says which
+//! authentication methods it may use and whether Approved OTP applies to its logins. HTTP
+//! callers present the application's API key; only its SHA-256 is kept and compared, in
+//! constant time, against every application's (so the time taken says nothing about which key
+//! came close). API keys are long random strings, so a fast hash is enough.
+
+use sha2::{Digest, Sha256};
+
+use crate::crypto::ct_eq;
+
+/// How a user proves who they are, as approval profiles and applications name it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum AuthMethod {
+    /// The static password: LDAP simple binds and password logins.
+    Password,
+    /// The OTP verify (or SASL bind) after a Deliver OTP.
+    DeliveredOtp,
+}
+
+impl AuthMethod {
+    pub const ALL: [AuthMethod; 2] = [AuthMethod::Password, AuthMethod::DeliveredOtp];
+
+    /// As written in the configuration and the audit trail.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AuthMethod::Password => "password",
+            AuthMethod::DeliveredOtp => "delivered_otp",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|m| m.as_str() == s)
+    }
+}
+
+/// One `[[application]]`.
+#[derive(Clone)]
+pub struct Application {
+    pub name: String,
+    /// SHA-256 of the API key; `None` for an application that only the LDAP front serves.
+    api_key_hash: Option<[u8; 32]>,
+    pub methods: Vec<AuthMethod>,
+    /// Whether Approved OTP policies apply to this application's logins.
+    pub approved_otp: bool,
+}
+
+impl std::fmt::Debug for Application {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Application")
+            .field("name", &self.name)
+            .field("api_key", &self.api_key_hash.map(|_| "<redacted>"))
+            .field("methods", &self.methods)
+            .field("approved_otp", &self.approved_otp)
+            .finish()
+    }
+}
+
+impl Application {
+    pub fn new(
+        name: impl Into<String>,
+        api_key: Option<&str>,
+        methods: Vec<AuthMethod>,
+        approved_otp: bool,
+    ) -> Self {
+        Self {
+            name: name.into(),
+            api_key_hash: api_key.map(hash_api_key),
+            methods,
+            approved_otp,
+        }
+    }
+
+    pub fn allows(&self, method: AuthMethod) -> bool {
+        self.methods.contains(&method)
+    }
+
+    pub fn has_api_key(&self) -> bool {
+        self.api_key_hash.is_some()
+    }
+}
+
+fn hash_api_key(key: &str) -> [u8; 32] {
+    Sha256::digest(key.as_bytes()).into()
+}
+
+/// The configured applications.
+#[derive(Debug, Clone, Default)]
+pub struct Applications {
+    list: Vec<Application>,
+}
+
+impl Applications {
+    pub fn new(list: Vec<Application>) -> Self {
+        Self { list }
+    }
+
+    pub fn by_name(&self, name: &str) -> Option<&Application> {
+        self.list.iter().find(|a| a.name == name)
+    }
+
+    /// The application whose API key this is. Every application's hash is compared, whatever
+    /// matched, so the answer takes as long for every key.
+    pub fn by_api_key(&self, presented: &str) -> Option<&Application> {
+        let candidate = hash_api_key(presented);
+        let mut found = None;
+        for app in &self.list {
+            if let Some(hash) = &app.api_key_hash
+                && ct_eq(hash, &candidate)
+                && found.is_none()
+            {
+                found = Some(app);
+            }
+        }
+        found
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = &Application> {
+        self.list.iter()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn api_keys_are_found_by_hash_and_nothing_else_matches() {
+        let apps = Applications::new(vec![
+            Application::new("ldap-only", None, vec![AuthMethod::Password], true),
+            Application::new("vpn", Some("k-vpn-123"), vec![AuthMethod::Password], true),
+            Application::new("wiki", Some("k-wiki-456"), AuthMethod::ALL.to_vec(), false),
+        ]);
+        assert_eq!(
+            apps.by_api_key("k-vpn-123").map(|a| a.name.as_str()),
+            Some("vpn")
+        );
+        assert_eq!(
+            apps.by_api_key("k-wiki-456").map(|a| a.name.as_str()),
+            Some("wiki")
+        );
+        for wrong in ["", "k-vpn-12", "k-vpn-1234", "K-VPN-123"] {
+            assert!(apps.by_api_key(wrong).is_none(), "{wrong:?}");
+        }
+        assert!(format!("{:?}", apps).contains("<redacted>"));
+        assert!(!format!("{:?}", apps).contains("k-vpn"));
+    }
+
+    #[test]
+    fn methods_parse_as_configured() {
+        assert_eq!(AuthMethod::parse("password"), Some(AuthMethod::Password));
+        assert_eq!(
+            AuthMethod::parse("delivered_otp"),
+            Some(AuthMethod::DeliveredOtp)
+        );
+        assert_eq!(AuthMethod::parse("otp"), None);
+    }
+}
