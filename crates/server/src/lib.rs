@@ -14,6 +14,7 @@ pub mod http;
 pub mod ldap;
 pub mod passwords;
 pub mod setup;
+pub mod signal;
 pub mod store;
 pub mod system;
 pub mod terminal;
