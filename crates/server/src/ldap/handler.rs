@@ -16,6 +16,7 @@ use ldap3_proto::proto::{
     LdapSearchRequest, LdapSearchResultEntry, LdapSearchScope,
 };
 
+use super::approval::LdapLogin;
 use super::exop::{self, DecodeError};
 use crate::config::BindNameForms;
 
@@ -72,6 +73,8 @@ pub struct LdapHandler {
     otp: Arc<OtpService>,
     settings: LdapSettings,
     root_dse: Vec<(String, Vec<String>)>,
+    /// Logins under Approved OTP; without it binds check the first factor alone.
+    login: Option<LdapLogin>,
 }
 
 pub(super) fn result(code: LdapResultCode, message: impl Into<String>) -> LdapResult {
@@ -96,6 +99,10 @@ fn extended(msgid: i32, res: LdapResult, name: Option<&str>, value: Option<Vec<u
             value,
         }),
     )
+}
+
+pub(super) fn bind_result(msgid: i32, res: LdapResult) -> LdapMsg {
+    bind_response(msgid, res)
 }
 
 fn bind_response(msgid: i32, res: LdapResult) -> LdapMsg {
@@ -149,7 +156,7 @@ fn decode_error(e: &DecodeError) -> LdapResult {
 
 /// A bind's answer: bound as the user, or anonymous after any failure. A malformed identity is
 /// a credential failure here (binds answer 49 for every credential problem).
-fn bind_outcome(id: i32, outcome: Result<countersign_core::User, AuthError>) -> Outcome {
+pub(super) fn bind_outcome(id: i32, outcome: Result<countersign_core::User, AuthError>) -> Outcome {
     let (bound, res) = match outcome {
         Ok(user) => (
             Some(BoundUser {
@@ -238,7 +245,14 @@ impl LdapHandler {
             otp,
             settings,
             root_dse,
+            login: None,
         }
+    }
+
+    /// Binds become logins of the front's application (policies, profiles, approvals).
+    pub fn with_login(mut self, login: LdapLogin) -> Self {
+        self.login = Some(login);
+        self
     }
 
     fn caller(&self, session: &Session) -> Caller {
@@ -345,7 +359,10 @@ impl LdapHandler {
                     authorization_id: creds.authorization_id,
                     otp: creds.otp,
                 };
-                bind_outcome(id, self.otp.verify(req, &self.caller(session)).await)
+                match &self.login {
+                    Some(login) => login.otp_bind(id, req, self.caller(session)).await,
+                    None => bind_outcome(id, self.otp.verify(req, &self.caller(session)).await),
+                }
             }
             LdapBindCred::SASL(sasl) => fail(result(
                 LdapResultCode::AuthMethodNotSupported,
@@ -411,13 +428,20 @@ impl LdapHandler {
             } else {
                 format!("dn:{name}")
             };
-        bind_outcome(
-            id,
-            self.otp
-                .passwords
-                .authenticate(&identity, &password, &self.caller(session))
-                .await,
-        )
+        match &self.login {
+            Some(login) => {
+                login
+                    .password_bind(id, identity, password, self.caller(session))
+                    .await
+            }
+            None => bind_outcome(
+                id,
+                self.otp
+                    .passwords
+                    .authenticate(&identity, &password, &self.caller(session))
+                    .await,
+            ),
+        }
     }
 
     // ---------------------------------------------------------------------------------------

@@ -3,11 +3,13 @@
 //! [`connection`] the operations of one connection (the bind among them); [`codec`] framing;
 //! [`handler`] owns meaning; [`exop`] and [`ber`] encode and decode the operations' values.
 
+mod approval;
 pub mod codec;
 mod connection;
 pub mod exop;
 pub mod handler;
 pub mod listener;
 
+pub use approval::LdapLogin;
 pub use handler::{LdapHandler, LdapSettings};
 pub use listener::{LdapServer, Limits};
