@@ -92,6 +92,12 @@ pub(super) struct LdapSection {
     max_connections_per_client: Option<usize>,
     /// Operations outstanding on one connection (default 16); further requests wait unread.
     max_operations_per_connection: Option<usize>,
+    /// The `[[application]]` LDAP binds are logins of (its methods, whether Approved OTP
+    /// applies).
+    application: Option<String>,
+    /// How long a bind under an approval profile is held waiting for the manager's decision
+    /// (default 60s, from 1s to 10m); LDAP clients time out, so keep it below theirs.
+    approval_wait: Option<String>,
 }
 
 /// Which simple bind names are accepted besides DNs.
@@ -117,6 +123,10 @@ pub struct LdapConfig {
     pub max_connections: usize,
     pub max_connections_per_client: usize,
     pub max_operations_per_connection: usize,
+    /// `[ldap] application`: the `[[application]]` LDAP binds are logins of.
+    pub application: Option<String>,
+    /// `[ldap] approval_wait`: how long a bind under an approval profile waits for a decision.
+    pub approval_wait: Duration,
 }
 
 /// The addresses of `[listen]`.
@@ -128,6 +138,13 @@ pub(super) struct ListenAddresses {
 
 /// Largest `[ldap] max_message_bytes` accepted: 16 MiB.
 pub const MAX_LDAP_MESSAGE: usize = 16 * 1024 * 1024;
+
+/// `[ldap] approval_wait`: default, shortest and longest.
+const APPROVAL_WAIT: (Duration, Duration, Duration) = (
+    Duration::from_secs(60),
+    Duration::from_secs(1),
+    Duration::from_secs(600),
+);
 
 impl Validator<'_> {
     /// `[http]` timeouts and connection caps, with their defaults.
@@ -307,7 +324,21 @@ impl Validator<'_> {
                 l.max_operations_per_connection,
                 16,
             ),
+            application: l.application.clone(),
+            approval_wait: self.approval_wait(l, span),
         }
+    }
+
+    /// `[ldap] approval_wait`, from 1s to 10m.
+    fn approval_wait(&mut self, l: &LdapSection, span: &Span) -> Duration {
+        let (default, min, max) = APPROVAL_WAIT;
+        let key = "ldap.approval_wait";
+        let wait = self.duration(span, key, l.approval_wait.as_deref(), default);
+        if wait < min || wait > max {
+            self.key_error(span, "approval_wait", key, "must be from 1s to 10m");
+            return default;
+        }
+        wait
     }
 
     /// The certificate and key of the LDAP front: both or neither.

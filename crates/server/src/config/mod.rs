@@ -8,9 +8,13 @@
 //! This module holds the loader and the list of sections; [`validator`] the helpers every area
 //! shares (errors, lines, durations, PEM files, secrets); each area its own file: the fronts
 //! (`[server]`, `[listen]`, `[http]`, `[ldap]`), `[[directory]]`, delivery (mail and SMS
-//! profiles, mechanisms), `[deliver_otp]` with `[password_generator]`, `[store]`, `[audit]` and
-//! `[rate_limits]`. [`show`] prints the effective configuration (`countersign config show`).
+//! profiles, mechanisms), `[deliver_otp]` with `[password_generator]`, Approved OTP
+//! (`[[approval_profile]]`, `[[policy]]`, `[approval]`, `[outbox]`), `[[application]]`,
+//! `[store]`, `[audit]` and `[rate_limits]`. [`show`] prints the effective configuration
+//! (`countersign config show`).
 
+mod applications;
+mod approval;
 mod audit;
 mod deliver_otp;
 mod delivery;
@@ -28,6 +32,10 @@ use std::time::Duration;
 
 use toml::Spanned;
 
+pub use applications::{ApplicationConfig, MIN_API_KEY_CHARS};
+pub use approval::{
+    ApprovalConfig, ApprovalProfileConfig, DEFAULT_APPROVAL_SUBJECT, DEFAULT_INFORMATION_SUBJECT,
+};
 pub use deliver_otp::{DeliverOtpConfig, GeneratorConfig};
 pub use delivery::{MailProfile, MechanismConfig, SmsEncoding, SmsProfile, Tls, Transport};
 pub use directories::{
@@ -43,7 +51,7 @@ use validator::Validator;
 
 /// The top-level sections and arrays of tables a file may hold, in the order unknown keys are
 /// told about and `config show` prints them.
-pub const SECTIONS: [&str; 13] = [
+pub const SECTIONS: [&str; 18] = [
     "audit",
     "server",
     "store",
@@ -56,6 +64,11 @@ pub const SECTIONS: [&str; 13] = [
     "sms_profile",
     "delivery_mechanism",
     "deliver_otp",
+    "approval_profile",
+    "policy",
+    "approval",
+    "outbox",
+    "application",
     "rate_limits",
 ];
 
@@ -82,6 +95,10 @@ pub struct Config {
     pub sms_profiles: Vec<SmsProfile>,
     pub mechanisms: Vec<MechanismConfig>,
     pub deliver_otp: DeliverOtpConfig,
+    /// Approved OTP: `[[approval_profile]]`, `[[policy]]`, `[approval]` and `[outbox]`.
+    pub approval: ApprovalConfig,
+    /// Every `[[application]]`, in the order of the file.
+    pub applications: Vec<ApplicationConfig>,
     pub rate_limits: RateLimitConfig,
     /// `[audit] retention`; `None` keeps records forever.
     pub audit_retention: Option<Duration>,
@@ -198,6 +215,14 @@ impl Validator<'_> {
         let sms_profiles = self.sms_profiles(&sms);
         let mechanisms = self.mechanisms(&mechs, &mail_profiles, &sms_profiles);
         let deliver_otp = deliver.map(|d| self.deliver_otp(d, &directories, &mechs, &mechanisms));
+        let refs = approval::Referents {
+            public_url: public_url.as_deref(),
+            directories: &directories,
+            mail_profiles: &mail_profiles,
+            sms_profiles: &sms_profiles,
+        };
+        let approval = self.approved_otp(&s, &refs);
+        let applications = self.application_list(&s, &ldap, &ldap_span);
         let rate_limits = self.rate_limits(&limits, &limits_span);
 
         Some(Config {
@@ -220,8 +245,45 @@ impl Validator<'_> {
             sms_profiles,
             mechanisms,
             deliver_otp: deliver_otp?,
+            approval,
+            applications,
             rate_limits,
             audit_retention,
         })
+    }
+
+    /// `[[approval_profile]]`, `[[policy]]`, `[approval]` and `[outbox]`, read and checked
+    /// against what they refer to.
+    fn approved_otp(&mut self, s: &Sections, refs: &approval::Referents<'_>) -> ApprovalConfig {
+        let sections = self.items("approval_profile", s.get("approval_profile"));
+        let policies = self.items("policy", s.get("policy"));
+        let (settings, settings_span) =
+            self.optional::<approval::ApprovalSection>("approval", s.get("approval"));
+        let (outbox, outbox_span) =
+            self.optional::<approval::OutboxSection>("outbox", s.get("outbox"));
+        let profiles = self.approval_profiles(&sections, refs);
+        let policies = self.policies(&policies, &sections, refs.directories);
+        let (default_profile, grace_period) =
+            self.approval_settings(&settings, &settings_span, &sections, !policies.is_empty());
+        ApprovalConfig {
+            profiles,
+            policies,
+            default_profile,
+            grace_period,
+            retry: self.retry_schedule(&outbox, &outbox_span),
+        }
+    }
+
+    /// `[[application]]`, and `[ldap] application` checked against them.
+    fn application_list(
+        &mut self,
+        s: &Sections,
+        ldap: &LdapConfig,
+        ldap_span: &validator::Span,
+    ) -> Vec<ApplicationConfig> {
+        let sections = self.items("application", s.get("application"));
+        let applications = self.applications(&sections);
+        self.ldap_application(ldap, ldap_span, &applications);
+        applications
     }
 }

@@ -8,12 +8,15 @@ use std::fmt::Write;
 use std::path::Path;
 use std::time::Duration;
 
+use countersign_core::application::AuthMethod;
+use countersign_core::approval::{ApprovalDelivery, Policy};
 use countersign_core::mechanism::Channel;
 use countersign_core::ratelimit::Rate;
 
 use super::{
-    Config, DirectoryConfig, LdapDirectoryConfig, LocalDirectoryConfig, MailProfile,
-    MechanismConfig, SECTIONS, SecretSource, SmsEncoding, SmsProfile, StoreConfig, Tls, Transport,
+    ApplicationConfig, ApprovalProfileConfig, Config, DirectoryConfig, LdapDirectoryConfig,
+    LocalDirectoryConfig, MailProfile, MechanismConfig, SECTIONS, SecretSource, SmsEncoding,
+    SmsProfile, StoreConfig, Tls, Transport,
 };
 
 /// `config show` was asked for a section the file format does not have.
@@ -125,6 +128,9 @@ impl Config {
                 out.duration("otp_validity", d.otp_validity);
                 out.int("max_failed_attempts", d.max_failed_attempts);
             }
+            "approval_profile" | "policy" | "approval" | "outbox" | "application" => {
+                self.write_approved_otp(name, out);
+            }
             "rate_limits" => {
                 out.table(name);
                 let r = &self.rate_limits;
@@ -172,7 +178,88 @@ impl Config {
             "max_operations_per_connection",
             l.max_operations_per_connection,
         );
+        out.opt_str("application", l.application.as_deref());
+        out.duration("approval_wait", l.approval_wait);
     }
+
+    /// The Approved OTP sections and the applications.
+    fn write_approved_otp(&self, name: &str, out: &mut Toml) {
+        let a = &self.approval;
+        match name {
+            "approval_profile" => {
+                out.none_if_empty(name, a.profiles.is_empty());
+                for p in &a.profiles {
+                    out.array_item(name);
+                    write_approval_profile(p, out);
+                }
+            }
+            "policy" => {
+                out.none_if_empty(name, a.policies.is_empty());
+                for p in &a.policies {
+                    out.array_item(name);
+                    write_policy(p, out);
+                }
+            }
+            "approval" => {
+                out.table(name);
+                out.opt_str("default_profile", a.default_profile.as_deref());
+                out.duration("grace_period", a.grace_period);
+            }
+            "outbox" => {
+                out.table(name);
+                out.duration("first_retry", a.retry.first_delay);
+                out.duration("max_retry_delay", a.retry.max_delay);
+                out.duration("give_up_after", a.retry.give_up_after);
+            }
+            "application" => {
+                out.none_if_empty(name, self.applications.is_empty());
+                for app in &self.applications {
+                    out.array_item(name);
+                    write_application(app, out);
+                }
+            }
+            _ => {}
+        }
+    }
+}
+
+fn write_approval_profile(p: &ApprovalProfileConfig, out: &mut Toml) {
+    out.str("name", &p.name);
+    out.str("type", p.kind.as_str());
+    out.opt_str("server", Some(p.server.as_str()).filter(|s| !s.is_empty()));
+    out.str("message", &p.message_text);
+    out.duration("link_expiration", p.link_expiration);
+    out.str("delivery", p.delivery.as_str());
+    match p.delivery {
+        ApprovalDelivery::Email => {
+            out.str("mail_profile", &p.transport);
+            out.str("email_subject", &p.email_subject);
+        }
+        ApprovalDelivery::Sms => out.str("sms_profile", &p.transport),
+    }
+    out.opt_str("default_recipient", p.default_recipient.as_deref());
+    out.list("fallback_directories", &p.directories);
+    out.list("methods", &method_names(&p.methods));
+}
+
+fn write_policy(p: &Policy, out: &mut Toml) {
+    out.str("name", &p.name);
+    out.str("profile", &p.profile);
+    out.str("directory", &p.directory);
+    out.str("attribute", &p.attribute);
+    let values: Vec<String> = p.values.iter().map(|v| v.as_str().to_owned()).collect();
+    out.list("values", &values);
+}
+
+fn write_application(a: &ApplicationConfig, out: &mut Toml) {
+    out.str("name", &a.name);
+    out.secret("api_key", a.api_key_from.as_ref());
+    out.list("methods", &method_names(&a.methods));
+    out.bool("approved_otp", a.approved_otp);
+}
+
+fn method_names(methods: &[AuthMethod]) -> Vec<String> {
+    methods.iter().map(|m| m.as_str().to_owned()).collect()
 }
 
 fn write_local(d: &LocalDirectoryConfig, out: &mut Toml) {
