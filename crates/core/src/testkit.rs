@@ -79,10 +79,14 @@ impl Clock for TestClock {
     }
 }
 
+/// Every store port in memory, with the store's rules: one OTP per user, one pending approval
+/// request per user and application, the first decision wins.
 #[derive(Default)]
 pub struct MemStore {
     pub otps: Mutex<HashMap<UserKey, IssuedOtp>>,
     pub audit: Mutex<Vec<AuditRecord>>,
+    pub requests: Mutex<Vec<crate::approval::ApprovalRequest>>,
+    pub messages: Mutex<Vec<crate::outbox::OutboxMessage>>,
 }
 
 #[async_trait]
@@ -388,16 +392,11 @@ pub fn last_otp(c: &RecordingCourier) -> String {
         .to_owned()
 }
 
-/// Approval requests and the outbox in memory, with the store's rules: one pending request per
-/// user and application, the first decision wins.
-#[derive(Default)]
-pub struct MemApprovals {
-    pub requests: Mutex<Vec<crate::approval::ApprovalRequest>>,
-    pub messages: Mutex<Vec<crate::outbox::OutboxMessage>>,
-}
+/// The approval and outbox fakes were once a store of their own; they are [`MemStore`]'s now.
+pub type MemApprovals = MemStore;
 
 #[async_trait]
-impl ApprovalStore for MemApprovals {
+impl ApprovalStore for MemStore {
     async fn insert_approval(
         &self,
         r: &crate::approval::ApprovalRequest,
@@ -499,17 +498,25 @@ impl ApprovalStore for MemApprovals {
             .iter()
             .rev()
             .filter(|r| q.state.is_none_or(|s| r.state == s))
+            .filter(|r| q.application.as_ref().is_none_or(|a| &r.application == a))
+            .filter(|r| {
+                q.user.as_ref().is_none_or(|u| {
+                    let u = u.to_lowercase();
+                    r.username.to_lowercase().contains(&u) || r.user_dn.to_lowercase().contains(&u)
+                })
+            })
             .filter(|r| {
                 q.decided_since
                     .is_none_or(|t| r.decided_at.is_some_and(|d| d >= t))
             })
+            .take(if q.limit == 0 { usize::MAX } else { q.limit })
             .cloned()
             .collect())
     }
 }
 
 #[async_trait]
-impl OutboxStore for MemApprovals {
+impl OutboxStore for MemStore {
     async fn enqueue_message(&self, m: &crate::outbox::OutboxMessage) -> Result<(), StoreError> {
         self.messages.lock().unwrap().push(m.clone());
         Ok(())
@@ -588,7 +595,7 @@ impl OutboxStore for MemApprovals {
     async fn list_messages(
         &self,
         state: Option<crate::outbox::OutboxState>,
-        _limit: usize,
+        limit: usize,
     ) -> Result<Vec<crate::outbox::OutboxMessage>, StoreError> {
         Ok(self
             .messages
@@ -597,6 +604,7 @@ impl OutboxStore for MemApprovals {
             .iter()
             .rev()
             .filter(|m| state.is_none_or(|s| m.state == s))
+            .take(if limit == 0 { usize::MAX } else { limit })
             .cloned()
             .collect())
     }

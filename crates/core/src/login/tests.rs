@@ -22,7 +22,6 @@ use super::*;
 struct LoginWorld {
     w: World,
     login: Arc<LoginService>,
-    approvals: Arc<MemApprovals>,
     manager_mail: Arc<RecordingCourier>,
     wakes: Arc<AtomicUsize>,
 }
@@ -77,7 +76,6 @@ fn build_failing(
         fail: courier_fails,
         ..Default::default()
     });
-    let approvals = Arc::new(MemApprovals::default());
     let wakes = Arc::new(AtomicUsize::new(0));
     let counter = wakes.clone();
     let passwords = Arc::new(PasswordAuthentication {
@@ -102,8 +100,8 @@ fn build_failing(
         otp,
         directories: IdentityMapper::new(vec![w.dir.clone()]),
         rules: rules(&manager_mail),
-        approvals: approvals.clone(),
-        outbox: approvals.clone(),
+        approvals: w.store.clone(),
+        outbox: w.store.clone(),
         signal: Arc::new(MemSignal::default()),
         wake_outbox: Arc::new(move || {
             counter.fetch_add(1, Ordering::SeqCst);
@@ -114,7 +112,6 @@ fn build_failing(
     LoginWorld {
         w,
         login,
-        approvals,
         manager_mail,
         wakes,
     }
@@ -206,7 +203,7 @@ async fn information_profile_lets_the_login_through_and_queues_the_message() {
     ));
     // Nothing was sent during the login: the message waits in the outbox for the worker.
     assert!(lw.manager_mail.sent.lock().unwrap().is_empty());
-    let queued = lw.approvals.messages.lock().unwrap().clone();
+    let queued = lw.w.store.messages.lock().unwrap().clone();
     assert_eq!(queued.len(), 1);
     assert_eq!(queued[0].recipient, "boss@example.com");
     assert_eq!(queued[0].profile, "inform");
@@ -241,7 +238,7 @@ async fn information_profile_with_nobody_to_inform_still_lets_the_user_in() {
             ..
         }
     ));
-    assert!(lw.approvals.messages.lock().unwrap().is_empty());
+    assert!(lw.w.store.messages.lock().unwrap().is_empty());
     let reason = last_login_record(&lw).reason;
     assert!(reason.contains("nobody could be informed"), "{reason}");
 }
@@ -266,7 +263,7 @@ async fn approval_holds_the_login_until_the_manager_approves_through_the_link() 
     }
     let token = link_token(&lw.manager_mail);
     // Only the token's hash is kept.
-    let stored = lw.approvals.requests.lock().unwrap()[0].clone();
+    let stored = lw.w.store.requests.lock().unwrap()[0].clone();
     assert_ne!(stored.token_hash, token.as_bytes());
     assert_eq!(
         lw.login.status("vpn", &id).await.unwrap(),
@@ -421,7 +418,7 @@ async fn the_server_marks_expired_requests_even_when_nobody_waits() {
     assert_eq!(lw.login.expire_due().await.unwrap(), 0);
     lw.w.clock.advance(Duration::from_secs(3600));
     assert_eq!(lw.login.expire_due().await.unwrap(), 1);
-    let stored = lw.approvals.requests.lock().unwrap()[0].clone();
+    let stored = lw.w.store.requests.lock().unwrap()[0].clone();
     assert_eq!((stored.id, stored.state), (id, ApprovalState::Expired));
     let audit = lw.w.store.audit.lock().unwrap().clone();
     assert!(audit.iter().any(|r| r.action == AuditAction::Expiry));
@@ -434,7 +431,7 @@ async fn an_approval_message_that_cannot_be_sent_denies_the_login_at_once() {
     });
     let err = login(&lw, "secret").await.unwrap_err();
     assert_eq!(err, AuthError::Denied(Denial::ApprovalNotSent));
-    let stored = lw.approvals.requests.lock().unwrap()[0].clone();
+    let stored = lw.w.store.requests.lock().unwrap()[0].clone();
     assert_eq!(stored.state, ApprovalState::Cancelled);
     let reason = last_login_record(&lw).reason;
     assert!(

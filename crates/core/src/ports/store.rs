@@ -1,9 +1,10 @@
-//! Durable state as focused ports: OTPs, the audit trail, local users (approval requests and
-//! the outbox join them). `Store` is all of them together, for the wiring.
+//! Durable state as focused ports: OTPs, the audit trail, local users, and (in `approvals`)
+//! approval requests and the outbox. `Store` is all of them together, for the wiring.
 
 use async_trait::async_trait;
 use thiserror::Error;
 
+use super::approvals::{ApprovalStore, OutboxStore};
 use crate::audit::{AuditQuery, AuditRecord};
 use crate::model::{Timestamp, User, UserKey};
 
@@ -104,6 +105,6 @@ pub trait LocalUserStore: Send + Sync {
 /// Durable state, all of it: the store is the source of truth and everything here survives a
 /// restart. Wiring holds one `Arc<dyn Store>`; a use case that needs one capability takes only
 /// that port. Every type implementing the focused ports is a `Store`.
-pub trait Store: OtpStore + AuditStore + LocalUserStore {}
+pub trait Store: OtpStore + AuditStore + LocalUserStore + ApprovalStore + OutboxStore {}
 
-impl<T: OtpStore + AuditStore + LocalUserStore + ?Sized> Store for T {}
+impl<T: OtpStore + AuditStore + LocalUserStore + ApprovalStore + OutboxStore + ?Sized> Store for T {}

@@ -1,4 +1,5 @@
-//! Durable state behind the core's store ports (`OtpStore`, `AuditStore`, `LocalUserStore`).
+//! Durable state behind the core's store ports (`OtpStore`, `AuditStore`, `LocalUserStore`,
+//! `ApprovalStore`, `OutboxStore`).
 //! SQLite is the embedded default; PostgreSQL will implement the same ports for several nodes
 //! serving together, checked by the same contract tests.
 

@@ -22,4 +22,5 @@ mod mechanism_order;
 mod otp_lifecycle;
 mod rate_limits;
 mod store_contract;
+mod store_contract_approvals;
 mod store_sqlite;

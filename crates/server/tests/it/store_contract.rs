@@ -1,17 +1,18 @@
 //! The store contract: what every implementation of the store ports must do, driven through the
 //! ports alone (`Arc<dyn Store>`), so the same checks run unchanged against each backend. A
 //! backend joins by implementing [`Backend`] and listing the checks in [`contract!`], as
-//! `sqlite` does at the bottom; PostgreSQL will add one more such module.
+//! `sqlite` does at the bottom; PostgreSQL will add one more such module. Approval requests
+//! and the outbox have their checks in `store_contract_approvals`, on the same [`Backend`].
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
 
-use countersign_core::audit::{AuditAction, AuditOutcome, AuditQuery, AuditRecord};
+use countersign_core::audit::{AuditAction, AuditOutcome, AuditQuery, AuditRecord, LoginFacts};
 use countersign_core::model::{AccountState, Dn, Sponsor, Timestamp, User, UserKey};
 use countersign_core::ports::{IssuedOtp, LocalUser, Store, StoreError};
 
 /// A kind of store under test.
-trait Backend: Sync {
+pub(crate) trait Backend: Sync {
     /// Keeps one database alive (a temporary folder, a PostgreSQL schema) until dropped.
     type Db: Send + Sync;
     /// A new, empty database.
@@ -20,7 +21,7 @@ trait Backend: Sync {
     async fn open(&self, db: &Self::Db) -> Arc<dyn Store>;
 }
 
-async fn fresh<B: Backend>(b: &B) -> (B::Db, Arc<dyn Store>) {
+pub(crate) async fn fresh<B: Backend>(b: &B) -> (B::Db, Arc<dyn Store>) {
     let db = b.create().await;
     let store = b.open(&db).await;
     (db, store)
@@ -401,6 +402,103 @@ async fn audit_append_returns_once_the_record_is_committed<B: Backend>(b: &B) {
     assert_eq!(distinct.len(), 200);
 }
 
+async fn audit_login_facts_are_kept_and_filter_exactly<B: Backend>(b: &B) {
+    let (_db, s) = fresh(b).await;
+    let facts = |app: &str, policy: Option<&str>, profile: &str, login: Option<&str>| LoginFacts {
+        application: Some(app.into()),
+        policy: policy.map(Into::into),
+        profile: Some(profile.into()),
+        login: login.map(Into::into),
+    };
+    let mut rows = vec![
+        record(100, "u:plain"),
+        record(200, "u:vpn-informed"),
+        record(300, "u:vpn-pending"),
+        record(400, "u:vpn-decision"),
+        record(500, "u:wiki-default"),
+    ];
+    rows[1].action = AuditAction::Login;
+    rows[1].login = facts("vpn", Some("staff"), "inform", None);
+    rows[2].action = AuditAction::Login;
+    rows[2].login = facts("vpn", Some("contractors"), "approve", Some("aaaa"));
+    rows[3].action = AuditAction::Decision;
+    rows[3].login = facts("vpn", Some("contractors"), "approve", Some("aaaa"));
+    rows[4].action = AuditAction::Login;
+    // No policies configured: the default profile, no policy.
+    rows[4].login = facts("wiki", None, "approve", Some("bbbb"));
+    for r in &rows {
+        s.append_audit(r).await.unwrap();
+    }
+    let all = s.list_audit(&AuditQuery::default()).await.unwrap();
+    let mut newest_first = rows.clone();
+    newest_first.reverse();
+    assert_eq!(all, newest_first, "the login facts come back as written");
+
+    let q = |f: fn(&mut AuditQuery)| {
+        let mut q = AuditQuery::default();
+        f(&mut q);
+        let s = s.clone();
+        async move {
+            identities(&s.list_audit(&q).await.unwrap())
+                .iter()
+                .map(|i| i.to_string())
+                .collect::<Vec<_>>()
+        }
+    };
+    assert_eq!(
+        q(|q| q.application = Some("vpn".into())).await,
+        ["u:vpn-decision", "u:vpn-pending", "u:vpn-informed"]
+    );
+    assert!(
+        q(|q| q.application = Some("VPN".into())).await.is_empty(),
+        "exact, not ignoring case"
+    );
+    assert!(
+        q(|q| q.application = Some("vp".into())).await.is_empty(),
+        "not a substring"
+    );
+    assert_eq!(
+        q(|q| q.policy = Some("contractors".into())).await,
+        ["u:vpn-decision", "u:vpn-pending"]
+    );
+    assert_eq!(
+        q(|q| q.profile = Some("approve".into())).await,
+        ["u:wiki-default", "u:vpn-decision", "u:vpn-pending"]
+    );
+    // Everything about one login: its request and its decision.
+    assert_eq!(
+        q(|q| q.login = Some("aaaa".into())).await,
+        ["u:vpn-decision", "u:vpn-pending"]
+    );
+    assert!(q(|q| q.login = Some("aaa".into())).await.is_empty());
+    // Combined with each other and with the older filters.
+    assert_eq!(
+        q(|q| {
+            q.login = Some("aaaa".into());
+            q.action = Some(AuditAction::Decision);
+        })
+        .await,
+        ["u:vpn-decision"]
+    );
+    assert_eq!(
+        q(|q| {
+            q.profile = Some("approve".into());
+            q.application = Some("wiki".into());
+            q.user = Some("WIKI".into());
+        })
+        .await,
+        ["u:wiki-default"]
+    );
+    assert_eq!(
+        q(|q| {
+            q.application = Some("vpn".into());
+            q.limit = 1;
+        })
+        .await,
+        ["u:vpn-decision"]
+    );
+}
+
 async fn everything_written_is_there_after_reopening<B: Backend>(b: &B) {
     let (db, s) = fresh(b).await;
     let alice = key("alice");
@@ -632,6 +730,7 @@ macro_rules! contract {
             audit_filters_combine_and_match_as_documented,
             audit_prune_removes_only_older_records,
             audit_append_returns_once_the_record_is_committed,
+            audit_login_facts_are_kept_and_filter_exactly,
             everything_written_is_there_after_reopening,
             local_users_can_be_added_read_changed_and_removed,
             local_users_are_listed_by_directory_and_name,
@@ -650,7 +749,7 @@ macro_rules! contract {
 }
 
 /// The embedded SQLite store, one file in a temporary folder per check.
-mod sqlite {
+pub(crate) mod sqlite {
     use std::sync::Arc;
 
     use countersign::store::SqliteStore;

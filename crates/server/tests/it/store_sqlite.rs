@@ -6,9 +6,13 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
 use countersign::store::SqliteStore;
-use countersign_core::audit::{AuditAction, AuditOutcome, AuditQuery, AuditRecord};
+use countersign_core::approval::{ApprovalRequest, ApprovalState, DecidedBy, Decision};
+use countersign_core::audit::{AuditAction, AuditOutcome, AuditQuery, AuditRecord, LoginFacts};
 use countersign_core::model::{Dn, Timestamp, UserKey};
-use countersign_core::ports::{AuditStore, LocalUserStore, OtpStore};
+use countersign_core::outbox::{OutboxMessage, OutboxState};
+use countersign_core::ports::{
+    ApprovalStore, AuditStore, DecideOutcome, LocalUserStore, OtpStore, OutboxStore,
+};
 use rusqlite::Connection;
 
 use crate::store_contract::local_user;
@@ -157,16 +161,38 @@ fn with_suffix(path: &Path, suffix: &str) -> PathBuf {
 }
 
 #[tokio::test]
-async fn a_version_1_database_opens_with_its_data_and_schema_unchanged() {
+async fn a_version_1_database_is_brought_to_version_2_with_its_data() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("countersign.db");
     shipped_v1_database(&path);
     let (schema_before, versions_before) = (schema(&path), versions(&path));
 
     let store = SqliteStore::open(&path).unwrap();
-    assert_eq!(store.schema_version().unwrap(), 1);
-    assert_eq!(schema(&path), schema_before);
-    assert_eq!(versions(&path), versions_before, "nothing re-applied");
+    assert_eq!(store.schema_version().unwrap(), 2);
+    let after = schema(&path);
+    for object in &schema_before {
+        if object.1 != "audit" {
+            assert!(after.contains(object), "{} kept as it was", object.1);
+        }
+    }
+    let names: Vec<&str> = after.iter().map(|o| o.1.as_str()).collect();
+    for new in [
+        "approval_requests",
+        "approval_requests_one_pending",
+        "outbox",
+        "audit_login",
+    ] {
+        assert!(names.contains(&new), "{new} in {names:?}");
+    }
+    let versions_after = versions(&path);
+    assert_eq!(
+        versions_after[0], versions_before[0],
+        "version 1 not re-applied"
+    );
+    assert_eq!(
+        versions_after.iter().map(|v| v.0).collect::<Vec<_>>(),
+        [1, 2]
+    );
 
     let legacy = store.local_user("local", "LEGACY").await.unwrap().unwrap();
     assert_eq!(legacy.user.display_name.as_deref(), Some("Legacy User"));
@@ -201,6 +227,12 @@ async fn a_version_1_database_opens_with_its_data_and_schema_unchanged() {
         ),
         (AuditAction::Deliver, AuditOutcome::Success, "u:legacy")
     );
+    assert_eq!(
+        audit[0].login,
+        LoginFacts::default(),
+        "an old record has no login facts"
+    );
+    assert_eq!(audit[0].mechanism.as_deref(), Some("Email"));
 
     // And it goes on working: new writes land beside the old data.
     store
@@ -208,6 +240,11 @@ async fn a_version_1_database_opens_with_its_data_and_schema_unchanged() {
         .await
         .unwrap();
     assert_eq!(store.list_local_users("local").await.unwrap().len(), 2);
+    store.insert_approval(&pending_approval()).await.unwrap();
+    assert_eq!(
+        store.approval(&pending_approval().id).await.unwrap(),
+        Some(pending_approval())
+    );
     drop(store);
     assert_eq!(
         mode(&path),
@@ -217,13 +254,94 @@ async fn a_version_1_database_opens_with_its_data_and_schema_unchanged() {
 }
 
 #[tokio::test]
-async fn a_new_database_has_the_schema_version_1_shipped() {
+async fn a_new_database_has_the_schema_an_upgraded_version_1_database_has() {
     let dir = tempfile::tempdir().unwrap();
     let (old, new) = (dir.path().join("old.db"), dir.path().join("new.db"));
     shipped_v1_database(&old);
+    drop(SqliteStore::open(&old).unwrap());
     drop(SqliteStore::open(&new).unwrap());
     assert_eq!(schema(&new), schema(&old));
-    assert_eq!(versions(&new).len(), 1);
+    assert_eq!(versions(&new).len(), 2);
+}
+
+fn pending_approval() -> ApprovalRequest {
+    ApprovalRequest {
+        id: "0123456789abcdef0123456789abcdef".into(),
+        token_hash: vec![7; 32],
+        user: UserKey {
+            directory: "local".into(),
+            dn: "uid=legacy,ou=people,dc=example,dc=org".into(),
+        },
+        user_dn: "uid=legacy,ou=people,dc=example,dc=org".into(),
+        username: "legacy".into(),
+        display_name: Some("Legacy User".into()),
+        application: "vpn".into(),
+        profile: "managers".into(),
+        front: "ldap".into(),
+        client: Some("192.0.2.1".into()),
+        recipient: "sam@example.org".into(),
+        approver: "Sam".into(),
+        created_at: Timestamp(1_000),
+        expires_at: Timestamp(3_601_000),
+        state: ApprovalState::Pending,
+        decided_at: None,
+        decided_by: None,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_pending_approval_and_a_queued_message_survive_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("countersign.db");
+    let message = OutboxMessage {
+        id: "m1".into(),
+        profile: "inform".into(),
+        recipient: "sam@example.org".into(),
+        subject: "Sign-in".into(),
+        body: "Legacy signed in to the VPN.".into(),
+        about_user: "uid=legacy,ou=people,dc=example,dc=org".into(),
+        application: "vpn".into(),
+        created_at: Timestamp(1_000),
+        attempts: 1,
+        next_attempt_at: Timestamp(6_000),
+        state: OutboxState::Queued,
+        last_error: Some("connection refused".into()),
+        sent_at: None,
+    };
+    let store = SqliteStore::open(&path).unwrap();
+    store.insert_approval(&pending_approval()).await.unwrap();
+    store.enqueue_message(&message).await.unwrap();
+    store.close().await;
+    drop(store);
+
+    let store = SqliteStore::open(&path).unwrap();
+    assert_eq!(
+        store.approval(&pending_approval().id).await.unwrap(),
+        Some(pending_approval())
+    );
+    assert_eq!(store.list_messages(None, 0).await.unwrap(), [message]);
+    // And both carry on where they were: the request can be decided, the message is claimed
+    // when due.
+    let approve = Decision {
+        state: ApprovalState::Approved,
+        at: Timestamp(2_000),
+        by: DecidedBy {
+            channel: "link".into(),
+            ..Default::default()
+        },
+    };
+    assert!(matches!(
+        store
+            .decide_approval(&pending_approval().id, &approve)
+            .await
+            .unwrap(),
+        DecideOutcome::Decided(_)
+    ));
+    let claimed = store
+        .claim_due_messages(Timestamp(6_000), Timestamp(7_000), 10)
+        .await
+        .unwrap();
+    assert_eq!(claimed.len(), 1);
 }
 
 #[tokio::test]

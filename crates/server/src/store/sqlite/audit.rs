@@ -1,9 +1,10 @@
 //! `AuditStore` on SQLite: the `audit` table, newest first by insertion order. Appends are
 //! group-committed by the writer: many attempts share one fsync, and each append still returns
-//! only once its record is on disk.
+//! only once its record is on disk. Records of logins under Approved OTP also keep their
+//! application, policy, profile and login id (schema version 2).
 
 use async_trait::async_trait;
-use countersign_core::audit::{AuditAction, AuditOutcome, AuditQuery, AuditRecord};
+use countersign_core::audit::{AuditAction, AuditOutcome, AuditQuery, AuditRecord, LoginFacts};
 use countersign_core::model::Timestamp;
 use countersign_core::ports::{AuditStore, StoreError};
 use rusqlite::{Row, params};
@@ -29,7 +30,12 @@ fn record_from_row(r: &Row<'_>) -> rusqlite::Result<AuditRecord> {
         reason: r.get(7)?,
         mechanism: r.get(8)?,
         recipient: r.get(9)?,
-        login: Default::default(),
+        login: LoginFacts {
+            application: r.get(10)?,
+            policy: r.get(11)?,
+            profile: r.get(12)?,
+            login: r.get(13)?,
+        },
     })
 }
 
@@ -49,8 +55,9 @@ impl AuditStore for SqliteStore {
         let r = r.clone();
         self.write(move |c| {
             c.prepare_cached(
-                "INSERT INTO audit (at, action, front, identity, user_dn, client, outcome, reason, mechanism, recipient)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+                "INSERT INTO audit (at, action, front, identity, user_dn, client, outcome, reason,
+                    mechanism, recipient, application, policy, profile, login)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
             )
             .and_then(|mut s| {
                 s.execute(params![
@@ -63,7 +70,11 @@ impl AuditStore for SqliteStore {
                     r.outcome.as_str(),
                     r.reason,
                     r.mechanism,
-                    r.recipient
+                    r.recipient,
+                    r.login.application,
+                    r.login.policy,
+                    r.login.profile,
+                    r.login.login
                 ])
             })
             .map_err(unavailable)?;
@@ -101,12 +112,17 @@ impl AuditStore for SqliteStore {
             let needle = q.user.as_ref().map(|u| u.to_lowercase());
             let mut stmt = c
                 .prepare(
-                    "SELECT at, action, front, identity, user_dn, client, outcome, reason, mechanism, recipient
+                    "SELECT at, action, front, identity, user_dn, client, outcome, reason, mechanism,
+                        recipient, application, policy, profile, login
                      FROM audit
                      WHERE (?1 IS NULL OR action = ?1)
                        AND (?2 IS NULL OR outcome = ?2)
                        AND (?3 IS NULL OR client = ?3)
                        AND (?4 IS NULL OR at >= ?4)
+                       AND (?6 IS NULL OR application = ?6)
+                       AND (?7 IS NULL OR profile = ?7)
+                       AND (?8 IS NULL OR policy = ?8)
+                       AND (?9 IS NULL OR login = ?9)
                      ORDER BY seq DESC LIMIT ?5",
                 )
                 .map_err(unavailable)?;
@@ -119,6 +135,10 @@ impl AuditStore for SqliteStore {
                         q.since.map(|t| t.0),
                         // With a user filter the rows are filtered here, so SQL cannot cut.
                         if needle.is_some() { -1 } else { i64::try_from(limit).unwrap_or(-1) },
+                        q.application,
+                        q.profile,
+                        q.policy,
+                        q.login,
                     ],
                     record_from_row,
                 )

@@ -16,11 +16,18 @@ pub(super) struct Migration {
 }
 
 /// Every released schema version, in order. Never edit a released file; add the next one.
-pub(super) const MIGRATIONS: &[Migration] = &[Migration {
-    version: 1,
-    name: "0001_initial.sql",
-    sql: include_str!("../migrations/sqlite/0001_initial.sql"),
-}];
+pub(super) const MIGRATIONS: &[Migration] = &[
+    Migration {
+        version: 1,
+        name: "0001_initial.sql",
+        sql: include_str!("../migrations/sqlite/0001_initial.sql"),
+    },
+    Migration {
+        version: 2,
+        name: "0002_approvals.sql",
+        sql: include_str!("../migrations/sqlite/0002_approvals.sql"),
+    },
+];
 
 /// The bookkeeping table; created outside the numbered migrations (as version 1 shipped).
 const SCHEMA_VERSION_TABLE: &str = "CREATE TABLE IF NOT EXISTS schema_version (version INTEGER PRIMARY KEY, applied_at INTEGER NOT NULL)";

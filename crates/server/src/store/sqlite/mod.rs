@@ -4,9 +4,11 @@
 //! comes from numbered SQL files applied at open ([`migrate`]). The database and its `-wal` and
 //! `-shm` files are readable by their owner only: they hold password hashes.
 
+mod approvals;
 mod audit;
 mod migrate;
 mod otp;
+mod outbox;
 mod users;
 mod writer;
 

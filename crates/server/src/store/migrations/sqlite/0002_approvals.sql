@@ -1,0 +1,71 @@
+-- Schema version 2: Approved OTP. Approval requests, the outbox, and what the audit keeps
+-- about a login (application, policy, profile, login id).
+-- A released migration is never edited: a change of schema is a new numbered file.
+-- Times are milliseconds since the epoch, as in version 1.
+CREATE TABLE approval_requests (
+    -- The login id its application waits on (random, hex).
+    id TEXT PRIMARY KEY,
+    -- SHA-256 of the link token; the token itself is never stored.
+    token_hash BLOB NOT NULL UNIQUE,
+    -- The user's key: directory and normalized DN.
+    user_directory TEXT NOT NULL,
+    user_dn_norm TEXT NOT NULL,
+    -- The DN as the directory spelt it, for people.
+    user_dn TEXT NOT NULL,
+    username TEXT NOT NULL,
+    display_name TEXT,
+    application TEXT NOT NULL,
+    profile TEXT NOT NULL,
+    front TEXT NOT NULL,
+    client TEXT,
+    recipient TEXT NOT NULL,
+    approver TEXT NOT NULL,
+    created_at INTEGER NOT NULL,
+    expires_at INTEGER NOT NULL,
+    state TEXT NOT NULL
+        CHECK (state IN ('pending', 'approved', 'rejected', 'expired', 'cancelled')),
+    decided_at INTEGER,
+    -- Who decided (all NULL while undecided and for expiry): `link` or `cli`, and from where.
+    decided_channel TEXT,
+    decided_address TEXT,
+    decided_user_agent TEXT,
+    decided_operator TEXT
+);
+-- One pending request per user and application: two concurrent logins cannot both create one;
+-- the second insert fails and that login joins the first request.
+CREATE UNIQUE INDEX approval_requests_one_pending
+    ON approval_requests (user_directory, user_dn_norm, application) WHERE state = 'pending';
+-- The newest request of a user for an application (grace period, joining).
+CREATE INDEX approval_requests_latest
+    ON approval_requests (user_directory, user_dn_norm, application, created_at);
+-- The expiry job's scan.
+CREATE INDEX approval_requests_pending_expiry
+    ON approval_requests (expires_at) WHERE state = 'pending';
+-- Decisions since a time (waking waiters of decisions made elsewhere).
+CREATE INDEX approval_requests_decided_at ON approval_requests (decided_at);
+
+CREATE TABLE outbox (
+    id TEXT PRIMARY KEY,
+    -- The approval profile whose courier carries it.
+    profile TEXT NOT NULL,
+    recipient TEXT NOT NULL,
+    subject TEXT NOT NULL,
+    body TEXT NOT NULL,
+    about_user TEXT NOT NULL,
+    application TEXT NOT NULL,
+    created_at INTEGER NOT NULL,
+    attempts INTEGER NOT NULL DEFAULT 0,
+    next_attempt_at INTEGER NOT NULL,
+    state TEXT NOT NULL CHECK (state IN ('queued', 'sent', 'failed')),
+    last_error TEXT,
+    sent_at INTEGER
+);
+-- The worker's scan for queued messages that are due.
+CREATE INDEX outbox_due ON outbox (state, next_attempt_at);
+
+ALTER TABLE audit ADD COLUMN application TEXT;
+ALTER TABLE audit ADD COLUMN policy TEXT;
+ALTER TABLE audit ADD COLUMN profile TEXT;
+ALTER TABLE audit ADD COLUMN login TEXT;
+-- Everything about one login: its request, its decision, its expiry.
+CREATE INDEX audit_login ON audit (login);
