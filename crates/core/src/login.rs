@@ -33,8 +33,8 @@ use crate::otp::{OtpService, VerifyRequest};
 use crate::outbox::{OutboxMessage, OutboxState};
 use crate::password::PasswordAuthentication;
 use crate::ports::{
-    ApprovalStore, Clock, DecideOutcome, DecisionSignal, OutboundMessage, OutboxStore, Random,
-    StoreError,
+    ApprovalStore, Clock, DecideOutcome, DecisionSignal, Detach, OutboundMessage, OutboxStore,
+    Random, StoreError,
 };
 use crate::secret::Secret;
 
@@ -178,6 +178,8 @@ pub struct LoginService {
     pub approvals: Arc<dyn ApprovalStore>,
     pub outbox: Arc<dyn OutboxStore>,
     pub signal: Arc<dyn DecisionSignal>,
+    /// Runs work that must finish even if the login's caller goes away.
+    pub detach: Arc<dyn Detach>,
     /// Tells the outbox worker that a message is waiting, so it goes out now rather than at
     /// the worker's next look.
     pub wake_outbox: Arc<dyn Fn() + Send + Sync>,
@@ -244,6 +246,13 @@ impl LoginService {
     ) -> Result<LoginOutcome, AuthError> {
         let authentication_id = request.authentication_id.clone();
         let user = self.otp.verify(request, caller).await?;
+        if self.rules.profiles.is_empty() && app.allows(AuthMethod::DeliveredOtp) {
+            // Nothing to add to the verify's own audit record.
+            return Ok(LoginOutcome::Granted {
+                user: Box::new(user),
+                admitted: Admitted::Directly,
+            });
+        }
         let mut attempt = Attempt::new(AuditAction::Login, caller, &authentication_id);
         attempt.resolved(&user);
         attempt.login_facts().application = Some(app.name.clone());
@@ -478,20 +487,6 @@ impl LoginService {
             decided_at: None,
             decided_by: None,
         };
-        match self.approvals.insert_approval(&request).await {
-            Ok(()) => {}
-            // Another login of the same user and application created one meanwhile.
-            Err(StoreError::Conflict(_)) => {
-                if let Some(outcome) = self.grace_or_join(app, &user, now, attempt).await? {
-                    return Ok(outcome);
-                }
-                return Err(AuthError::Unavailable(
-                    "a concurrent approval request could not be joined".to_owned(),
-                ));
-            }
-            Err(e) => return Err(store_unavailable(e)),
-        }
-        attempt.login_facts().login = Some(request.id.clone());
         attempt.recipient(&approver.address);
         let mut values = self.message_values(app, &user, caller, now);
         values.link = profile.link(&token);
@@ -502,26 +497,37 @@ impl LoginService {
             // The link approves the login: as secret as a code.
             body: Secret::new(profile.message.render(&values)),
         };
-        if let Err(e) = profile.courier.send(&message).await {
-            attempt.note(format!(
-                "approval message to {} failed: {e}",
-                approver.address
-            ));
-            let cancel = Decision {
-                state: ApprovalState::Cancelled,
-                at: self.clock.now(),
-                by: DecidedBy {
-                    channel: "server".to_owned(),
-                    operator: Some("approval message not delivered".to_owned()),
-                    ..DecidedBy::default()
-                },
-            };
-            if let Err(e) = self.approvals.decide_approval(&request.id, &cancel).await {
-                tracing::warn!(error = %e, "could not cancel an approval request whose message failed");
+        let mut tries = 0;
+        loop {
+            match self.create_and_send(&request, &message, profile).await {
+                Created::Sent => break,
+                // Another login of the same user and application created one meanwhile: join
+                // it. Or the one pending in the store is past its expiry and the expiry job
+                // has not marked it yet: mark it now and create ours.
+                Created::Conflict if tries == 0 => {
+                    tries += 1;
+                    if let Some(outcome) = self.grace_or_join(app, &user, now, attempt).await? {
+                        return Ok(outcome);
+                    }
+                    self.expire_due().await?;
+                }
+                Created::Conflict => {
+                    return Err(AuthError::Unavailable(
+                        "a concurrent approval request could not be joined".to_owned(),
+                    ));
+                }
+                Created::StoreFailed(e) => return Err(store_unavailable(e)),
+                Created::NotSent(e) => {
+                    attempt.login_facts().login = Some(request.id.clone());
+                    attempt.note(format!(
+                        "approval message to {} failed: {e}; request cancelled",
+                        approver.address
+                    ));
+                    return Err(AuthError::Denied(Denial::ApprovalNotSent));
+                }
             }
-            self.signal.notify(&request.id);
-            return Err(AuthError::Denied(Denial::ApprovalNotSent));
         }
+        attempt.login_facts().login = Some(request.id.clone());
         attempt.note(format!(
             "approval requested from {} through {}, link valid until {}",
             approver.who,
@@ -531,6 +537,42 @@ impl LoginService {
         Ok(LoginOutcome::Pending {
             login: request.id,
             expires_at: request.expires_at,
+        })
+    }
+
+    /// Records the request and sends its message, as one piece of work that runs to the end
+    /// even if the login's caller goes away meanwhile (an LDAP client that unbinds): a request
+    /// must never be left pending with no message sent, since every retry would join it. A
+    /// message that cannot be sent cancels the request.
+    async fn create_and_send(
+        &self,
+        request: &ApprovalRequest,
+        message: &OutboundMessage,
+        profile: &ApprovalProfile,
+    ) -> Created {
+        let work = CreateAndSend {
+            request: request.clone(),
+            message: message.clone(),
+            courier: profile.courier.clone(),
+            approvals: self.approvals.clone(),
+            signal: self.signal.clone(),
+            clock: self.clock.clone(),
+        };
+        let slot: Arc<std::sync::Mutex<Option<Created>>> = Arc::default();
+        let out = slot.clone();
+        self.detach
+            .detach(Box::pin(async move {
+                let created = work.run().await;
+                if let Ok(mut out) = out.lock() {
+                    *out = Some(created);
+                }
+            }))
+            .await;
+        let created = slot.lock().ok().and_then(|mut s| s.take());
+        created.unwrap_or_else(|| {
+            Created::StoreFailed(StoreError::Unavailable(
+                "the approval request task failed".to_owned(),
+            ))
         })
     }
 
@@ -641,6 +683,57 @@ impl LoginService {
                 .await;
         }
         Ok(expired.len())
+    }
+}
+
+/// What [`LoginService::create_and_send`] came to.
+enum Created {
+    Sent,
+    /// A pending request of the same user and application exists.
+    Conflict,
+    StoreFailed(StoreError),
+    /// The message could not be sent; the request is cancelled.
+    NotSent(String),
+}
+
+/// The owned inputs of [`LoginService::create_and_send`]'s detached work.
+struct CreateAndSend {
+    request: ApprovalRequest,
+    message: OutboundMessage,
+    courier: Arc<dyn crate::ports::Courier>,
+    approvals: Arc<dyn ApprovalStore>,
+    signal: Arc<dyn DecisionSignal>,
+    clock: Arc<dyn Clock>,
+}
+
+impl CreateAndSend {
+    async fn run(self) -> Created {
+        match self.approvals.insert_approval(&self.request).await {
+            Ok(()) => {}
+            Err(StoreError::Conflict(_)) => return Created::Conflict,
+            Err(e) => return Created::StoreFailed(e),
+        }
+        let Err(e) = self.courier.send(&self.message).await else {
+            return Created::Sent;
+        };
+        let cancel = Decision {
+            state: ApprovalState::Cancelled,
+            at: self.clock.now(),
+            by: DecidedBy {
+                channel: "server".to_owned(),
+                operator: Some("approval message not delivered".to_owned()),
+                ..DecidedBy::default()
+            },
+        };
+        if let Err(e) = self
+            .approvals
+            .decide_approval(&self.request.id, &cancel)
+            .await
+        {
+            tracing::warn!(error = %e, "could not cancel an approval request whose message failed");
+        }
+        self.signal.notify(&self.request.id);
+        Created::NotSent(e.to_string())
     }
 }
 

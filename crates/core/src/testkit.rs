@@ -679,3 +679,15 @@ impl Subscription for MemSubscription {
         self.seen = seen;
     }
 }
+
+/// Runs detached work inline, when awaited (the tests never drop it half-way).
+pub struct InlineDetach;
+
+impl Detach for InlineDetach {
+    fn detach(
+        &self,
+        work: Work,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>> {
+        work
+    }
+}

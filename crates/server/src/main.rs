@@ -125,6 +125,24 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             cli::run_audit(&app, args).await?;
             Ok(ExitCode::SUCCESS)
         }
+        Command::Approvals(cmd) => {
+            let app = cli::load_app(&cli.config)?;
+            cli::run_approvals(&app, cmd).await?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Outbox(cmd) => {
+            let app = cli::load_app(&cli.config)?;
+            cli::run_outbox(&app, cmd).await?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Policy(cmd) => {
+            let app = cli::load_app(&cli.config)?;
+            Ok(if cli::run_policy(&app, cmd).await? {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            })
+        }
         Command::Manager { identity } => {
             let app = cli::load_app(&cli.config)?;
             let found = cli::run_manager(&app, &identity).await?;

@@ -1,7 +1,8 @@
-//! The real clock and the operating system's CSPRNG, behind the core's ports.
+//! The real clock, the operating system's CSPRNG and the runtime's tasks, behind the core's
+//! ports.
 
 use countersign_core::model::Timestamp;
-use countersign_core::ports::{Clock, Random};
+use countersign_core::ports::{Clock, Detach, Random, Work};
 
 pub struct SystemClock;
 
@@ -34,4 +35,22 @@ pub fn random_bytes(n: usize) -> Vec<u8> {
     let mut buf = vec![0u8; n];
     OsRandom.fill(&mut buf);
     buf
+}
+
+/// Detached work runs as a task of its own on the runtime: started at once, finished even when
+/// the caller's future is dropped.
+pub struct SpawnDetach;
+
+impl Detach for SpawnDetach {
+    fn detach(
+        &self,
+        work: Work,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>> {
+        let task = tokio::spawn(work);
+        Box::pin(async move {
+            if let Err(e) = task.await {
+                tracing::error!(error = %e, "detached work failed");
+            }
+        })
+    }
 }

@@ -103,6 +103,7 @@ fn build_failing(
         approvals: w.store.clone(),
         outbox: w.store.clone(),
         signal: Arc::new(MemSignal::default()),
+        detach: Arc::new(InlineDetach),
         wake_outbox: Arc::new(move || {
             counter.fetch_add(1, Ordering::SeqCst);
         }),
@@ -665,4 +666,25 @@ async fn a_thousand_waiters_each_wake_with_their_own_answer() {
             assert_eq!(status, LoginStatus::Denied(Denial::Rejected));
         }
     }
+}
+
+#[tokio::test]
+async fn a_request_past_its_expiry_not_yet_marked_does_not_block_the_next_login() {
+    let lw = build(vec![managed(alice())], |c| {
+        only(profile("critical", ProfileKind::Approval, c))
+    });
+    let first = pending_id(&login(&lw, "secret").await.unwrap());
+    lw.w.clock.advance(Duration::from_secs(3600));
+    // The expiry job has not run: the store still holds the request as pending.
+    let second = pending_id(&login(&lw, "secret").await.unwrap());
+    assert_ne!(first, second);
+    let states: Vec<ApprovalState> =
+        lw.w.store
+            .requests
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|r| r.state)
+            .collect();
+    assert_eq!(states, vec![ApprovalState::Expired, ApprovalState::Pending]);
 }

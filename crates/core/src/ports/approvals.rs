@@ -117,3 +117,14 @@ pub trait Subscription: Send {
     /// `until`, whichever comes first.
     async fn wait(&mut self, until: Timestamp);
 }
+
+/// Work that must run to its end once started.
+pub type Work = std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send + 'static>>;
+
+/// Runs work apart from the caller's future: started at once, finished even if the returned
+/// future is dropped (the server spawns it on the runtime).
+pub trait Detach: Send + Sync {
+    /// The returned future completes when `work` has finished.
+    fn detach(&self, work: Work)
+    -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>;
+}

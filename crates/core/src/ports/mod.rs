@@ -9,7 +9,8 @@ mod directory;
 mod store;
 
 pub use approvals::{
-    ApprovalQuery, ApprovalStore, DecideOutcome, DecisionSignal, OutboxStore, Subscription,
+    ApprovalQuery, ApprovalStore, DecideOutcome, DecisionSignal, Detach, OutboxStore, Subscription,
+    Work,
 };
 pub use clock::{Clock, Random};
 pub use courier::{Courier, DeliveryError, OutboundMessage};

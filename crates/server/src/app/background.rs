@@ -1,11 +1,14 @@
-//! The server's periodic jobs, started and stopped in one place: audit pruning now; the
-//! outbox worker and approval expiry join here. Each job runs until the shutdown receiver says
-//! stop, and finishes the pass it is in first.
+//! The server's periodic jobs, started and stopped in one place: audit pruning, the outbox
+//! worker, and the approvals job (requests past their expiry marked expired even when nobody
+//! waits; decisions recorded by another process, such as `countersign approvals approve`,
+//! passed on to the logins waiting here). Each job runs until the shutdown receiver says stop,
+//! and finishes the pass it is in first.
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use countersign_core::ports::{Clock, Store};
+use countersign_core::login::LoginService;
+use countersign_core::ports::{Clock, DecisionSignal, Store};
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 
@@ -15,8 +18,20 @@ use super::shutdown::stopped;
 /// How often old audit records are looked for.
 const AUDIT_PRUNE_EVERY: Duration = Duration::from_secs(3600);
 
+/// How often the approvals job looks at the store.
+const APPROVALS_EVERY: Duration = Duration::from_secs(1);
+/// Decisions are read back this far, so one committed just as the last look began is seen.
+const DECISIONS_OVERLAP: Duration = Duration::from_secs(5);
+
 /// Starts every background job the configuration asks for on `tasks`.
 pub fn spawn_all(app: &App, tasks: &mut JoinSet<()>, stop: &watch::Receiver<bool>) {
+    tasks.spawn(app.outbox_worker().run(stop.clone()));
+    tasks.spawn(approvals_job(
+        app.login.clone(),
+        app.waiting.clone(),
+        app.clock.clone(),
+        stop.clone(),
+    ));
     if let Some(retention) = app.config.audit_retention {
         tasks.spawn(prune_audit_periodically(
             app.store.clone(),
@@ -49,5 +64,35 @@ pub async fn prune_audit(store: &dyn Store, clock: &dyn Clock, retention: Durati
         Ok(0) => {}
         Ok(n) => tracing::info!(removed = n, "old audit records removed"),
         Err(e) => tracing::warn!(error = %e, "audit records could not be pruned"),
+    }
+}
+
+/// Every second: expire what is due, and wake the waiters of logins decided since the last
+/// look (by this process or another).
+async fn approvals_job(
+    login: Arc<LoginService>,
+    signal: Arc<dyn DecisionSignal>,
+    clock: Arc<dyn Clock>,
+    mut stop: watch::Receiver<bool>,
+) {
+    let mut since = clock.now().minus(DECISIONS_OVERLAP);
+    loop {
+        if let Err(e) = login.expire_due().await {
+            tracing::warn!(error = %e, "expired approval requests could not be marked");
+        }
+        let look = clock.now();
+        match login.decided_since(since).await {
+            Ok(decided) => {
+                for request in decided {
+                    signal.notify(&request.id);
+                }
+                since = look.minus(DECISIONS_OVERLAP);
+            }
+            Err(e) => tracing::warn!(error = %e, "recent decisions could not be read"),
+        }
+        tokio::select! {
+            () = tokio::time::sleep(APPROVALS_EVERY) => {}
+            () = stopped(&mut stop) => return,
+        }
     }
 }

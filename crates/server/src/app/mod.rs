@@ -3,6 +3,7 @@
 //! sockets; [`background`] holds the periodic jobs; [`shutdown`] is the one path by which all of
 //! them stop. Fronts get their state handed in and never import this module.
 
+mod approvals;
 pub mod background;
 mod error;
 mod serve;

@@ -3,8 +3,13 @@
 //! [`App::http_server`]): fronts never read the configuration themselves. The store and the
 //! directories are trait objects, so another implementation (PostgreSQL) drops in here alone.
 
+use std::collections::HashMap;
 use std::path::Path;
 use std::sync::Arc;
+
+use countersign_core::application::Applications;
+use countersign_core::login::LoginService;
+use tokio::sync::Notify;
 
 use countersign_core::attempt::AuditTrail;
 use countersign_core::crypto::{MIN_KEY_LEN, OtpHasher, from_hex, to_hex};
@@ -16,12 +21,14 @@ use countersign_core::ports::{Clock, Courier, Directory, Store};
 use countersign_core::ratelimit::{RateLimiter, RateLimits};
 
 use super::AppError;
+use super::approvals;
 use crate::config::{Config, StoreConfig, Transport};
 use crate::delivery::{FileCourier, SmsCourier, SmtpCourier};
 use crate::directory::{LdapDirectory, LocalDirectory};
 use crate::http::{ApiState, HttpLimits, HttpServer};
 use crate::ldap::listener::tls_acceptor;
-use crate::ldap::{LdapHandler, LdapServer, LdapSettings, Limits};
+use crate::ldap::{LdapHandler, LdapLogin, LdapServer, LdapSettings, Limits};
+use crate::signal::WaitingRoom;
 use crate::store::{SqliteStore, StoreBackend};
 use crate::system::{OsRandom, SystemClock, random_bytes};
 
@@ -33,6 +40,14 @@ pub struct App {
     pub local_directories: Vec<Arc<LocalDirectory>>,
     pub ldap_directories: Vec<Arc<LdapDirectory>>,
     pub otp: Arc<OtpService>,
+    /// Logins under Approved OTP (every front's binds and logins go through it).
+    pub login: Arc<LoginService>,
+    pub applications: Applications,
+    /// Who waits on which login, woken by decisions.
+    pub waiting: Arc<WaitingRoom>,
+    /// Rung when a login queued a message for the outbox worker.
+    pub(super) outbox_wake: Arc<Notify>,
+    pub(super) approval_couriers: HashMap<String, Arc<dyn Courier>>,
     pub clock: Arc<dyn Clock>,
 }
 
@@ -64,8 +79,33 @@ impl App {
             .collect();
         let ldap_directories: Vec<Arc<LdapDirectory>> = config
             .ldap_directories()
-            .map(|d| LdapDirectory::new(d.clone()).map(Arc::new))
+            .map(|d| {
+                // The attributes the policies look at, fetched with the user.
+                let mut d = d.clone();
+                for name in policy_attributes(&config, &d.name) {
+                    if !d.attributes.iter().any(|a| a.eq_ignore_ascii_case(&name)) {
+                        d.attributes.push(name);
+                    }
+                }
+                LdapDirectory::new(d).map(Arc::new)
+            })
             .collect::<Result<_, _>>()?;
+        let all_directories: Vec<Arc<dyn Directory>> = config
+            .directories
+            .iter()
+            .filter_map(|d| {
+                let local = local_directories
+                    .iter()
+                    .find(|l| l.name() == d.name())
+                    .map(|l| l.clone() as Arc<dyn Directory>);
+                local.or_else(|| {
+                    ldap_directories
+                        .iter()
+                        .find(|l| l.name() == d.name())
+                        .map(|l| l.clone() as Arc<dyn Directory>)
+                })
+            })
+            .collect();
         let directories: Vec<Arc<dyn Directory>> = config
             .deliver_otp
             .directories
@@ -106,13 +146,20 @@ impl App {
             clock,
             random: Arc::new(OsRandom),
         };
+        let otp = Arc::new(otp);
+        let parts = approvals::build(&config, &otp, &store, &all_directories, &clock_for_app)?;
         Ok(App {
             config,
             store,
             backend,
             local_directories,
             ldap_directories,
-            otp: Arc::new(otp),
+            otp,
+            login: parts.login,
+            applications: parts.applications,
+            waiting: parts.waiting,
+            outbox_wake: parts.outbox_wake,
+            approval_couriers: parts.couriers,
             clock: clock_for_app,
         })
     }
@@ -144,7 +191,12 @@ impl App {
             max_connections_per_client: l.max_connections_per_client,
             max_operations_per_connection: l.max_operations_per_connection,
         };
-        let handler = Arc::new(LdapHandler::new(self.otp.clone(), settings));
+        let login = LdapLogin {
+            service: self.login.clone(),
+            application: approvals::ldap_application(&self.config, &self.applications),
+            approval_wait: l.approval_wait,
+        };
+        let handler = Arc::new(LdapHandler::new(self.otp.clone(), settings).with_login(login));
         Ok(Arc::new(LdapServer::new(handler, tls, limits)))
     }
 
@@ -285,6 +337,11 @@ fn delivery_mechanisms(config: &Config) -> Result<Vec<DeliveryMechanism>, AppErr
         });
     }
     Ok(mechanisms)
+}
+
+/// The attributes the policies on directory `name` look at.
+fn policy_attributes(config: &Config, name: &str) -> Vec<String> {
+    countersign_core::approval::Policies::new(config.approval.policies.clone()).attributes_for(name)
 }
 
 /// `[rate_limits]` as the core's limiters.

@@ -44,6 +44,10 @@ pub(super) struct ApprovalProfileSection {
     delivery: String,
     mail_profile: Option<String>,
     sms_profile: Option<String>,
+    /// Instead of a mail or SMS profile, for development and the demo: a
+    /// `[[delivery_mechanism]]` of type `file`, whose courier writes the messages to its folder
+    /// (and the terminal).
+    delivery_mechanism: Option<String>,
     email_subject: Option<String>,
     /// Who is told when the user's manager cannot be found.
     default_recipient: Option<String>,
@@ -103,8 +107,11 @@ pub struct ApprovalProfileConfig {
     pub message_text: String,
     pub link_expiration: Duration,
     pub delivery: ApprovalDelivery,
-    /// The `[[mail_profile]]` or `[[sms_profile]]` the messages go through.
+    /// The `[[mail_profile]]` or `[[sms_profile]]` the messages go through (or a file
+    /// `[[delivery_mechanism]]`).
     pub transport: String,
+    /// The key `transport` was given as: `mail_profile`, `sms_profile` or `delivery_mechanism`.
+    pub transport_key: &'static str,
     pub email_subject: String,
     pub default_recipient: Option<String>,
     /// The fallback directories, in order.
@@ -142,6 +149,8 @@ pub(super) struct Referents<'c> {
     pub(super) directories: &'c [DirectoryConfig],
     pub(super) mail_profiles: &'c [MailProfile],
     pub(super) sms_profiles: &'c [SmsProfile],
+    /// Names of the delivery mechanisms of type `file`.
+    pub(super) file_mechanisms: Vec<&'c str>,
 }
 
 /// The settings of one profile that depend on its type.
@@ -231,6 +240,11 @@ impl Validator<'_> {
             message_text: parts.message_text,
             link_expiration,
             delivery: delivery?,
+            transport_key: match (&p.delivery_mechanism, delivery?) {
+                (Some(_), _) => "delivery_mechanism",
+                (None, ApprovalDelivery::Email) => "mail_profile",
+                (None, ApprovalDelivery::Sms) => "sms_profile",
+            },
             transport: transport?,
             email_subject: parts.email_subject,
             default_recipient: p.default_recipient.clone(),
@@ -331,6 +345,28 @@ impl Validator<'_> {
         key: &str,
         refs: &Referents<'_>,
     ) -> Option<String> {
+        if let Some(m) = &p.delivery_mechanism {
+            for (f, set) in [
+                ("mail_profile", p.mail_profile.is_some()),
+                ("sms_profile", p.sms_profile.is_some()),
+            ] {
+                if set {
+                    let message = "give delivery_mechanism or a mail/SMS profile, not both";
+                    self.key_error(span, f, format!("{key}.{f}"), message.to_owned());
+                }
+            }
+            if !refs.file_mechanisms.contains(&m.as_str()) {
+                let message = format!("{m:?} names no [[delivery_mechanism]] of type \"file\"");
+                self.key_error(
+                    span,
+                    "delivery_mechanism",
+                    format!("{key}.delivery_mechanism"),
+                    message,
+                );
+                return None;
+            }
+            return Some(m.clone());
+        }
         let (field, reference, known, misplaced): (_, _, Vec<&str>, _) = match delivery {
             ApprovalDelivery::Email => (
                 "mail_profile",

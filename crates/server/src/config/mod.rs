@@ -220,6 +220,11 @@ impl Validator<'_> {
             directories: &directories,
             mail_profiles: &mail_profiles,
             sms_profiles: &sms_profiles,
+            file_mechanisms: mechanisms
+                .iter()
+                .filter(|m| matches!(m.transport, Transport::File { .. }))
+                .map(|m| m.name.as_str())
+                .collect(),
         };
         let approval = self.approved_otp(&s, &refs);
         let applications = self.application_list(&s, &ldap, &ldap_span);

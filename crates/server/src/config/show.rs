@@ -230,12 +230,9 @@ fn write_approval_profile(p: &ApprovalProfileConfig, out: &mut Toml) {
     out.str("message", &p.message_text);
     out.duration("link_expiration", p.link_expiration);
     out.str("delivery", p.delivery.as_str());
-    match p.delivery {
-        ApprovalDelivery::Email => {
-            out.str("mail_profile", &p.transport);
-            out.str("email_subject", &p.email_subject);
-        }
-        ApprovalDelivery::Sms => out.str("sms_profile", &p.transport),
+    out.str(p.transport_key, &p.transport);
+    if p.delivery == ApprovalDelivery::Email {
+        out.str("email_subject", &p.email_subject);
     }
     out.opt_str("default_recipient", p.default_recipient.as_deref());
     out.list("fallback_directories", &p.directories);

@@ -1,10 +1,11 @@
 //! Binds under Approved OTP: a simple bind or an OTP SASL bind is a login of the LDAP front's
 //! application. Under an approval profile the bind response is held until the approver decides
 //! (up to `[ldap] approval_wait`); past that the bind fails with a diagnostic saying the
-//! approval is pending, and a retry after the approval gets in within the grace period. The
-//! login itself (first factor, request, message to the approver) runs on a task of its own, so
-//! an Unbind or a closed connection while it runs cannot leave a request whose message was
-//! never sent; only the wait is given up, and the request stays pending for the next try.
+//! approval is pending, and a retry after the approval gets in within the grace period. An
+//! Unbind or a closed connection cancels the bind: the first factor stops there; recording the
+//! request and sending its message finish in any case (the use case runs them detached), so no
+//! request is left pending without its message; a held wait is given up and the request stays
+//! pending for the next try.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -55,25 +56,17 @@ impl LdapLogin {
     }
 
     async fn bind(&self, id: i32, credentials: Credentials, caller: Caller) -> Outcome {
-        let service = self.service.clone();
-        let app = self.application.clone();
-        // Detached: see the module comment. The handle is only awaited.
-        let login = tokio::spawn(async move {
-            match credentials {
-                Credentials::Password(identity, password) => {
-                    service
-                        .login_password(&app, &identity, &password, &caller)
-                        .await
-                }
-                Credentials::Otp(request) => service.login_otp(&app, request, &caller).await,
+        let app = &self.application;
+        // A closed connection drops this future: the first factor stops there; what must not
+        // stop half-way (recording a request and sending its message) runs detached in the
+        // use case.
+        let outcome = match credentials {
+            Credentials::Password(identity, password) => {
+                self.service
+                    .login_password(app, &identity, &password, &caller)
+                    .await
             }
-        });
-        let outcome = match login.await {
-            Ok(outcome) => outcome,
-            Err(e) => {
-                tracing::error!(error = %e, "a login task failed");
-                Err(AuthError::Unavailable("the login failed".to_owned()))
-            }
+            Credentials::Otp(request) => self.service.login_otp(app, request, &caller).await,
         };
         match outcome {
             Ok(LoginOutcome::Granted { user, .. }) => bind_outcome(id, Ok(*user)),

@@ -117,7 +117,7 @@ fn the_walkthrough_works_as_printed() {
     );
     let audit = step(9);
     assert!(
-        audit.contains("verify  success") && audit.contains("via SMS to +15550100001"),
+        audit.contains("verify   success") && audit.contains("via SMS to +15550100001"),
         "{output}"
     );
     assert!(audit.contains("no outstanding OTP"), "{output}");

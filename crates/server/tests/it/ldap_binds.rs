@@ -114,9 +114,10 @@ async fn slow_front(ldap_extra: &str) -> SlowFront {
     std::fs::write(&path, setup.config()).unwrap();
     let mut app = App::build(Config::load(&path).unwrap_or_else(|e| panic!("{e}"))).unwrap();
     let directory = Arc::new(SlowDirectory::default());
-    let otp =
-        Arc::get_mut(&mut app.otp).expect("the service is not shared before the fronts are built");
-    let passwords = Arc::get_mut(&mut otp.passwords).expect("nor is the password check");
+    // Binds are logins: the slow directory joins the login chain.
+    let login = Arc::get_mut(&mut app.login)
+        .expect("the service is not shared before the fronts are built");
+    let passwords = Arc::get_mut(&mut login.passwords).expect("nor is the password check");
     let mut chain = passwords.mapper.directories().to_vec();
     chain.push(directory.clone());
     passwords.mapper = IdentityMapper::new(chain);

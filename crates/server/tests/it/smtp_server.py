@@ -59,6 +59,7 @@ def main():
     p.add_argument("--tls", nargs=2, metavar=("CERT", "KEY"))
     p.add_argument("--auth")
     p.add_argument("--drop-after-message", action="store_true")
+    p.add_argument("--port", type=int, default=0)
     a = p.parse_args()
 
     starttls_ctx = context(*a.starttls) if a.starttls else None
@@ -91,7 +92,7 @@ def main():
 
     loop = asyncio.new_event_loop()
     server = loop.run_until_complete(
-        loop.create_server(factory, host="127.0.0.1", port=0, ssl=implicit_ctx)
+        loop.create_server(factory, host="127.0.0.1", port=a.port, ssl=implicit_ctx, reuse_address=True)
     )
     port = server.sockets[0].getsockname()[1]
     print(f"READY {port}", flush=True)

@@ -1,5 +1,13 @@
-//! Command-line interface: `serve`, `demo`, `check-config`, `config show`, `user ...` and
-//! `audit`.
+//! Command-line interface: `serve`, `demo`, `check-config`, `config show`, `user ...`,
+//! `audit`, `manager`, and Approved OTP's `approvals`, `outbox` and `policy test`
+//! ([`approvals`]).
+
+mod approvals;
+
+pub use approvals::{
+    ApprovalListArgs, ApprovalsCommand, OutboxCommand, PolicyCommand, run_approvals, run_outbox,
+    run_policy,
+};
 
 use std::io::{BufRead, IsTerminal, Write};
 use std::path::PathBuf;
@@ -63,6 +71,15 @@ pub enum Command {
         /// `u:NAME` or `dn:DN`.
         identity: String,
     },
+    /// Approval requests: list, show, and decide them as an operator.
+    #[command(subcommand)]
+    Approvals(ApprovalsCommand),
+    /// Messages to managers waiting to be sent, sent, or given up.
+    #[command(subcommand)]
+    Outbox(OutboxCommand),
+    /// Try the approval policies on a user.
+    #[command(subcommand)]
+    Policy(PolicyCommand),
 }
 
 #[derive(Debug, Subcommand)]
@@ -188,9 +205,21 @@ pub struct AuditArgs {
     /// Only records whose identity or user DN contains this.
     #[arg(long)]
     pub user: Option<String>,
-    /// deliver or verify.
+    /// deliver, verify, bind, login, decision, expiry or message.
     #[arg(long)]
     pub action: Option<String>,
+    /// Only records of this application.
+    #[arg(long)]
+    pub application: Option<String>,
+    /// Only records under this approval profile.
+    #[arg(long)]
+    pub profile: Option<String>,
+    /// Only records where this policy matched.
+    #[arg(long)]
+    pub policy: Option<String>,
+    /// Only records about this login (approval request id).
+    #[arg(long)]
+    pub login: Option<String>,
     /// success or failure.
     #[arg(long)]
     pub outcome: Option<String>,
@@ -247,7 +276,7 @@ fn check_password_quality(p: Secret) -> anyhow::Result<Secret> {
     Ok(p)
 }
 
-fn store_err(e: StoreError) -> anyhow::Error {
+pub(crate) fn store_err(e: StoreError) -> anyhow::Error {
     anyhow::anyhow!(e.to_string())
 }
 
@@ -319,7 +348,7 @@ fn apply_fields(user: &mut User, f: &UserFields, now: Timestamp) -> anyhow::Resu
     Ok(())
 }
 
-fn format_time(t: Timestamp) -> String {
+pub(crate) fn format_time(t: Timestamp) -> String {
     use std::fmt::Write;
     let st = std::time::UNIX_EPOCH + Duration::from_millis(t.0.max(0) as u64);
     let mut out = String::new();
@@ -570,6 +599,24 @@ pub async fn run_manager(app: &App, identity: &str) -> anyhow::Result<bool> {
     }
 }
 
+/// ` [application vpn, policy p, profile critical, login ID]` when any is known.
+fn login_facts(f: &countersign_core::audit::LoginFacts) -> String {
+    let parts: Vec<String> = [
+        ("application", &f.application),
+        ("policy", &f.policy),
+        ("profile", &f.profile),
+        ("login", &f.login),
+    ]
+    .iter()
+    .filter_map(|(k, v)| v.as_deref().map(|v| format!("{k} {}", visible(v))))
+    .collect();
+    if parts.is_empty() {
+        String::new()
+    } else {
+        format!(" [{}]", parts.join(", "))
+    }
+}
+
 pub async fn run_audit(app: &App, args: AuditArgs) -> anyhow::Result<()> {
     let now = SystemClock.now();
     let query = AuditQuery {
@@ -578,7 +625,11 @@ pub async fn run_audit(app: &App, args: AuditArgs) -> anyhow::Result<()> {
             .as_deref()
             .map(|a| {
                 AuditAction::parse(a)
-                    .ok_or_else(|| anyhow::anyhow!("--action {a:?}: expected deliver or verify"))
+                    .ok_or_else(|| {
+                        anyhow::anyhow!(
+                            "--action {a:?}: expected deliver, verify, bind, login, decision, expiry or message"
+                        )
+                    })
             })
             .transpose()?,
         outcome: args
@@ -596,8 +647,11 @@ pub async fn run_audit(app: &App, args: AuditArgs) -> anyhow::Result<()> {
             .as_deref()
             .map(|s| cli_duration("--since", s).map(|d| now.minus(d)))
             .transpose()?,
+        application: args.application,
+        profile: args.profile,
+        policy: args.policy,
+        login: args.login,
         limit: args.limit,
-        ..AuditQuery::default()
     };
     let records = app.store.list_audit(&query).await.map_err(store_err)?;
     let mut out = std::io::stdout().lock();
@@ -608,12 +662,14 @@ pub async fn run_audit(app: &App, args: AuditArgs) -> anyhow::Result<()> {
                 "identity": r.identity, "user_dn": r.user_dn, "client": r.client,
                 "outcome": r.outcome.as_str(), "reason": r.reason,
                 "mechanism": r.mechanism, "recipient": r.recipient,
+                "application": r.login.application, "policy": r.login.policy,
+                "profile": r.login.profile, "login": r.login.login,
             });
             writeln!(out, "{v}")?;
         } else {
             writeln!(
                 out,
-                "{}  {:<7} {:<7} {:<4} {:<15} {}  {}{}",
+                "{}  {:<8} {:<7} {:<4} {:<15} {}  {}{}{}",
                 format_time(r.at),
                 r.action.as_str(),
                 r.outcome.as_str(),
@@ -623,8 +679,10 @@ pub async fn run_audit(app: &App, args: AuditArgs) -> anyhow::Result<()> {
                 visible(&r.reason),
                 match (&r.mechanism, &r.recipient) {
                     (Some(m), Some(to)) => format!(" via {} to {}", visible(m), visible(to)),
+                    (None, Some(to)) => format!(" to {}", visible(to)),
                     _ => String::new(),
-                }
+                },
+                login_facts(&r.login),
             )?;
         }
     }
