@@ -487,6 +487,26 @@ impl ApprovalStore for MemStore {
         }
         Ok(out)
     }
+    async fn decisions_after(
+        &self,
+        after: Option<u64>,
+        limit: usize,
+    ) -> Result<(Vec<String>, u64), StoreError> {
+        let log: Vec<String> = self
+            .requests
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|r| r.decided_at.is_some())
+            .map(|r| r.id.clone())
+            .collect();
+        let Some(after) = after else {
+            return Ok((vec![], log.len() as u64));
+        };
+        let ids: Vec<String> = log.into_iter().skip(after as usize).take(limit).collect();
+        let next = after + ids.len() as u64;
+        Ok((ids, next))
+    }
     async fn list_approvals(
         &self,
         q: &ApprovalQuery,

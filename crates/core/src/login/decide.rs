@@ -7,7 +7,6 @@ use crate::approval::{ApprovalRequest, ApprovalState, DecidedBy, Decision};
 use crate::attempt::{Attempt, Caller, Front};
 use crate::audit::AuditAction;
 use crate::error::AuthError;
-use crate::model::Timestamp;
 use crate::ports::DecideOutcome;
 
 use super::{LoginService, decided_request, store_unavailable};
@@ -146,15 +145,12 @@ impl LoginService {
             .await;
     }
 
-    /// The decisions recorded since `since` (by this node, another process such as the
-    /// command line, or expiry), so their waiters can be woken.
-    pub async fn decided_since(&self, since: Timestamp) -> Result<Vec<ApprovalRequest>, AuthError> {
+    /// The logins decided (or expired) after position `after` of the store's decision log, by
+    /// this node or another process such as the command line, so their waiters can be woken;
+    /// and the position to read from next (`None`: nothing yet, the current end).
+    pub async fn decided_after(&self, after: Option<u64>) -> Result<(Vec<String>, u64), AuthError> {
         self.approvals
-            .list_approvals(&crate::ports::ApprovalQuery {
-                decided_since: Some(since),
-                limit: 10_000,
-                ..Default::default()
-            })
+            .decisions_after(after, 10_000)
             .await
             .map_err(store_unavailable)
     }

@@ -60,6 +60,14 @@ pub trait ApprovalStore: Send + Sync {
         &self,
         query: &ApprovalQuery,
     ) -> Result<Vec<ApprovalRequest>, StoreError>;
+    /// Requests that left pending after position `after` of the decision log, oldest first,
+    /// at most `limit`, and the position to read from next. `None`: nothing, and the log's
+    /// current end (where a reader starts).
+    async fn decisions_after(
+        &self,
+        after: Option<u64>,
+        limit: usize,
+    ) -> Result<(Vec<String>, u64), StoreError>;
 }
 
 #[async_trait]

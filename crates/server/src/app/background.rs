@@ -20,8 +20,6 @@ const AUDIT_PRUNE_EVERY: Duration = Duration::from_secs(3600);
 
 /// How often the approvals job looks at the store.
 const APPROVALS_EVERY: Duration = Duration::from_secs(1);
-/// Decisions are read back this far, so one committed just as the last look began is seen.
-const DECISIONS_OVERLAP: Duration = Duration::from_secs(5);
 
 /// Starts every background job the configuration asks for on `tasks`.
 pub fn spawn_all(app: &App, tasks: &mut JoinSet<()>, stop: &watch::Receiver<bool>) {
@@ -29,7 +27,6 @@ pub fn spawn_all(app: &App, tasks: &mut JoinSet<()>, stop: &watch::Receiver<bool
     tasks.spawn(approvals_job(
         app.login.clone(),
         app.waiting.clone(),
-        app.clock.clone(),
         stop.clone(),
     ));
     if let Some(retention) = app.config.audit_retention {
@@ -68,25 +65,23 @@ pub async fn prune_audit(store: &dyn Store, clock: &dyn Clock, retention: Durati
 }
 
 /// Every second: expire what is due, and wake the waiters of logins decided since the last
-/// look (by this process or another).
+/// look (by this process or another), read from the store's decision log.
 async fn approvals_job(
     login: Arc<LoginService>,
     signal: Arc<dyn DecisionSignal>,
-    clock: Arc<dyn Clock>,
     mut stop: watch::Receiver<bool>,
 ) {
-    let mut since = clock.now().minus(DECISIONS_OVERLAP);
+    let mut read_from: Option<u64> = None;
     loop {
         if let Err(e) = login.expire_due().await {
             tracing::warn!(error = %e, "expired approval requests could not be marked");
         }
-        let look = clock.now();
-        match login.decided_since(since).await {
-            Ok(decided) => {
-                for request in decided {
-                    signal.notify(&request.id);
+        match login.decided_after(read_from).await {
+            Ok((decided, next)) => {
+                for id in decided {
+                    signal.notify(&id);
                 }
-                since = look.minus(DECISIONS_OVERLAP);
+                read_from = Some(next);
             }
             Err(e) => tracing::warn!(error = %e, "recent decisions could not be read"),
         }

@@ -463,6 +463,41 @@ async fn approval_list_filters_combine<B: Backend>(b: &B) {
     );
 }
 
+/// The decision log: every request that leaves pending, in order, read from a position, so
+/// another process learns of decisions without comparing clocks.
+async fn approval_decisions_are_logged_in_order<B: Backend>(b: &B) {
+    let (_db, s) = fresh(b).await;
+    let (_, start) = s.decisions_after(None, 100).await.unwrap();
+    for (name, t) in [("ann", 0), ("ben", 10), ("cid", 20)] {
+        s.insert_approval(&request(name, "vpn", t)).await.unwrap();
+    }
+    assert_eq!(
+        s.decisions_after(Some(start), 100).await.unwrap(),
+        (vec![], start)
+    );
+    s.decide_approval("ben-vpn-10", &decision(ApprovalState::Rejected, 11))
+        .await
+        .unwrap();
+    // Expiry counts too (ann expires at 1000); a refused second decision does not.
+    s.expire_approvals(Timestamp(1000)).await.unwrap();
+    s.decide_approval("ben-vpn-10", &decision(ApprovalState::Approved, 12))
+        .await
+        .unwrap();
+    let (seen, next) = s.decisions_after(Some(start), 100).await.unwrap();
+    assert_eq!(seen, vec!["ben-vpn-10", "ann-vpn-0"]);
+    s.decide_approval("cid-vpn-20", &decision(ApprovalState::Approved, 21))
+        .await
+        .unwrap();
+    let (later, after) = s.decisions_after(Some(next), 1).await.unwrap();
+    assert_eq!(later, vec!["cid-vpn-20"]);
+    assert_eq!(
+        s.decisions_after(Some(after), 100).await.unwrap(),
+        (vec![], after)
+    );
+    // A new reader starts at the end.
+    assert_eq!(s.decisions_after(None, 100).await.unwrap(), (vec![], after));
+}
+
 // ---- Outbox ----
 
 fn message(id: &str, created: i64) -> OutboxMessage {
@@ -683,6 +718,7 @@ macro_rules! approval_contract {
             approval_a_late_link_finds_it_expired_but_cancel_works_until_final,
             approval_expiry_marks_only_due_pending_requests,
             approval_list_filters_combine,
+            approval_decisions_are_logged_in_order,
             outbox_messages_are_kept_and_listed_by_state,
             outbox_claims_respect_due_times_and_leases,
             outbox_concurrent_claims_never_hand_out_a_message_twice,

@@ -292,4 +292,38 @@ impl ApprovalStore for SqliteStore {
         let query = query.clone();
         self.read(move |c| list(c, &query)).await
     }
+
+    async fn decisions_after(
+        &self,
+        after: Option<u64>,
+        limit: usize,
+    ) -> Result<(Vec<String>, u64), StoreError> {
+        self.read(move |c| {
+            let end: i64 = c
+                .query_row(
+                    "SELECT COALESCE(MAX(seq), 0) FROM approval_decisions",
+                    [],
+                    |r| r.get(0),
+                )
+                .map_err(unavailable)?;
+            let Some(after) = after else {
+                return Ok((Vec::new(), end.max(0) as u64));
+            };
+            let mut stmt = c
+                .prepare_cached(
+                    "SELECT seq, id FROM approval_decisions WHERE seq > ?1 ORDER BY seq LIMIT ?2",
+                )
+                .map_err(unavailable)?;
+            let rows = stmt
+                .query_map(
+                    params![after as i64, limit.min(i64::MAX as usize) as i64],
+                    |r| Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?)),
+                )
+                .map_err(unavailable)?;
+            let rows = rows.collect::<Result<Vec<_>, _>>().map_err(unavailable)?;
+            let next = rows.last().map_or(after, |(seq, _)| *seq as u64);
+            Ok((rows.into_iter().map(|(_, id)| id).collect(), next))
+        })
+        .await
+    }
 }

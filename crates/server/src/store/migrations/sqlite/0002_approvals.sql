@@ -44,6 +44,21 @@ CREATE INDEX approval_requests_pending_expiry
 -- Decisions since a time (waking waiters of decisions made elsewhere).
 CREATE INDEX approval_requests_decided_at ON approval_requests (decided_at);
 
+-- Every request leaving pending, in order: a process waiting on logins learns of decisions
+-- taken by another (the command line, another node) by reading what follows the last one it
+-- saw, with no clock involved. Only the newest 100,000 are kept.
+CREATE TABLE approval_decisions (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    id TEXT NOT NULL
+);
+CREATE TRIGGER approval_decided AFTER UPDATE OF state ON approval_requests
+WHEN OLD.state = 'pending' AND NEW.state != 'pending'
+BEGIN
+    INSERT INTO approval_decisions (id) VALUES (NEW.id);
+    DELETE FROM approval_decisions
+        WHERE seq <= (SELECT MAX(seq) FROM approval_decisions) - 100000;
+END;
+
 CREATE TABLE outbox (
     id TEXT PRIMARY KEY,
     -- The approval profile whose courier carries it.
