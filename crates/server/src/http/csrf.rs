@@ -135,9 +135,32 @@ fn is_own_host(origin: &str, headers: &HeaderMap) -> bool {
 }
 
 fn is_listed(origin: &str, own_origins: &[String]) -> bool {
+    let Some(origin) = normalized(origin) else {
+        return false;
+    };
     own_origins
         .iter()
-        .any(|own| own.trim_end_matches('/').eq_ignore_ascii_case(origin))
+        .any(|own| normalized(own).is_some_and(|own| own == origin))
+}
+
+/// `scheme://host[:port]` of a URL or an origin (RFC 6454 §6.1), lower-cased, without a path
+/// and without the scheme's default port (browsers leave it out of `Origin`), so a configured
+/// `https://mfa.example.com:443/` matches the `https://mfa.example.com` a browser sends.
+fn normalized(url: &str) -> Option<String> {
+    let (scheme, rest) = url.trim().split_once("://")?;
+    let scheme = scheme.to_ascii_lowercase();
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
+    let authority = authority.to_ascii_lowercase();
+    let default_port = match scheme.as_str() {
+        "https" => ":443",
+        "http" => ":80",
+        _ => "",
+    };
+    let authority = match authority.strip_suffix(default_port) {
+        Some(host) if !default_port.is_empty() => host.to_owned(),
+        _ => authority,
+    };
+    (!authority.is_empty()).then(|| format!("{scheme}://{authority}"))
 }
 
 /// The hidden field's check.
@@ -165,6 +188,7 @@ mod tests {
     const OWN: &[&str] = &[
         "https://mfa.example.com",
         "https://approve.example.com:8443/",
+        "https://login.example.com:443/sso",
     ];
 
     fn own() -> Vec<String> {
@@ -223,10 +247,14 @@ mod tests {
         // Configured origins, any case, a trailing slash in the configuration ignored.
         assert_eq!(h(&[("origin", "https://MFA.example.com")]), Ok(()));
         assert_eq!(h(&[("origin", "https://approve.example.com:8443")]), Ok(()));
+        // A configured URL's path and default port do not matter; the browser sends neither.
+        assert_eq!(h(&[("origin", "https://login.example.com")]), Ok(()));
         for foreign in [
             "https://evil.example",
             "https://mfa.example.com.evil.example",
             "http://mfa.example.com:444",
+            "http://mfa.example.com",
+            "https://approve.example.com",
             "mfa.example.com",
             "",
         ] {
