@@ -1,7 +1,10 @@
-//! The JSON API, `/api/v1/otp/...`: deliver, verify and the supported-mechanisms lookup, plus
-//! `/healthz`. Handlers only translate: JSON in, use case, JSON or problem+json out. The
-//! [`router`] carries the edge rules (bodies read whole within limits, JSON only, problem+json
-//! for every error), so a `oneshot` test sees what a socket client sees.
+//! The JSON API's state and router, and the OTP endpoints `/api/v1/otp/...` (deliver, verify,
+//! the supported-mechanisms lookup) plus `/healthz`. Handlers only translate: JSON in, use
+//! case, JSON or problem+json out. The [`router`] puts every front of the HTTP listener
+//! together (this API, the login API of [`super::login`] and [`super::events`], the manager's
+//! pages of [`super::pages`]) with the edge rules (bodies read whole within limits, JSON only
+//! and problem+json for every error on the API, HTML on the pages), so a `oneshot` test sees
+//! what a socket client sees.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -17,15 +20,18 @@ use countersign_core::AuthError;
 use countersign_core::Secret;
 use countersign_core::attempt::{Caller, Front};
 use countersign_core::audit::AuditQuery;
+use countersign_core::login::LoginOutcome;
 use countersign_core::mechanism::{MechanismChoice, MessageTexts};
 use countersign_core::otp::{DeliverRequest, OtpService, RecipientView, VerifyRequest};
 use countersign_core::ports::Store;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
+use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 pub use super::body::MAX_BODY;
 use super::body::{JsonBody, read_whole};
+use super::login::{self, ApprovalApi, Keyless};
 use super::problem::{Problem, every_answer};
 
 /// What the API's handlers need, built by the wiring (`App::http_state`).
@@ -41,6 +47,12 @@ pub struct ApiState {
     pub deliver_otp_enabled: bool,
     /// Use cases running detached from their request; shutdown waits for them.
     pub tasks: TaskTracker,
+    /// Approved OTP: the login API, waiting and the manager's page. `None`: those endpoints
+    /// do not exist (404) and verify is the plain OTP check.
+    pub approvals: Option<Arc<ApprovalApi>>,
+    /// Cancelled when the listener stops: long-polls answer at once and event streams end, so
+    /// shutdown does not wait for them.
+    pub stopping: CancellationToken,
 }
 
 impl ApiState {
@@ -58,18 +70,34 @@ impl ApiState {
             body_read_timeout,
             deliver_otp_enabled,
             tasks: TaskTracker::new(),
+            approvals: None,
+            stopping: CancellationToken::new(),
         }
+    }
+
+    /// With Approved OTP: the login endpoints, the waiting endpoints and the manager's page.
+    pub fn with_approvals(mut self, approvals: ApprovalApi) -> Self {
+        self.approvals = Some(Arc::new(approvals));
+        self
     }
 
     /// Runs a use case to completion on a task of its own, so it finishes and writes its audit
     /// record even when the client goes away or the answer times out; the client waits at most
     /// [`REQUEST_TIMEOUT`]. Shutdown waits for these tasks too.
-    async fn run_detached<T: Send + 'static>(
+    pub(super) async fn run_detached<T: Send + 'static>(
         &self,
         f: impl std::future::Future<Output = Result<T, AuthError>> + Send + 'static,
     ) -> Result<T, Problem> {
+        self.detached(f).await?.map_err(Problem::from)
+    }
+
+    /// As [`ApiState::run_detached`], leaving the use case's error to the caller to map.
+    pub(super) async fn detached<T: Send + 'static>(
+        &self,
+        f: impl std::future::Future<Output = Result<T, AuthError>> + Send + 'static,
+    ) -> Result<Result<T, AuthError>, Problem> {
         match tokio::time::timeout(REQUEST_TIMEOUT, self.tasks.spawn(f)).await {
-            Ok(Ok(result)) => result.map_err(Problem::from),
+            Ok(Ok(result)) => Ok(result),
             Ok(Err(e)) => {
                 tracing::error!(error = %e, "a request task failed");
                 Err(Problem::for_status(StatusCode::INTERNAL_SERVER_ERROR))
@@ -87,30 +115,50 @@ impl ApiState {
 /// Longest a use case may take before the client gets a 503 (couriers have their own limits).
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
 
+/// Every endpoint of the HTTP listener. The API's routes and the pages get their own edge
+/// layers (problem+json for the one, HTML for the other), so neither rewrites the other's
+/// answers; the tracing span covers both.
 pub fn router(state: ApiState) -> Router {
-    let mut router = Router::new();
+    let mut api = Router::new();
     if state.deliver_otp_enabled {
-        router = router.route("/api/v1/otp/deliver", post(deliver));
+        api = api.route("/api/v1/otp/deliver", post(deliver));
     }
-    router
+    api = api
         .route("/api/v1/otp/verify", post(verify))
         .route("/api/v1/otp/mechanisms", get(mechanisms))
-        .route("/healthz", get(healthz))
+        .route("/healthz", get(healthz));
+    if state.approvals.is_some() {
+        api = login::routes(api);
+    }
+    let api = api
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(MAX_BODY))
         .layer(axum::middleware::from_fn_with_state(
             state.body_read_timeout,
             read_whole,
         ))
-        .layer(axum::middleware::from_fn(every_answer))
+        .layer(axum::middleware::from_fn(every_answer));
+    let router = if state.approvals.is_some() {
+        api.merge(super::pages::routes(state.body_read_timeout))
+    } else {
+        api
+    };
+    router
         .layer(axum::middleware::from_fn(trace_request))
         .with_state(state)
 }
 
-/// One tracing span per request (method and path; never the query or the body).
+/// One tracing span per request (method and path; never the query or the body, and never an
+/// approval link's token, which approves the login as a code would).
 async fn trace_request(req: axum::extract::Request, next: axum::middleware::Next) -> Response {
     use tracing::Instrument;
-    let span = tracing::info_span!("http", method = %req.method(), path = %req.uri().path());
+    let path = req.uri().path();
+    let path = if path.starts_with(super::pages::APPROVE_PREFIX) {
+        "/approve/…"
+    } else {
+        path
+    };
+    let span = tracing::info_span!("http", method = %req.method(), path = %path);
     let start = std::time::Instant::now();
     let resp = next.run(req).instrument(span.clone()).await;
     span.in_scope(|| {
@@ -185,7 +233,7 @@ pub struct MechanismEntry {
     pub recipient_id: Option<String>,
 }
 
-fn caller(peer: Option<Extension<ConnectInfo<SocketAddr>>>) -> Caller {
+pub(super) fn caller(peer: Option<Extension<ConnectInfo<SocketAddr>>>) -> Caller {
     Caller {
         front: Front::Http,
         client: peer.map(|Extension(ConnectInfo(addr))| addr.ip().to_string()),
@@ -193,11 +241,11 @@ fn caller(peer: Option<Extension<ConnectInfo<SocketAddr>>>) -> Caller {
     }
 }
 
-fn parse_json<T: DeserializeOwned>(body: &Bytes) -> Result<T, Problem> {
+pub(super) fn parse_json<T: DeserializeOwned>(body: &Bytes) -> Result<T, Problem> {
     serde_json::from_slice(body).map_err(|e| Problem::bad_request(format!("request body: {e}")))
 }
 
-fn json_ok<T: Serialize>(value: T) -> Response {
+pub(super) fn json_ok<T: Serialize>(value: T) -> Response {
     let mut resp = Json(value).into_response();
     resp.headers_mut()
         .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
@@ -254,31 +302,57 @@ async fn deliver(
     }
 }
 
+/// The OTP check. With Approved OTP it is an OTP login of the application whose key is sent
+/// (none sent: the keyless application), so it may answer 202 pending; granted answers keep
+/// their shape.
 async fn verify(
     State(s): State<ApiState>,
     peer: Option<Extension<ConnectInfo<SocketAddr>>>,
+    headers: axum::http::HeaderMap,
     JsonBody(body): JsonBody,
 ) -> Response {
-    let result = async {
-        let b: VerifyBody = parse_json(&body)?;
-        let req = VerifyRequest {
+    let app = match &s.approvals {
+        Some(a) => match login::application(a, &headers, Keyless::Allowed) {
+            Ok(app) => Some((a.clone(), app)),
+            Err(p) => return p.into_response(),
+        },
+        None => None,
+    };
+    let req = match parse_json::<VerifyBody>(&body) {
+        Ok(b) => VerifyRequest {
             authentication_id: b.authentication_id,
             authorization_id: b.authorization_id,
             otp: Secret::new(b.otp),
+        },
+        Err(p) => return p.into_response(),
+    };
+    let caller = caller(peer);
+    let Some((approvals, app)) = app else {
+        let otp = s.otp.clone();
+        return match s
+            .run_detached(async move { otp.verify(req, &caller).await })
+            .await
+        {
+            Ok(user) => json_ok(VerifyAnswer {
+                user_dn: user.dn.to_string(),
+                username: user.username,
+            }),
+            Err(p) => p.into_response(),
         };
-        let user = {
-            let (otp, caller) = (s.otp.clone(), caller(peer));
-            s.run_detached(async move { otp.verify(req, &caller).await })
-                .await?
-        };
-        Ok::<_, Problem>(VerifyAnswer {
+    };
+    let service = approvals.login.clone();
+    let outcome = s
+        .detached(async move { service.login_otp(&app, req, &caller).await })
+        .await;
+    match outcome {
+        Ok(Ok(LoginOutcome::Granted { user, .. })) => json_ok(VerifyAnswer {
             user_dn: user.dn.to_string(),
             username: user.username,
-        })
-    }
-    .await;
-    match result {
-        Ok(a) => json_ok(a),
+        }),
+        Ok(Ok(LoginOutcome::Pending { login, expires_at })) => {
+            login::pending_response(&login, expires_at)
+        }
+        Ok(Err(e)) => Problem::verify_login(e).into_response(),
         Err(p) => p.into_response(),
     }
 }

@@ -103,6 +103,8 @@ impl HttpServer {
             });
         }
         drop(listener);
+        // Long-polls answer and event streams end now, so their connections drain at once.
+        self.state.stopping.cancel();
         self.state.tasks.close();
         let drain = async {
             graceful.shutdown().await;

@@ -19,8 +19,25 @@ pub struct Problem {
     pub detail: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub tried: Option<Vec<TriedMechanism>>,
+    /// Login answers only (an RFC 9457 §3.2 extension member): `denied`. Not named `status`,
+    /// which RFC 9457 §3.1.3 gives the HTTP status code.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub outcome: Option<Outcome>,
+    /// With `outcome`: the reason code (`invalid_credentials`, `rejected`, ...).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<&'static str>,
     #[serde(skip)]
     pub retry_after: Option<u64>,
+    /// Answer with `WWW-Authenticate: Bearer` (RFC 6750 §3).
+    #[serde(skip)]
+    pub bearer_challenge: bool,
+}
+
+/// The `outcome` of a login that a problem answers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Outcome {
+    Denied,
 }
 
 #[derive(Debug, Serialize)]
@@ -44,8 +61,54 @@ impl Problem {
             status: status.as_u16(),
             detail: detail.into(),
             tried: None,
+            outcome: None,
+            reason: None,
             retry_after: None,
+            bearer_challenge: false,
         }
+    }
+
+    /// 401 for a missing, malformed or unknown API key: the same answer for each, with the
+    /// `Bearer` challenge and nothing about which applications exist.
+    pub fn unauthenticated() -> Self {
+        let mut p = Self::new(
+            StatusCode::UNAUTHORIZED,
+            "urn:countersign:problem:unauthenticated",
+            "Unauthenticated",
+            "send the application's API key as Authorization: Bearer <key>",
+        );
+        p.bearer_challenge = true;
+        p
+    }
+
+    /// A login use case's error as the login API answers it: every first-factor failure (a
+    /// malformed identity included) is the uniform 401, a denial is 403 with its reason code,
+    /// both marked `"outcome": "denied"`; limits and outages as everywhere.
+    pub fn login(e: AuthError) -> Self {
+        match e {
+            AuthError::MalformedIdentity(_) | AuthError::InvalidCredentials(_) => Self::from(
+                AuthError::InvalidCredentials(countersign_core::Refusal::UnknownUser),
+            )
+            .denied("invalid_credentials"),
+            AuthError::Denied(d) => Self::from(e).denied(d.code()),
+            AuthError::AuthorizationDenied(_) => Self::from(e).denied("authorization_denied"),
+            other => Self::from(other),
+        }
+    }
+
+    /// As [`Problem::login`] for the OTP verify endpoint, which keeps its 400 for a malformed
+    /// identity (the same answer from every OTP operation, on both fronts).
+    pub fn verify_login(e: AuthError) -> Self {
+        match e {
+            AuthError::MalformedIdentity(_) => Self::from(e),
+            other => Self::login(other),
+        }
+    }
+
+    fn denied(mut self, reason: &'static str) -> Self {
+        self.outcome = Some(Outcome::Denied);
+        self.reason = Some(reason);
+        self
     }
 
     pub fn bad_request(detail: impl Into<String>) -> Self {
@@ -203,6 +266,9 @@ impl IntoResponse for Problem {
             && let Ok(v) = HeaderValue::from_str(&secs.to_string())
         {
             headers.insert(header::RETRY_AFTER, v);
+        }
+        if self.bearer_challenge {
+            headers.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
         }
         resp
     }

@@ -14,6 +14,7 @@ mod directory_account;
 mod directory_ldap;
 mod fixtures;
 mod http_api;
+mod http_approval;
 mod http_hardening;
 mod identity_edge;
 mod ldap_binds;
