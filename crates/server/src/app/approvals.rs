@@ -26,6 +26,8 @@ use crate::system::{OsRandom, SpawnDetach};
 /// The name of the application of LDAP binds when `[ldap] application` is not set: Approved
 /// OTP applies to them too (no front bypasses it).
 pub const IMPLICIT_LDAP_APPLICATION: &str = "ldap";
+/// The application of HTTP callers without an API key (the OTP verify), for the same reason.
+pub const IMPLICIT_HTTP_APPLICATION: &str = "http";
 
 /// What the approval wiring hands back to the app.
 pub(super) struct ApprovalParts {

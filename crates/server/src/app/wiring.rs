@@ -25,7 +25,7 @@ use super::approvals;
 use crate::config::{Config, StoreConfig, Transport};
 use crate::delivery::{FileCourier, SmsCourier, SmtpCourier};
 use crate::directory::{LdapDirectory, LocalDirectory};
-use crate::http::{ApiState, HttpLimits, HttpServer};
+use crate::http::{ApiState, ApprovalApi, CsrfKey, HttpLimits, HttpServer};
 use crate::ldap::listener::tls_acceptor;
 use crate::ldap::{LdapHandler, LdapLogin, LdapServer, LdapSettings, Limits};
 use crate::signal::WaitingRoom;
@@ -48,6 +48,8 @@ pub struct App {
     /// Rung when a login queued a message for the outbox worker.
     pub(super) outbox_wake: Arc<Notify>,
     pub(super) approval_couriers: HashMap<String, Arc<dyn Courier>>,
+    /// The manager's page's CSRF key, derived from the server key (every node agrees).
+    csrf: CsrfKey,
     pub clock: Arc<dyn Clock>,
 }
 
@@ -160,6 +162,7 @@ impl App {
             waiting: parts.waiting,
             outbox_wake: parts.outbox_wake,
             approval_couriers: parts.couriers,
+            csrf: CsrfKey::derive(&key),
             clock: clock_for_app,
         })
     }
@@ -202,6 +205,14 @@ impl App {
 
     /// The HTTP API's state, from `[http]`.
     pub fn http_state(&self) -> ApiState {
+        let own_origins = self
+            .config
+            .public_url
+            .iter()
+            .chain(self.config.approval.profiles.iter().map(|p| &p.server))
+            .filter(|url| !url.is_empty())
+            .cloned()
+            .collect();
         ApiState::new(
             self.otp.clone(),
             self.store.clone(),
@@ -209,6 +220,13 @@ impl App {
             self.config.http_body_read_timeout,
             self.config.deliver_otp.enabled,
         )
+        .with_approvals(ApprovalApi {
+            login: self.login.clone(),
+            applications: self.applications.clone(),
+            keyless: approvals::implicit(approvals::IMPLICIT_HTTP_APPLICATION),
+            csrf: self.csrf.clone(),
+            own_origins,
+        })
     }
 
     /// The HTTP front's server (the API and the listener's limits), from `[http]`.

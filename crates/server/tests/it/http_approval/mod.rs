@@ -167,6 +167,7 @@ fn rig() -> Rig {
         approvals: approvals.clone(),
         outbox: approvals.clone(),
         signal: room.clone(),
+        detach: Arc::new(countersign::system::SpawnDetach),
         wake_outbox: Arc::new(|| {}),
         clock: w.clock.clone(),
         random: Arc::new(UniqueRandom::default()),
