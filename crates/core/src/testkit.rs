@@ -349,6 +349,49 @@ pub fn world_limited(
     }
 }
 
+impl World {
+    /// The login use case over this world: its directory as the login chain, its store for
+    /// approvals and the outbox, its clock, limits and audit trail.
+    pub fn login_service(
+        &self,
+        rules: crate::login::ApprovalRules,
+        signal: Arc<dyn DecisionSignal>,
+        detach: Arc<dyn Detach>,
+        wake_outbox: Arc<dyn Fn() + Send + Sync>,
+    ) -> crate::login::LoginService {
+        let passwords = Arc::new(PasswordAuthentication {
+            mapper: IdentityMapper::new(vec![self.dir.clone()]),
+            limits: self.svc.passwords.limits.clone(),
+            audit: self.svc.passwords.audit.clone(),
+            clock: self.clock.clone(),
+        });
+        let otp = Arc::new(OtpService {
+            passwords: self.svc.passwords.clone(),
+            mechanisms: self.svc.mechanisms.clone(),
+            default_mechanisms: self.svc.default_mechanisms.clone(),
+            generator: self.svc.generator.clone(),
+            settings: self.svc.settings,
+            hasher: self.svc.hasher.clone(),
+            store: self.store.clone(),
+            clock: self.clock.clone(),
+            random: self.svc.random.clone(),
+        });
+        crate::login::LoginService {
+            passwords,
+            otp,
+            directories: IdentityMapper::new(vec![self.dir.clone()]),
+            rules,
+            approvals: self.store.clone(),
+            outbox: self.store.clone(),
+            signal,
+            detach,
+            wake_outbox,
+            clock: self.clock.clone(),
+            random: Arc::new(UniqueRandom::default()),
+        }
+    }
+}
+
 pub fn world() -> World {
     world_with(vec![alice()], false, false)
 }

@@ -12,9 +12,7 @@ use crate::approval::{
 };
 use crate::audit::AuditAction;
 use crate::error::{AuthError, Denial, Refusal};
-use crate::identity_mapper::IdentityMapper;
 use crate::model::{Sponsor, User};
-use crate::password::PasswordAuthentication;
 use crate::testkit::*;
 
 use super::*;
@@ -78,38 +76,14 @@ fn build_failing(
     });
     let wakes = Arc::new(AtomicUsize::new(0));
     let counter = wakes.clone();
-    let passwords = Arc::new(PasswordAuthentication {
-        mapper: IdentityMapper::new(vec![w.dir.clone()]),
-        limits: w.svc.passwords.limits.clone(),
-        audit: w.svc.passwords.audit.clone(),
-        clock: w.clock.clone(),
-    });
-    let otp = Arc::new(OtpService {
-        passwords: w.svc.passwords.clone(),
-        mechanisms: w.svc.mechanisms.clone(),
-        default_mechanisms: w.svc.default_mechanisms.clone(),
-        generator: w.svc.generator.clone(),
-        settings: w.svc.settings,
-        hasher: w.svc.hasher.clone(),
-        store: w.store.clone(),
-        clock: w.clock.clone(),
-        random: w.svc.random.clone(),
-    });
-    let login = Arc::new(LoginService {
-        passwords,
-        otp,
-        directories: IdentityMapper::new(vec![w.dir.clone()]),
-        rules: rules(&manager_mail),
-        approvals: w.store.clone(),
-        outbox: w.store.clone(),
-        signal: Arc::new(MemSignal::default()),
-        detach: Arc::new(InlineDetach),
-        wake_outbox: Arc::new(move || {
+    let login = Arc::new(w.login_service(
+        rules(&manager_mail),
+        Arc::new(MemSignal::default()),
+        Arc::new(InlineDetach),
+        Arc::new(move || {
             counter.fetch_add(1, Ordering::SeqCst);
         }),
-        clock: w.clock.clone(),
-        random: Arc::new(UniqueRandom::default()),
-    });
+    ));
     LoginWorld {
         w,
         login,

@@ -28,10 +28,8 @@ use countersign_core::approval::{
     ProfileKind, ValuePattern,
 };
 use countersign_core::audit::AuditAction;
-use countersign_core::identity_mapper::IdentityMapper;
 use countersign_core::login::{ApprovalRules, LoginService};
 use countersign_core::otp::OtpService;
-use countersign_core::password::PasswordAuthentication;
 use countersign_core::testkit::*;
 use countersign_core::{Dn, Sponsor, User};
 use serde_json::{Value, json};
@@ -131,25 +129,8 @@ fn rig() -> Rig {
         fail: true,
         ..Default::default()
     });
-    let approvals = Arc::new(MemApprovals::default());
+    let approvals = w.store.clone();
     let room = Arc::new(WaitingRoom::new(w.clock.clone()));
-    let passwords = Arc::new(PasswordAuthentication {
-        mapper: IdentityMapper::new(vec![w.dir.clone()]),
-        limits: w.svc.passwords.limits.clone(),
-        audit: w.svc.passwords.audit.clone(),
-        clock: w.clock.clone(),
-    });
-    let otp = Arc::new(OtpService {
-        passwords: w.svc.passwords.clone(),
-        mechanisms: w.svc.mechanisms.clone(),
-        default_mechanisms: w.svc.default_mechanisms.clone(),
-        generator: w.svc.generator.clone(),
-        settings: w.svc.settings,
-        hasher: w.svc.hasher.clone(),
-        store: w.store.clone(),
-        clock: w.clock.clone(),
-        random: w.svc.random.clone(),
-    });
     let rules = ApprovalRules {
         profiles: vec![
             profile("critical", &manager_mail),
@@ -159,19 +140,13 @@ fn rig() -> Rig {
         policies: Policies::new(vec![policy("staff", "critical"), policy("lab", "broken")]),
         grace_period: Duration::from_secs(120),
     };
-    let login = Arc::new(LoginService {
-        passwords,
-        otp: otp.clone(),
-        directories: IdentityMapper::new(vec![w.dir.clone()]),
+    let login = Arc::new(w.login_service(
         rules,
-        approvals: approvals.clone(),
-        outbox: approvals.clone(),
-        signal: room.clone(),
-        detach: Arc::new(countersign::system::SpawnDetach),
-        wake_outbox: Arc::new(|| {}),
-        clock: w.clock.clone(),
-        random: Arc::new(UniqueRandom::default()),
-    });
+        room.clone(),
+        Arc::new(countersign::system::SpawnDetach),
+        Arc::new(|| {}),
+    ));
+    let otp = login.otp.clone();
     let all = AuthMethod::ALL.to_vec();
     let applications = Applications::new(vec![
         Application::new("vpn", Some(KEY_VPN), all.clone(), true),
