@@ -4,6 +4,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod approval_ldap;
+mod approval_slapd;
 mod cli;
 mod config;
 mod deliver_otp_handler;
