@@ -3,7 +3,10 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod approval_crash;
+mod approval_http;
 mod approval_ldap;
+mod approval_slapd;
 mod cli;
 mod config;
 mod deliver_otp_handler;

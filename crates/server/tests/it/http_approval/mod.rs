@@ -7,7 +7,7 @@
 //! page.
 
 mod page;
-mod waiting;
+pub(crate) mod waiting;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -592,7 +592,7 @@ async fn verify_is_an_otp_login_of_the_keyless_or_the_keyed_application() {
 }
 
 /// The hidden field of a page.
-fn csrf_of(page: &str) -> String {
+pub(crate) fn csrf_of(page: &str) -> String {
     let start = page.find("name=\"csrf\" value=\"").unwrap() + "name=\"csrf\" value=\"".len();
     page[start..start + 64].to_owned()
 }

@@ -183,7 +183,10 @@ async fn fifty_long_polls_each_get_their_own_decision() {
 }
 
 /// Reads server-sent events off `resp` until one whole event (or the end) is in.
-async fn next_event(resp: &mut reqwest::Response, buf: &mut String) -> Option<(String, Value)> {
+pub(crate) async fn next_event(
+    resp: &mut reqwest::Response,
+    buf: &mut String,
+) -> Option<(String, Value)> {
     loop {
         while let Some(end) = buf.find("\n\n") {
             let frame: String = buf.drain(..end + 2).collect();
