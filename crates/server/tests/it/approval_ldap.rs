@@ -442,3 +442,97 @@ async fn policy_test_explains_without_sending_anything() {
     }
     assert!(smtp.messages().is_empty());
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn operators_list_show_reject_and_cancel_requests_and_requeue_failed_messages() {
+    let port = closed_port();
+    let (cs, _keys) = start(port, "1s").await;
+    let config = cs.dir.path().join("countersign.toml");
+    let cli = |args: Vec<String>| {
+        let config = config.clone();
+        tokio::task::spawn_blocking(move || {
+            let args: Vec<&str> = args.iter().map(String::as_str).collect();
+            run_countersign(&config, &args, "")
+        })
+    };
+    let args = |a: &[&str]| a.iter().map(|s| (*s).to_owned()).collect::<Vec<String>>();
+
+    // SMTP is down: dora's approval cannot be asked for; ivan's information message waits.
+    assert_eq!(join(ldapwhoami(&cs, "dora")).await.0, 49);
+    assert_eq!(join(ldapwhoami(&cs, "ivan")).await.0, 0);
+    let (ok, out, err) = cli(args(&["approvals", "list", "--json"])).await.unwrap();
+    assert!(ok, "{err}");
+    let listed: Vec<serde_json::Value> = out
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(listed.len(), 1);
+    assert_eq!(listed[0]["state"], "cancelled");
+    assert_eq!(listed[0]["username"], "dora");
+
+    // A pending one, with the mail server back, decided by the operator.
+    let smtp = SmtpServer::start(SmtpOptions {
+        port: Some(port),
+        ..Default::default()
+    });
+    let held = ldapwhoami(&cs, "dora");
+    tokio::task::block_in_place(|| smtp.wait_for(1));
+    let id = pending_ids(&cs).await.remove(0);
+    let (ok, out, _) = cli(args(&["approvals", "show", &id])).await.unwrap();
+    assert!(ok);
+    for want in [
+        "state: pending",
+        "username: dora",
+        "application: vpn",
+        "profile: critical",
+        "recipient: bob@example.com",
+    ] {
+        assert!(out.contains(want), "{want}: {out}");
+    }
+    let (ok, out, err) = cli(args(&["approvals", "reject", &id])).await.unwrap();
+    assert!(ok, "{err}");
+    assert!(out.contains("rejected"), "{out}");
+    let (code, text) = join(held).await;
+    assert_eq!(code, 49);
+    assert!(text.contains("rejected"), "{text}");
+    let (ok, _, err) = cli(args(&["approvals", "cancel", &id])).await.unwrap();
+    assert!(!ok);
+    assert!(err.contains("already rejected"), "{err}");
+    let (ok, _, err) = cli(args(&["approvals", "approve", "no-such-id"]))
+        .await
+        .unwrap();
+    assert!(!ok);
+    assert!(err.contains("no such login"), "{err}");
+    drop(smtp);
+
+    // Ivan's message: given up after a day of failures, listed as failed, queued again.
+    cs.clock.advance(Duration::from_secs(25 * 3600));
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while cs
+        .app
+        .store
+        .list_messages(Some(OutboxState::Failed), 10)
+        .await
+        .unwrap()
+        .is_empty()
+    {
+        assert!(Instant::now() < deadline, "never given up");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let (ok, out, _) = cli(args(&["outbox", "list", "--state", "failed"]))
+        .await
+        .unwrap();
+    assert!(ok);
+    assert!(
+        out.contains("bob@example.com") && out.contains("last error"),
+        "{out}"
+    );
+    let (ok, out, err) = cli(args(&["outbox", "retry", "--all-failed"]))
+        .await
+        .unwrap();
+    assert!(ok, "{err}");
+    assert!(out.contains("1 message(s) queued again"), "{out}");
+    let (ok, _, err) = cli(args(&["outbox", "retry"])).await.unwrap();
+    assert!(!ok);
+    assert!(err.contains("--all-failed"), "{err}");
+}
