@@ -418,6 +418,23 @@ impl LoginService {
             return Ok(());
         };
         let now = self.clock.now();
+        if !profile.inform_interval.is_zero()
+            && let Some(last) = self
+                .outbox
+                .latest_message_about(user.dn.as_str(), &app.name)
+                .await
+                .map_err(store_unavailable)?
+            && now < last.created_at.plus(profile.inform_interval)
+        {
+            attempt.recipient(&last.recipient);
+            attempt.note(format!(
+                "{} was informed at {} (message {}); not repeated within the inform interval",
+                approver.who,
+                last.created_at.to_rfc3339(),
+                last.id
+            ));
+            return Ok(());
+        }
         let values = self.message_values(app, user, caller, now);
         let message = OutboxMessage {
             id: random_hex(self.random.as_ref(), 16),

@@ -671,6 +671,20 @@ impl OutboxStore for MemStore {
             .cloned()
             .collect())
     }
+    async fn latest_message_about(
+        &self,
+        about_user: &str,
+        application: &str,
+    ) -> Result<Option<crate::outbox::OutboxMessage>, StoreError> {
+        Ok(self
+            .messages
+            .lock()
+            .unwrap()
+            .iter()
+            .rev()
+            .find(|m| m.about_user == about_user && m.application == application)
+            .cloned())
+    }
     async fn retry_messages(&self, id: Option<&str>, now: Timestamp) -> Result<u64, StoreError> {
         let mut n = 0;
         for m in self.messages.lock().unwrap().iter_mut() {

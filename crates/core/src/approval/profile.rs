@@ -94,6 +94,10 @@ pub struct ApprovalProfile {
     pub directories: Vec<String>,
     /// The authentication methods this profile governs; other methods pass without it.
     pub methods: Vec<AuthMethod>,
+    /// Information profiles: logins of the same user and application within this time of the
+    /// last message about them are not reported again (zero: every login is), so a client that
+    /// binds per request does not flood the manager.
+    pub inform_interval: Duration,
 }
 
 impl std::fmt::Debug for ApprovalProfile {

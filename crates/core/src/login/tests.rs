@@ -50,6 +50,7 @@ fn profile(name: &str, kind: ProfileKind, courier: &Arc<RecordingCourier>) -> Ap
         default_recipient: None,
         directories: vec!["local".into()],
         methods: AuthMethod::ALL.to_vec(),
+        inform_interval: Duration::ZERO,
     }
 }
 
@@ -661,4 +662,39 @@ async fn a_request_past_its_expiry_not_yet_marked_does_not_block_the_next_login(
             .map(|r| r.state)
             .collect();
     assert_eq!(states, vec![ApprovalState::Expired, ApprovalState::Pending]);
+}
+
+#[tokio::test]
+async fn a_burst_of_logins_informs_the_manager_once_per_interval() {
+    let lw = build(vec![managed(alice())], |c| {
+        let mut p = profile("inform", ProfileKind::Information, c);
+        p.inform_interval = Duration::from_secs(60);
+        only(p)
+    });
+    for _ in 0..5 {
+        let out = login(&lw, "secret").await.unwrap();
+        assert!(matches!(
+            out,
+            LoginOutcome::Granted {
+                admitted: Admitted::Informed,
+                ..
+            }
+        ));
+    }
+    assert_eq!(lw.w.store.messages.lock().unwrap().len(), 1);
+    let reason = last_login_record(&lw).reason;
+    assert!(
+        reason.contains("not repeated within the inform interval"),
+        "{reason}"
+    );
+    // Another application is another message; so is the same one a minute later.
+    let other = Application::new("wiki", Some("k2"), AuthMethod::ALL.to_vec(), true);
+    lw.login
+        .login_password(&other, "u:alice", &"secret".into(), &caller())
+        .await
+        .unwrap();
+    assert_eq!(lw.w.store.messages.lock().unwrap().len(), 2);
+    lw.w.clock.advance(Duration::from_secs(60));
+    login(&lw, "secret").await.unwrap();
+    assert_eq!(lw.w.store.messages.lock().unwrap().len(), 3);
 }

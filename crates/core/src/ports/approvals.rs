@@ -105,6 +105,12 @@ pub trait OutboxStore: Send + Sync {
         state: Option<OutboxState>,
         limit: usize,
     ) -> Result<Vec<OutboxMessage>, StoreError>;
+    /// The newest message about `about_user` (a DN as the outbox keeps it) for `application`.
+    async fn latest_message_about(
+        &self,
+        about_user: &str,
+        application: &str,
+    ) -> Result<Option<OutboxMessage>, StoreError>;
     /// Queues failed message `id` (or every failed message when `None`) again, due at `now`,
     /// with its age counted from `now`. Returns how many.
     async fn retry_messages(&self, id: Option<&str>, now: Timestamp) -> Result<u64, StoreError>;

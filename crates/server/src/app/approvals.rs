@@ -135,6 +135,7 @@ pub(super) fn build(
             default_recipient: p.default_recipient.clone(),
             directories: p.directories.clone(),
             methods: p.methods.clone(),
+            inform_interval: p.inform_interval,
         });
     }
     let rules = ApprovalRules {

@@ -55,6 +55,9 @@ pub(super) struct ApprovalProfileSection {
     fallback_directories: Vec<String>,
     /// Which authentication methods the profile governs; default all.
     methods: Option<Vec<String>>,
+    /// Information profiles: logins of the same user and application this soon after the last
+    /// message about them are not reported again (default "1m"; "0s": every login is).
+    inform_interval: Option<String>,
 }
 
 /// `[[policy]]`: which users get which profile.
@@ -117,6 +120,8 @@ pub struct ApprovalProfileConfig {
     /// The fallback directories, in order.
     pub directories: Vec<String>,
     pub methods: Vec<AuthMethod>,
+    /// Information profiles: see `inform_interval`; zero for approval profiles.
+    pub inform_interval: Duration,
 }
 
 /// Everything Approved OTP needs from the file.
@@ -140,6 +145,9 @@ pub const DEFAULT_INFORMATION_SUBJECT: &str = "Sign-in notice";
 /// The seed's suggested link lifetime ("a reasonable value (e.g., 60 minutes)").
 const DEFAULT_LINK_EXPIRATION: Duration = Duration::from_secs(60 * 60);
 const MAX_LINK_EXPIRATION: Duration = Duration::from_secs(7 * 24 * 3600);
+/// A burst of logins (a client binding per request) informs the manager once a minute.
+pub const DEFAULT_INFORM_INTERVAL: Duration = Duration::from_secs(60);
+const MAX_INFORM_INTERVAL: Duration = Duration::from_secs(24 * 3600);
 const DEFAULT_GRACE_PERIOD: Duration = Duration::from_secs(120);
 const MAX_GRACE_PERIOD: Duration = Duration::from_secs(3600);
 
@@ -250,7 +258,38 @@ impl Validator<'_> {
             default_recipient: p.default_recipient.clone(),
             directories,
             methods,
+            inform_interval: self.inform_interval(p, kind, span, key),
         })
+    }
+
+    /// `inform_interval`: only for information profiles; at most a day.
+    fn inform_interval(
+        &mut self,
+        p: &ApprovalProfileSection,
+        kind: ProfileKind,
+        span: &Span,
+        key: &str,
+    ) -> Duration {
+        let field = format!("{key}.inform_interval");
+        if kind == ProfileKind::Approval {
+            if p.inform_interval.is_some() {
+                let message =
+                    "only for type = \"information\" (an approval is never repeated while pending)";
+                self.key_error(span, "inform_interval", field, message.to_owned());
+            }
+            return Duration::ZERO;
+        }
+        let interval = self.duration(
+            span,
+            &field,
+            p.inform_interval.as_deref(),
+            DEFAULT_INFORM_INTERVAL,
+        );
+        if interval > MAX_INFORM_INTERVAL {
+            self.key_error(span, "inform_interval", field, "at most 1d".to_owned());
+            return DEFAULT_INFORM_INTERVAL;
+        }
+        interval
     }
 
     /// The server, message and subject, whose defaults and rules follow the profile's type.

@@ -9,7 +9,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use countersign_core::application::AuthMethod;
-use countersign_core::approval::{ApprovalDelivery, Policy};
+use countersign_core::approval::{ApprovalDelivery, Policy, ProfileKind};
 use countersign_core::mechanism::Channel;
 use countersign_core::ratelimit::Rate;
 
@@ -237,6 +237,9 @@ fn write_approval_profile(p: &ApprovalProfileConfig, out: &mut Toml) {
     out.opt_str("default_recipient", p.default_recipient.as_deref());
     out.list("fallback_directories", &p.directories);
     out.list("methods", &method_names(&p.methods));
+    if p.kind == ProfileKind::Information {
+        out.duration("inform_interval", p.inform_interval);
+    }
 }
 
 fn write_policy(p: &Policy, out: &mut Toml) {

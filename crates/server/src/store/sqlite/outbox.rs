@@ -8,6 +8,7 @@ use async_trait::async_trait;
 use countersign_core::model::Timestamp;
 use countersign_core::outbox::{OutboxMessage, OutboxState};
 use countersign_core::ports::{OutboxStore, StoreError};
+use rusqlite::OptionalExtension;
 use rusqlite::{Connection, Row, params};
 
 use super::{SqliteStore, unavailable};
@@ -200,6 +201,24 @@ impl OutboxStore for SqliteStore {
                 )?
                 .collect::<Result<Vec<_>, _>>()
             })
+            .map_err(unavailable)
+        })
+        .await
+    }
+
+    async fn latest_message_about(
+        &self,
+        about_user: &str,
+        application: &str,
+    ) -> Result<Option<OutboxMessage>, StoreError> {
+        let (about_user, application) = (about_user.to_owned(), application.to_owned());
+        self.read(move |c| {
+            c.prepare_cached(&format!(
+                "SELECT {COLUMNS} FROM outbox WHERE about_user = ?1 AND application = ?2
+                 ORDER BY created_at DESC, rowid DESC LIMIT 1"
+            ))
+            .and_then(|mut s| s.query_row(params![about_user, application], message_from_row))
+            .optional()
             .map_err(unavailable)
         })
         .await

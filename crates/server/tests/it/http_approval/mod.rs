@@ -109,6 +109,7 @@ fn profile(name: &str, courier: &Arc<RecordingCourier>) -> ApprovalProfile {
         default_recipient: None,
         directories: vec!["local".into()],
         methods: AuthMethod::ALL.to_vec(),
+        inform_interval: Duration::ZERO,
     }
 }
 

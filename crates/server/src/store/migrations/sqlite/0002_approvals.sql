@@ -77,6 +77,9 @@ CREATE TABLE outbox (
 );
 -- The worker's scan for queued messages that are due.
 CREATE INDEX outbox_due ON outbox (state, next_attempt_at);
+-- The newest message about a user for an application (information messages are not repeated
+-- within a profile's inform_interval).
+CREATE INDEX outbox_about ON outbox (about_user, application, created_at);
 
 ALTER TABLE audit ADD COLUMN application TEXT;
 ALTER TABLE audit ADD COLUMN policy TEXT;
