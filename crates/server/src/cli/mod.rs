@@ -100,9 +100,12 @@ pub struct DemoArgs {
     /// Address of the HTTP API (port 0 picks a free one).
     #[arg(long, default_value = "127.0.0.1:8080")]
     pub http: String,
-    /// Address of the LDAP front (port 0 picks a free one).
+    /// Address of the LDAP front, StartTLS offered (port 0 picks a free one).
     #[arg(long, default_value = "127.0.0.1:3389")]
     pub ldap: String,
+    /// Address of the LDAPS front (port 0 picks a free one).
+    #[arg(long, default_value = "127.0.0.1:6636")]
+    pub ldaps: String,
 }
 
 #[derive(Debug, Subcommand)]

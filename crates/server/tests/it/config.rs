@@ -171,17 +171,6 @@ fn the_documented_example_is_valid() {
 }
 
 #[test]
-fn the_demo_config_is_valid() {
-    let (ok, out) = check(
-        &countersign::demo::DEMO_CONFIG
-            .replace("{http}", "127.0.0.1:8080")
-            .replace("{ldap}", "127.0.0.1:3389")
-            .replace("{allow_insecure}", "true"),
-    );
-    assert!(ok, "{out}");
-}
-
-#[test]
 fn ldap_directory_mistakes_are_named() {
     let local = "[[directory]]\nname = \"local\"\ntype = \"local\"\n";
     let text = valid().replace(
