@@ -7,6 +7,7 @@ mod approval_crash;
 mod approval_http;
 mod approval_ldap;
 mod approval_slapd;
+mod approval_waiters;
 mod cli;
 mod config;
 mod deliver_otp_handler;
