@@ -1,10 +1,12 @@
 //! countersign-bench: load against `countersign serve` processes, at several concurrency
 //! levels. Each countersign binary given runs the same harness (see [`harness`]) and the same
 //! suites ([`suites`]): HTTP and LDAP logins of local users, directory users' binds, delivers
-//! and e-mail logins beside the same work sent straight to slapd, and memory under password
-//! checks. See bench/README.md.
+//! and e-mail logins beside the same work sent straight to slapd, memory under password
+//! checks, and Approved OTP (pending logins' memory, decision latency, the information
+//! profile's cost; [`suites::approval`]). See bench/README.md.
 
 mod harness;
+mod http_wire;
 mod ldap_client;
 mod slapd;
 mod smtp_sink;
@@ -15,8 +17,9 @@ use std::time::Duration;
 
 use clap::Parser;
 
-use crate::harness::{Harness, argon2_cost, describe, ms};
+use crate::harness::{Harness, argon2_cost, describe, ms, raise_fd_limit};
 use crate::suites::Report;
+use crate::suites::approval::{self, WaiterKind};
 
 #[derive(Parser)]
 struct Args {
@@ -35,7 +38,9 @@ struct Args {
     /// Seconds measured per level (after one second of warm-up).
     #[arg(long, default_value_t = 10)]
     seconds: u64,
-    /// Suites to run, comma-separated (`memory` measures RSS around --memory-checks).
+    /// Suites to run, comma-separated (`memory` measures RSS around --memory-checks). The
+    /// Approved OTP suites (`pending-memory`, `decision-latency`, `login-information`,
+    /// `login-plain`) run only when named, each on a countersign configured for them.
     #[arg(
         long,
         default_value = "http,ldap-bind-new,ldap-bind-persistent,ldap-otp,dir-bind,dir-bind-direct,dir-deliver,dir-deliver-direct,dir-email-login,dir-login,dir-login-direct,memory",
@@ -48,6 +53,15 @@ struct Args {
     /// Concurrent clients of the memory suite.
     #[arg(long, default_value_t = 16)]
     memory_clients: usize,
+    /// Pending logins held by `pending-memory`, comma-separated: one fresh countersign each.
+    #[arg(long, default_value = "10000,100000", value_delimiter = ',')]
+    pending: Vec<usize>,
+    /// How each pending login is waited on: `poll` (long-polls, wait=60) or `sse`.
+    #[arg(long, default_value = "poll")]
+    pending_waiter: String,
+    /// Decisions timed per kind of waiter by `decision-latency`.
+    #[arg(long, default_value_t = 300)]
+    latency_samples: usize,
 }
 
 #[tokio::main]
@@ -55,12 +69,20 @@ async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     // reqwest is built without a TLS provider of its own; countersign's (ring) serves it too.
     countersign::app::install_crypto_provider();
+    let approval_suites: Vec<&str> = args
+        .suite
+        .iter()
+        .map(String::as_str)
+        .filter(|s| approval::NAMES.contains(s))
+        .collect();
+    let waiter = WaiterKind::parse(&args.pending_waiter)?;
     let suites = args
         .suite
         .iter()
-        .filter(|s| *s != "memory")
+        .filter(|s| *s != "memory" && !approval::NAMES.contains(&s.as_str()))
         .map(|s| suites::find(s))
         .collect::<anyhow::Result<Vec<_>>>()?;
+    let fd_limit = raise_fd_limit();
     if let Some(missing) = args.countersign_bin.iter().find(|b| !b.is_file()) {
         anyhow::bail!(
             "no countersign binary at {} (cargo build --release -p countersign)",
@@ -88,21 +110,33 @@ async fn main() -> anyhow::Result<()> {
     let measure = Duration::from_secs(args.seconds);
     for bin in &args.countersign_bin {
         println!("## {}\n", describe(bin));
-        let h = Harness::start(bin, users).await?;
         let mut report = Report {
             cores,
             argon2,
             rates: Default::default(),
         };
-        // First, on a process that has served nothing yet, so its figures are its own.
-        if args.suite.iter().any(|s| s == "memory") {
-            suites::memory::run(&h, args.memory_checks, args.memory_clients).await?;
+        let memory = args.suite.iter().any(|s| s == "memory");
+        if memory || !suites.is_empty() {
+            let h = Harness::start(bin, users).await?;
+            // First, on a process that has served nothing yet, so its figures are its own.
+            if memory {
+                suites::memory::run(&h, args.memory_checks, args.memory_clients).await?;
+            }
+            for suite in &suites {
+                suites::table(&h, suite, &args.clients, measure, &mut report).await?;
+            }
+            suites::comparison(&report, &args.clients);
+            h.stop().await;
         }
-        for suite in &suites {
-            suites::table(&h, suite, &args.clients, measure, &mut report).await?;
-        }
-        suites::comparison(&report, &args.clients);
-        h.stop().await;
+        let options = approval::Options {
+            pending: &args.pending,
+            waiter,
+            fd_limit,
+            samples: args.latency_samples,
+            clients: &args.clients,
+            measure,
+        };
+        approval::run(bin, &approval_suites, &options, &report).await?;
     }
     Ok(())
 }

@@ -96,6 +96,12 @@ impl Slapd {
     }
 }
 
+impl Slapd {
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+}
+
 impl Drop for Slapd {
     fn drop(&mut self) {
         let _ = self.child.kill();

@@ -2,6 +2,7 @@
 //! they print (per suite; countersign beside the same work sent straight to slapd; local users
 //! beside the machine's argon2 limit).
 
+pub mod approval;
 pub mod directory;
 pub mod http;
 pub mod ldap;
@@ -226,7 +227,7 @@ pub struct Report {
 
 impl Report {
     /// Checks per second the machine's cores can do at most: cores ÷ one check's time.
-    fn argon2_limit(&self) -> f64 {
+    pub fn argon2_limit(&self) -> f64 {
         self.cores as f64 / self.argon2.as_secs_f64()
     }
 }
