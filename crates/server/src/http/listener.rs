@@ -7,7 +7,6 @@
 
 use std::time::Duration;
 
-use axum::Extension;
 use axum::extract::ConnectInfo;
 use hyper::server::conn::http1;
 use hyper_util::rt::{TokioIo, TokioTimer};
@@ -16,6 +15,7 @@ use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinSet;
+use tower::ServiceExt;
 
 use super::api::{ApiState, router};
 use super::forwarded::{self, Network};
@@ -93,7 +93,16 @@ impl HttpServer {
                 continue;
             };
             let _ = stream.set_nodelay(true);
-            let service = TowerToHyperService::new(app.clone().layer(Extension(ConnectInfo(peer))));
+            // The peer goes into each request's extensions; the router itself is shared by
+            // every connection (wrapping it in a layer per connection rebuilt its routes:
+            // about 9 KB each, which a hundred thousand held long-polls would feel).
+            let router = app.clone();
+            let service = TowerToHyperService::new(tower::service_fn(
+                move |mut request: axum::extract::Request<hyper::body::Incoming>| {
+                    request.extensions_mut().insert(ConnectInfo(peer));
+                    router.clone().oneshot(request)
+                },
+            ));
             let conn = graceful.watch(builder.serve_connection(TokioIo::new(stream), service));
             connections.spawn(async move {
                 if let Err(e) = conn.await {
