@@ -503,6 +503,7 @@ impl LoginService {
             state: ApprovalState::Pending,
             decided_at: None,
             decided_by: None,
+            sent_at: None,
         };
         attempt.recipient(&approver.address);
         let mut values = self.message_values(app, &user, caller, now);
@@ -622,6 +623,31 @@ impl LoginService {
                     admitted: Admitted::WithinGrace,
                 }))
             }
+            ApprovalState::Pending
+                if latest.sent_at.is_none() && now >= latest.created_at.plus(UNSENT_AFTER) =>
+            {
+                // Created, and its message never went out (the server stopped in between):
+                // nobody was asked, so nobody will decide. Cancel it and ask anew.
+                let cancel = Decision {
+                    state: ApprovalState::Cancelled,
+                    at: now,
+                    by: DecidedBy {
+                        channel: "server".to_owned(),
+                        operator: Some("approval message never sent".to_owned()),
+                        ..DecidedBy::default()
+                    },
+                };
+                self.approvals
+                    .decide_approval(&latest.id, &cancel)
+                    .await
+                    .map_err(store_unavailable)?;
+                self.signal.notify(&latest.id);
+                attempt.note(format!(
+                    "cancelled approval request {} whose message was never sent",
+                    latest.id
+                ));
+                Ok(None)
+            }
             ApprovalState::Pending => {
                 attempt.login_facts().login = Some(latest.id.clone());
                 attempt.note("joined the pending approval request");
@@ -703,6 +729,10 @@ impl LoginService {
     }
 }
 
+/// A pending request whose message has not gone out this long after it was created is taken
+/// as never sent: longer than any courier takes to give up (SMTP and SMS timeouts are seconds).
+pub const UNSENT_AFTER: Duration = Duration::from_secs(120);
+
 /// What [`LoginService::create_and_send`] came to.
 enum Created {
     Sent,
@@ -731,6 +761,14 @@ impl CreateAndSend {
             Err(e) => return Created::StoreFailed(e),
         }
         let Err(e) = self.courier.send(&self.message).await else {
+            if let Err(e) = self
+                .approvals
+                .mark_approval_sent(&self.request.id, self.clock.now())
+                .await
+            {
+                // Joins wait out the unsent grace below; the message did go out.
+                tracing::warn!(error = %e, "could not record that an approval message was sent");
+            }
             return Created::Sent;
         };
         let cancel = Decision {

@@ -489,8 +489,26 @@ impl ApprovalStore for MemStore {
             .unwrap()
             .iter()
             .rev()
-            .find(|r| &r.user == user && r.application == app)
+            .filter(|r| &r.user == user && r.application == app)
+            .max_by_key(|r| {
+                (
+                    r.state == crate::approval::ApprovalState::Pending,
+                    r.created_at,
+                )
+            })
             .cloned())
+    }
+    async fn mark_approval_sent(&self, id: &str, at: Timestamp) -> Result<(), StoreError> {
+        for r in self
+            .requests
+            .lock()
+            .unwrap()
+            .iter_mut()
+            .filter(|r| r.id == id)
+        {
+            r.sent_at = Some(at);
+        }
+        Ok(())
     }
     async fn decide_approval(
         &self,

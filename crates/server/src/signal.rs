@@ -51,7 +51,7 @@ impl DecisionSignal for WaitingRoom {
             Err(_) => watch::channel(0).1,
         };
         Box::new(Waiter {
-            receiver,
+            receiver: Some(receiver),
             login: login.to_owned(),
             channels: self.channels.clone(),
             clock: self.clock.clone(),
@@ -68,7 +68,10 @@ impl DecisionSignal for WaitingRoom {
 }
 
 struct Waiter {
-    receiver: watch::Receiver<u64>,
+    /// `None` only while being dropped: it goes under the map's lock, so the last of several
+    /// waiters dropped at once on different threads sees no other receiver and removes the
+    /// entry.
+    receiver: Option<watch::Receiver<u64>>,
     login: String,
     channels: Channels,
     clock: Arc<dyn Clock>,
@@ -82,8 +85,11 @@ impl Subscription for Waiter {
             .saturating_sub(self.clock.now().millis())
             .max(0);
         let sleep = Duration::from_millis(ms as u64).min(MAX_SLEEP);
+        let Some(receiver) = self.receiver.as_mut() else {
+            return;
+        };
         tokio::select! {
-            changed = self.receiver.changed() => {
+            changed = receiver.changed() => {
                 if changed.is_err() {
                     // The sender is gone (cannot happen while we hold an entry); do not spin.
                     tokio::time::sleep(sleep).await;
@@ -96,10 +102,13 @@ impl Subscription for Waiter {
 
 impl Drop for Waiter {
     fn drop(&mut self) {
-        if let Ok(mut channels) = self.channels.lock()
-            && channels
-                .get(&self.login)
-                .is_some_and(|sender| sender.receiver_count() <= 1)
+        let Ok(mut channels) = self.channels.lock() else {
+            return;
+        };
+        drop(self.receiver.take());
+        if channels
+            .get(&self.login)
+            .is_some_and(|sender| sender.receiver_count() == 0)
         {
             channels.remove(&self.login);
         }
@@ -138,6 +147,30 @@ mod tests {
             .await
             .unwrap();
         drop(other);
+        assert_eq!(room.waited_on(), 0);
+    }
+
+    #[test]
+    fn waiters_dropped_at_once_on_many_threads_leave_no_entry() {
+        let room = Arc::new(WaitingRoom::new(Arc::new(SystemClock)));
+        for round in 0..200 {
+            let login = format!("login-{round}");
+            let subs: Vec<_> = (0..4).map(|_| room.subscribe(&login)).collect();
+            let barrier = Arc::new(std::sync::Barrier::new(subs.len()));
+            let threads: Vec<_> = subs
+                .into_iter()
+                .map(|sub| {
+                    let barrier = barrier.clone();
+                    std::thread::spawn(move || {
+                        barrier.wait();
+                        drop(sub);
+                    })
+                })
+                .collect();
+            for t in threads {
+                t.join().unwrap();
+            }
+        }
         assert_eq!(room.waited_on(), 0);
     }
 

@@ -116,6 +116,10 @@ pub struct ApprovalRequest {
     pub state: ApprovalState,
     pub decided_at: Option<Timestamp>,
     pub decided_by: Option<DecidedBy>,
+    /// When the courier took the approval message; `None` until then. A pending request whose
+    /// message was never sent (the server died in between) is not joined: it would hold the
+    /// user until it expired with nobody asked.
+    pub sent_at: Option<Timestamp>,
 }
 
 impl ApprovalRequest {
@@ -204,6 +208,7 @@ mod tests {
             state: ApprovalState::Pending,
             decided_at: None,
             decided_by: None,
+            sent_at: None,
         };
         assert_eq!(r.state_at(Timestamp(9)), ApprovalState::Pending);
         assert_eq!(r.state_at(Timestamp(10)), ApprovalState::Expired);

@@ -698,3 +698,30 @@ async fn a_burst_of_logins_informs_the_manager_once_per_interval() {
     login(&lw, "secret").await.unwrap();
     assert_eq!(lw.w.store.messages.lock().unwrap().len(), 3);
 }
+
+#[tokio::test]
+async fn a_pending_request_whose_message_never_went_out_is_replaced_not_joined() {
+    let lw = build(vec![managed(alice())], |c| {
+        only(profile("critical", ProfileKind::Approval, c))
+    });
+    let first = pending_id(&login(&lw, "secret").await.unwrap());
+    // As if the server had died between recording the request and sending its message.
+    lw.w.store.requests.lock().unwrap()[0].sent_at = None;
+    // Soon after, a retry still joins it (its message may be on its way).
+    lw.w.clock.advance(Duration::from_secs(30));
+    assert_eq!(pending_id(&login(&lw, "secret").await.unwrap()), first);
+    // Past UNSENT_AFTER it is cancelled and the approver is asked anew.
+    lw.w.clock.advance(UNSENT_AFTER);
+    let second = pending_id(&login(&lw, "secret").await.unwrap());
+    assert_ne!(second, first);
+    let requests = lw.w.store.requests.lock().unwrap().clone();
+    assert_eq!(requests[0].state, ApprovalState::Cancelled);
+    assert_eq!(requests[1].state, ApprovalState::Pending);
+    assert!(requests[1].sent_at.is_some());
+    assert_eq!(lw.manager_mail.sent.lock().unwrap().len(), 2);
+    assert!(
+        last_login_record(&lw)
+            .reason
+            .contains("whose message was never sent")
+    );
+}

@@ -40,7 +40,10 @@ pub trait ApprovalStore: Send + Sync {
         &self,
         token_hash: &[u8],
     ) -> Result<Option<ApprovalRequest>, StoreError>;
-    /// The newest request of `user` for `application`, in any state.
+    /// Records that the approval message of request `id` went out.
+    async fn mark_approval_sent(&self, id: &str, at: Timestamp) -> Result<(), StoreError>;
+    /// The pending request of `user` for `application` if there is one, else the newest in any
+    /// state.
     async fn latest_approval(
         &self,
         user: &UserKey,

@@ -36,6 +36,7 @@ fn request(i: usize) -> ApprovalRequest {
         state: ApprovalState::Pending,
         decided_at: None,
         decided_by: None,
+        sent_at: None,
     }
 }
 

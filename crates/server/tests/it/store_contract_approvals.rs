@@ -44,6 +44,7 @@ fn request(name: &str, app: &str, created: i64) -> ApprovalRequest {
         state: ApprovalState::Pending,
         decided_at: None,
         decided_by: None,
+        sent_at: None,
     }
 }
 
@@ -271,6 +272,7 @@ async fn approval_a_late_link_finds_it_expired_but_cancel_works_until_final<B: B
         state: ApprovalState::Expired,
         decided_at: Some(Timestamp(2_000)),
         decided_by: None,
+        sent_at: None,
         ..r.clone()
     };
     assert_eq!(outcome, DecideOutcome::AlreadyFinal(expired.clone()));
@@ -461,6 +463,32 @@ async fn approval_list_filters_combine<B: Backend>(b: &B) {
         .await,
         ["bob"]
     );
+}
+
+/// The pending request comes first whatever the creation times say (a login that read the
+/// clock earlier may insert later), and the time its message went out is kept.
+async fn approval_latest_prefers_the_pending_request_and_keeps_sent_at<B: Backend>(b: &B) {
+    let (_db, s) = fresh(b).await;
+    let mut newer = request("ann", "vpn", 20);
+    newer.state = ApprovalState::Cancelled;
+    newer.decided_at = Some(Timestamp(21));
+    s.insert_approval(&newer).await.unwrap();
+    s.insert_approval(&request("ann", "vpn", 10)).await.unwrap();
+    let latest = s
+        .latest_approval(&user("ann"), "vpn")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        (latest.id.as_str(), latest.state),
+        ("ann-vpn-10", ApprovalState::Pending)
+    );
+    assert_eq!(latest.sent_at, None);
+    s.mark_approval_sent("ann-vpn-10", Timestamp(12))
+        .await
+        .unwrap();
+    let read = s.approval("ann-vpn-10").await.unwrap().unwrap();
+    assert_eq!(read.sent_at, Some(Timestamp(12)));
 }
 
 /// The decision log: every request that leaves pending, in order, read from a position, so
@@ -719,6 +747,7 @@ macro_rules! approval_contract {
             approval_expiry_marks_only_due_pending_requests,
             approval_list_filters_combine,
             approval_decisions_are_logged_in_order,
+            approval_latest_prefers_the_pending_request_and_keeps_sent_at,
             outbox_messages_are_kept_and_listed_by_state,
             outbox_claims_respect_due_times_and_leases,
             outbox_concurrent_claims_never_hand_out_a_message_twice,

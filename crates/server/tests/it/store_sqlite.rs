@@ -286,6 +286,7 @@ fn pending_approval() -> ApprovalRequest {
         state: ApprovalState::Pending,
         decided_at: None,
         decided_by: None,
+        sent_at: None,
     }
 }
 

@@ -17,7 +17,7 @@ use super::{SqliteStore, unavailable};
 const COLUMNS: &str = "id, token_hash, user_directory, user_dn_norm, user_dn, username, \
      display_name, application, profile, front, client, recipient, approver, created_at, \
      expires_at, state, decided_at, decided_channel, decided_address, decided_user_agent, \
-     decided_operator";
+     decided_operator, sent_at";
 
 fn request_from_row(r: &Row<'_>) -> rusqlite::Result<ApprovalRequest> {
     let state: String = r.get(15)?;
@@ -58,6 +58,7 @@ fn request_from_row(r: &Row<'_>) -> rusqlite::Result<ApprovalRequest> {
             }),
             None => None,
         },
+        sent_at: r.get::<_, Option<i64>>(21)?.map(Timestamp),
     })
 }
 
@@ -68,7 +69,7 @@ fn insert(c: &Connection, q: &ApprovalRequest) -> Result<(), StoreError> {
         &format!(
             "INSERT INTO approval_requests ({COLUMNS}) VALUES
              (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18,
-              ?19, ?20, ?21)"
+              ?19, ?20, ?21, ?22)"
         ),
         params![
             q.id,
@@ -92,6 +93,7 @@ fn insert(c: &Connection, q: &ApprovalRequest) -> Result<(), StoreError> {
             by.address,
             by.user_agent,
             by.operator,
+            q.sent_at.map(|t| t.0),
         ],
     )
     .map_err(|e| match e {
@@ -235,6 +237,19 @@ impl ApprovalStore for SqliteStore {
         .await
     }
 
+    async fn mark_approval_sent(&self, id: &str, at: Timestamp) -> Result<(), StoreError> {
+        let id = id.to_owned();
+        self.write(move |c| {
+            c.execute(
+                "UPDATE approval_requests SET sent_at = ?2 WHERE id = ?1",
+                params![id, at.0],
+            )
+            .map(|_| ())
+            .map_err(unavailable)
+        })
+        .await
+    }
+
     async fn latest_approval(
         &self,
         user: &UserKey,
@@ -245,7 +260,7 @@ impl ApprovalStore for SqliteStore {
             c.prepare_cached(&format!(
                 "SELECT {COLUMNS} FROM approval_requests
                  WHERE user_directory = ?1 AND user_dn_norm = ?2 AND application = ?3
-                 ORDER BY created_at DESC, rowid DESC LIMIT 1"
+                 ORDER BY state = 'pending' DESC, created_at DESC, rowid DESC LIMIT 1"
             ))
             .and_then(|mut s| {
                 s.query_row(params![user.directory, user.dn, app], request_from_row)

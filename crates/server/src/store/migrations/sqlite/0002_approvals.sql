@@ -29,7 +29,9 @@ CREATE TABLE approval_requests (
     decided_channel TEXT,
     decided_address TEXT,
     decided_user_agent TEXT,
-    decided_operator TEXT
+    decided_operator TEXT,
+    -- When the courier took the approval message (NULL until then).
+    sent_at INTEGER
 );
 -- One pending request per user and application: two concurrent logins cannot both create one;
 -- the second insert fails and that login joins the first request.
@@ -41,7 +43,7 @@ CREATE INDEX approval_requests_latest
 -- The expiry job's scan.
 CREATE INDEX approval_requests_pending_expiry
     ON approval_requests (expires_at) WHERE state = 'pending';
--- Decisions since a time (waking waiters of decisions made elsewhere).
+-- Listing by decision time (`approvals list`, the decided_since filter).
 CREATE INDEX approval_requests_decided_at ON approval_requests (decided_at);
 
 -- Every request leaving pending, in order: a process waiting on logins learns of decisions
