@@ -83,8 +83,7 @@ impl ApprovalRules {
 /// How a granted login got through.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Admitted {
-    /// No approval profile applies (none configured, the application is exempt, or the
-    /// profile does not govern the method).
+    /// No approval profile applies (none configured, or the application is exempt).
     Directly,
     /// Information profile: the manager is (or could not be) informed.
     Informed,
@@ -210,9 +209,20 @@ impl LoginService {
             }
             Err(e) => Err(e.clone()),
         };
-        self.passwords
-            .finish(attempt, admission, caller, &result)
-            .await;
+        match (admission, &result) {
+            // The password was right but the user is not in yet: a client waiting for its
+            // approval is not "recently signed in" (that would exempt it from the per-user
+            // failure ceiling).
+            (Ok(admission), Ok(LoginOutcome::Pending { .. })) => {
+                self.passwords.limits.settle_without_trust(admission);
+                self.passwords.audit.record(attempt, &result).await;
+            }
+            (admission, _) => {
+                self.passwords
+                    .finish(attempt, admission, caller, &result)
+                    .await;
+            }
+        }
         result
     }
 
@@ -291,12 +301,14 @@ impl LoginService {
         facts.policy = policy.map(str::to_owned);
         facts.profile = Some(profile.name.clone());
         if !profile.governs(method) {
+            // The seed: the methods that "can be used with this profile". Letting another
+            // method through would skip the manager entirely.
             attempt.note(format!(
-                "profile {} does not govern {}",
+                "profile {} does not allow {}",
                 profile.name,
                 method.as_str()
             ));
-            return Ok(granted(user, Admitted::Directly));
+            return Err(AuthError::Denied(Denial::MethodNotAllowed));
         }
         match profile.kind {
             ProfileKind::Information => {
@@ -474,7 +486,7 @@ impl LoginService {
         attempt: &mut Attempt,
     ) -> Result<LoginOutcome, AuthError> {
         let now = self.clock.now();
-        if let Some(outcome) = self.grace_or_join(app, &user, now, attempt).await? {
+        if let Some(outcome) = self.grace_or_join(app, &user, caller, now, attempt).await? {
             return Ok(outcome);
         }
         let lookup = self.approver(profile, &user).await?;
@@ -524,7 +536,9 @@ impl LoginService {
                 // has not marked it yet: mark it now and create ours.
                 Created::Conflict if tries == 0 => {
                     tries += 1;
-                    if let Some(outcome) = self.grace_or_join(app, &user, now, attempt).await? {
+                    if let Some(outcome) =
+                        self.grace_or_join(app, &user, caller, now, attempt).await?
+                    {
                         return Ok(outcome);
                     }
                     self.expire_due().await?;
@@ -599,6 +613,7 @@ impl LoginService {
         &self,
         app: &Application,
         user: &User,
+        caller: &Caller,
         now: Timestamp,
         attempt: &mut Attempt,
     ) -> Result<Option<LoginOutcome>, AuthError> {
@@ -611,10 +626,13 @@ impl LoginService {
             return Ok(None);
         };
         match latest.state_at(now) {
+            // Only the client that waited for the approval: an approval is not a pass for
+            // whoever else has the password.
             ApprovalState::Approved
                 if latest
                     .decided_at
-                    .is_some_and(|at| now < at.plus(self.rules.grace_period)) =>
+                    .is_some_and(|at| now < at.plus(self.rules.grace_period))
+                    && same_client(latest.client.as_deref(), caller.client.as_deref()) =>
             {
                 attempt.login_facts().login = Some(latest.id.clone());
                 attempt.note("admitted within the grace period after an approval");
@@ -789,6 +807,16 @@ impl CreateAndSend {
         }
         self.signal.notify(&self.request.id);
         Created::NotSent(e.to_string())
+    }
+}
+
+/// Whether two client addresses are the same client, as the rate limits count clients (an
+/// IPv6 address by its /64).
+fn same_client(a: Option<&str>, b: Option<&str>) -> bool {
+    match (a, b) {
+        (Some(a), Some(b)) => crate::attempt::client_key(a) == crate::attempt::client_key(b),
+        (None, None) => true,
+        _ => false,
     }
 }
 

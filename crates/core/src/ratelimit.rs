@@ -318,6 +318,12 @@ impl RateLimits {
     /// After the attempt: a credential failure spends what [`RateLimits::admit`] reserved;
     /// anything else gives it back, and a success makes the client trusted for the identity
     /// and for the user it resolved to.
+    /// Settles an attempt that proved the first factor but did not sign in (a login waiting
+    /// for its approval): the reserved failures go back, and nothing is trusted.
+    pub fn settle_without_trust(&self, admission: Admission) {
+        self.give_back(admission);
+    }
+
     pub fn settle<T>(
         &self,
         admission: Admission,

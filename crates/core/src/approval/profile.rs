@@ -92,7 +92,8 @@ pub struct ApprovalProfile {
     pub default_recipient: Option<String>,
     /// The fallback directories that authenticate the profile's users, in order.
     pub directories: Vec<String>,
-    /// The authentication methods this profile governs; other methods pass without it.
+    /// The authentication methods that can be used under this profile (the seed's
+    /// "Authentication Methods"); a login by another method is refused.
     pub methods: Vec<AuthMethod>,
     /// Information profiles: logins of the same user and application within this time of the
     /// last message about them are not reported again (zero: every login is), so a client that

@@ -523,14 +523,11 @@ async fn exempt_applications_methods_not_governed_and_methods_not_allowed() {
         p.methods = vec![AuthMethod::DeliveredOtp];
         only(p)
     });
-    let out = login(&lw, "secret").await.unwrap();
-    assert!(matches!(
-        out,
-        LoginOutcome::Granted {
-            admitted: Admitted::Directly,
-            ..
-        }
-    ));
+    // The profile allows only the OTP: a password login is refused, not let through.
+    assert_eq!(
+        login(&lw, "secret").await.unwrap_err(),
+        AuthError::Denied(Denial::MethodNotAllowed)
+    );
     let exempt = Application::new("kiosk", None, vec![AuthMethod::DeliveredOtp], false);
     let err = lw
         .login
@@ -724,4 +721,47 @@ async fn a_pending_request_whose_message_never_went_out_is_replaced_not_joined()
             .reason
             .contains("whose message was never sent")
     );
+}
+
+#[tokio::test]
+async fn a_login_waiting_for_approval_earns_its_client_no_trust() {
+    let lw = build(vec![managed(alice())], |c| {
+        only(profile("critical", ProfileKind::Approval, c))
+    });
+    let key = alice().key();
+    let limits = lw.login.passwords.limits.clone();
+    login(&lw, "secret").await.unwrap();
+    assert!(!limits.trusts(&key, &caller(), lw.w.clock.now()));
+    lw.login
+        .decide_by_link(&link_token(&lw.manager_mail), true, link_decider())
+        .await
+        .unwrap();
+    let out = login(&lw, "secret").await.unwrap();
+    assert!(matches!(out, LoginOutcome::Granted { .. }));
+    assert!(limits.trusts(&key, &caller(), lw.w.clock.now()));
+}
+
+#[tokio::test]
+async fn the_grace_period_admits_only_the_client_that_waited() {
+    let lw = build(vec![managed(alice())], |c| {
+        only(profile("critical", ProfileKind::Approval, c))
+    });
+    login(&lw, "secret").await.unwrap();
+    lw.login
+        .decide_by_link(&link_token(&lw.manager_mail), true, link_decider())
+        .await
+        .unwrap();
+    // Someone else with the password, right after: asked anew, not let in.
+    let elsewhere = lw
+        .login
+        .login_password(
+            &app(),
+            "u:alice",
+            &"secret".into(),
+            &caller_at("203.0.113.66"),
+        )
+        .await
+        .unwrap();
+    assert!(matches!(elsewhere, LoginOutcome::Pending { .. }));
+    assert_eq!(lw.manager_mail.sent.lock().unwrap().len(), 2);
 }

@@ -107,6 +107,12 @@ impl Validator<'_> {
                 "{:?}: only letters, digits, '.', '_' and '-'",
                 a.name
             ))
+        } else if ["ldap", "http"].contains(&a.name.to_ascii_lowercase().as_str()) {
+            Some(format!(
+                "{:?} is reserved: it names the application of LDAP binds without [ldap] \
+                 application and of HTTP callers without an API key",
+                a.name
+            ))
         } else if earlier.iter().any(|x| x.name == a.name) {
             Some(format!("application {:?} is defined twice", a.name))
         } else {

@@ -56,7 +56,8 @@ pub(super) struct ApprovalProfileSection {
     /// Which authentication methods the profile governs; default all.
     methods: Option<Vec<String>>,
     /// Information profiles: logins of the same user and application this soon after the last
-    /// message about them are not reported again (default "1m"; "0s": every login is).
+    /// message about them are not reported again (default "0s": every login is, as the seed
+    /// says).
     inform_interval: Option<String>,
 }
 
@@ -145,8 +146,9 @@ pub const DEFAULT_INFORMATION_SUBJECT: &str = "Sign-in notice";
 /// The seed's suggested link lifetime ("a reasonable value (e.g., 60 minutes)").
 const DEFAULT_LINK_EXPIRATION: Duration = Duration::from_secs(60 * 60);
 const MAX_LINK_EXPIRATION: Duration = Duration::from_secs(7 * 24 * 3600);
-/// A burst of logins (a client binding per request) informs the manager once a minute.
-pub const DEFAULT_INFORM_INTERVAL: Duration = Duration::from_secs(60);
+/// Every login informs the manager, as the seed says; set an interval for clients that bind
+/// per request.
+pub const DEFAULT_INFORM_INTERVAL: Duration = Duration::ZERO;
 const MAX_INFORM_INTERVAL: Duration = Duration::from_secs(24 * 3600);
 const DEFAULT_GRACE_PERIOD: Duration = Duration::from_secs(120);
 const MAX_GRACE_PERIOD: Duration = Duration::from_secs(3600);

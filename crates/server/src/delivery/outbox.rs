@@ -43,7 +43,7 @@ impl OutboxWorker {
     pub async fn run(self, mut stop: watch::Receiver<bool>) {
         loop {
             // Keep going while passes find work; then wait for a ring, the tick or the stop.
-            while self.pass().await == BATCH {}
+            while self.pass().await == BATCH && !*stop.borrow() {}
             tokio::select! {
                 () = self.wake.notified() => {}
                 () = tokio::time::sleep(LOOK_EVERY) => {}

@@ -784,6 +784,12 @@ fn approved_otp_mistakes_are_named_with_their_key_and_line() {
             Some("name = \"vpn portal\""),
         ),
         (
+            "an application named like an implicit one",
+            vec![("name = \"vpn\"", "name = \"HTTP\"")],
+            "application[0].name: \"HTTP\" is reserved: it names the application of LDAP binds without [ldap] application and of HTTP callers without an API key",
+            Some("name = \"HTTP\""),
+        ),
+        (
             "duplicate application names",
             vec![(
                 "approved_otp = true\n",
