@@ -87,7 +87,8 @@ pub trait OutboxStore: Send + Sync {
         limit: usize,
     ) -> Result<Vec<OutboxMessage>, StoreError>;
     async fn mark_message_sent(&self, id: &str, at: Timestamp) -> Result<(), StoreError>;
-    /// A failed try: the count, the next try, the error.
+    /// A failed try: the count, the next try, the error. Only a message still queued changes
+    /// (one another worker sent meanwhile stays sent).
     async fn mark_message_retry(
         &self,
         id: &str,
@@ -95,7 +96,7 @@ pub trait OutboxStore: Send + Sync {
         next_attempt_at: Timestamp,
         error: &str,
     ) -> Result<(), StoreError>;
-    /// Given up.
+    /// Given up (only a message still queued).
     async fn mark_message_failed(
         &self,
         id: &str,

@@ -690,6 +690,13 @@ async fn outbox_a_failed_try_waits_and_a_success_ends_it<B: Backend>(b: &B) {
         (OutboxState::Sent, 2, Some(Timestamp(5_100))),
         "the successful try counts too"
     );
+    // A slower worker's failure, arriving after the message was sent, changes nothing.
+    s.mark_message_retry("m", 3, Timestamp(9_000), "timed out")
+        .await
+        .unwrap();
+    s.mark_message_failed("m", 3, "timed out").await.unwrap();
+    let still = s.list_messages(None, 0).await.unwrap().remove(0);
+    assert_eq!((still.state, still.attempts), (OutboxState::Sent, 2));
 }
 
 async fn outbox_failed_messages_can_be_queued_again<B: Backend>(b: &B) {

@@ -156,8 +156,10 @@ impl OutboxStore for SqliteStore {
         let (id, error) = (id.to_owned(), error.to_owned());
         self.write(move |c| {
             c.execute(
+                // A try that ended after another worker's (a lease run out) sent it changes
+                // nothing: a message once sent stays sent.
                 "UPDATE outbox SET attempts = ?2, next_attempt_at = ?3, last_error = ?4
-                 WHERE id = ?1",
+                 WHERE id = ?1 AND state = 'queued'",
                 params![id, attempts, next_attempt_at.0, error],
             )
             .map_err(unavailable)?;
@@ -175,7 +177,8 @@ impl OutboxStore for SqliteStore {
         let (id, error) = (id.to_owned(), error.to_owned());
         self.write(move |c| {
             c.execute(
-                "UPDATE outbox SET state = 'failed', attempts = ?2, last_error = ?3 WHERE id = ?1",
+                "UPDATE outbox SET state = 'failed', attempts = ?2, last_error = ?3
+                 WHERE id = ?1 AND state = 'queued'",
                 params![id, attempts, error],
             )
             .map_err(unavailable)?;
