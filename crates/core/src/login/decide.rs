@@ -113,6 +113,12 @@ impl LoginService {
             at: self.clock.now(),
             by,
         };
+        // Whether the store still held it as pending: if this decision finds it expired, it is
+        // the one that marks it so, and the expiry is audited here (the job will not see it).
+        let was_pending = matches!(
+            self.approvals.approval(id).await.map_err(store_unavailable)?,
+            Some(ref r) if r.state == ApprovalState::Pending
+        );
         let outcome = self
             .approvals
             .decide_approval(id, &decision)
@@ -127,7 +133,21 @@ impl LoginService {
                 self.audit_decision(&request, &decision).await;
                 Ok(DecisionResult::Decided(request))
             }
-            DecideOutcome::AlreadyFinal(request) => Ok(DecisionResult::AlreadyFinal(request)),
+            DecideOutcome::AlreadyFinal(request) => {
+                if was_pending && request.state == ApprovalState::Expired {
+                    let mut attempt = request_attempt(AuditAction::Expiry, &request, None);
+                    attempt.note(format!(
+                        "link expired at {}; found so by a late decision ({})",
+                        request.expires_at.to_rfc3339(),
+                        decision.by.describe()
+                    ));
+                    self.passwords
+                        .audit
+                        .record(attempt, &Ok::<(), AuthError>(()))
+                        .await;
+                }
+                Ok(DecisionResult::AlreadyFinal(request))
+            }
             DecideOutcome::NotFound => Err(AuthError::UnknownLogin),
         }
     }

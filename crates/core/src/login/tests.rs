@@ -383,6 +383,18 @@ async fn rejection_and_expiry_deny_with_their_own_reasons() {
         0,
         "already marked by the late decision"
     );
+    let expiries =
+        lw.w.store
+            .audit
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|r| r.action == AuditAction::Expiry)
+            .count();
+    assert_eq!(
+        expiries, 1,
+        "the expiry the late decision found is audited once"
+    );
 }
 
 #[tokio::test]

@@ -536,3 +536,82 @@ async fn operators_list_show_reject_and_cancel_requests_and_requeue_failed_messa
     assert!(!ok);
     assert!(err.contains("--all-failed"), "{err}");
 }
+
+/// Approves through the manager's page as a browser would: the page, its hidden field, the
+/// form posted from the page's own origin.
+async fn approve_on_page(cs: &Countersign, token: &str) {
+    let url = format!("{}/approve/{token}", cs.base);
+    let page = cs
+        .http
+        .get(&url)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let csrf = crate::http_approval::csrf_of(&page);
+    let response = cs
+        .http
+        .post(&url)
+        .header("content-type", "application/x-www-form-urlencoded")
+        .header("sec-fetch-site", "same-origin")
+        .body(format!("decision=approve&csrf={csrf}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status().as_u16(), 200);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn ldapwhoami_blocks_until_the_emailed_link_is_approved_on_the_page() {
+    let smtp = SmtpServer::start(SmtpOptions::default());
+    let (cs, _keys) = start(smtp.port, "30s").await;
+    let bind = ldapwhoami(&cs, "dora");
+    let mail = tokio::task::block_in_place(|| smtp.wait_for(1)).remove(0);
+    // Opening the link (as a mail scanner would) decides nothing.
+    let url = format!("{}/approve/{}", cs.base, link_token(&mail));
+    assert_eq!(
+        cs.http.get(&url).send().await.unwrap().status().as_u16(),
+        200
+    );
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(!bind.is_finished());
+    approve_on_page(&cs, &link_token(&mail)).await;
+    let (code, text) = join(bind).await;
+    assert_eq!(code, 0, "{text}");
+    assert!(
+        text.contains("dn:uid=dora,ou=people,dc=example,dc=com"),
+        "{text}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_client_that_hangs_up_while_held_leaves_the_request_pending_for_its_next_try() {
+    let smtp = SmtpServer::start(SmtpOptions::default());
+    let (cs, _keys) = start(smtp.port, "30s").await;
+    let mut client = Command::new("ldapwhoami")
+        .args([
+            "-x",
+            "-H",
+            &format!("ldap://{}", cs.ldap_addr()),
+            "-D",
+            "uid=dora,ou=people,dc=example,dc=com",
+            "-w",
+            "dora-password",
+        ])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mail = tokio::task::block_in_place(|| smtp.wait_for(1)).remove(0);
+    client.kill().unwrap();
+    client.wait().unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(pending_ids(&cs).await.len(), 1, "still pending");
+    approve_on_page(&cs, &link_token(&mail)).await;
+    // The next try from the same client gets in within the grace period, with no new message.
+    let (code, text) = join(ldapwhoami(&cs, "dora")).await;
+    assert_eq!(code, 0, "{text}");
+    assert_eq!(smtp.messages().len(), 1);
+}
