@@ -79,6 +79,9 @@ pub enum Denial {
     ApprovalNotSent,
     /// The application may not use this authentication method.
     MethodNotAllowed,
+    /// A sign-in of this user to this application from another address is waiting for its
+    /// approval.
+    PendingElsewhere,
     Rejected,
     Expired,
     Cancelled,
@@ -92,6 +95,7 @@ impl Denial {
             Denial::ApproverUnreachable => "approver_unreachable",
             Denial::ApprovalNotSent => "approval_not_sent",
             Denial::MethodNotAllowed => "method_not_allowed",
+            Denial::PendingElsewhere => "approval_pending_elsewhere",
             Denial::Rejected => "rejected",
             Denial::Expired => "expired",
             Denial::Cancelled => "cancelled",
@@ -106,6 +110,9 @@ impl Denial {
             }
             Denial::ApprovalNotSent => "the approval request could not be sent to the approver",
             Denial::MethodNotAllowed => "the application may not use this authentication method",
+            Denial::PendingElsewhere => {
+                "a sign-in of this user from another address is waiting for approval"
+            }
             Denial::Rejected => "the approver rejected the login",
             Denial::Expired => "the approval request expired undecided",
             Denial::Cancelled => "the approval request was cancelled",

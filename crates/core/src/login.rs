@@ -52,8 +52,11 @@ pub struct ApprovalRules {
     pub default_profile: Option<String>,
     pub policies: Policies,
     /// After an approval, the same user and application get in without a new approval for
-    /// this long.
+    /// this long (from the client that waited).
     pub grace_period: Duration,
+    /// After a rejection, the same user and application are refused as rejected for this long,
+    /// without asking the approver again.
+    pub rejection_cooldown: Duration,
 }
 
 impl ApprovalRules {
@@ -665,6 +668,33 @@ impl LoginService {
                     latest.id
                 ));
                 Ok(None)
+            }
+            // Joining is for the client that is waiting: an approval the manager gives for the
+            // sign-in shown on the page must not let in another one from elsewhere.
+            ApprovalState::Pending
+                if !same_client(latest.client.as_deref(), caller.client.as_deref()) =>
+            {
+                attempt.login_facts().login = Some(latest.id.clone());
+                attempt.note(format!(
+                    "a sign-in from {} is already waiting for approval",
+                    latest.client.as_deref().unwrap_or("an unknown address")
+                ));
+                Err(AuthError::Denied(Denial::PendingElsewhere))
+            }
+            ApprovalState::Rejected
+                if latest
+                    .decided_at
+                    .is_some_and(|at| now < at.plus(self.rules.rejection_cooldown)) =>
+            {
+                attempt.login_facts().login = Some(latest.id.clone());
+                attempt.note(format!(
+                    "rejected at {}; the approver is not asked again within the cooldown",
+                    latest
+                        .decided_at
+                        .map(Timestamp::to_rfc3339)
+                        .unwrap_or_default()
+                ));
+                Err(AuthError::Denied(Denial::Rejected))
             }
             ApprovalState::Pending => {
                 attempt.login_facts().login = Some(latest.id.clone());

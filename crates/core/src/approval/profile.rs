@@ -245,10 +245,10 @@ impl MessageTemplate {
             match part {
                 Part::Text(t) => out.push_str(t),
                 Part::Value(p) => out.push_str(&match p {
-                    Placeholder::User => values.user.clone(),
-                    Placeholder::DisplayName => values.display_name.clone(),
-                    Placeholder::Application => values.application.clone(),
-                    Placeholder::ClientIp => values.client_ip.clone(),
+                    Placeholder::User => one_line(&values.user),
+                    Placeholder::DisplayName => one_line(&values.display_name),
+                    Placeholder::Application => one_line(&values.application),
+                    Placeholder::ClientIp => one_line(&values.client_ip),
                     Placeholder::Time => values.time.to_rfc3339(),
                     Placeholder::Link => values.link.clone(),
                     Placeholder::Expires => values.expires.to_rfc3339(),
@@ -259,10 +259,54 @@ impl MessageTemplate {
     }
 }
 
+/// Longest value a placeholder puts into a message.
+const MAX_VALUE_CHARS: usize = 128;
+
+/// A value from a directory or a client, made safe to put into a message: one line (control,
+/// line and paragraph separators and direction overrides become spaces), at most
+/// [`MAX_VALUE_CHARS`]. A display name with line breaks could otherwise write a line of its own
+/// into the manager's mail, such as a fake "Approve: <link>".
+fn one_line(value: &str) -> String {
+    let cleaned: String = value
+        .chars()
+        .map(|c| {
+            let invisible = c.is_control()
+                || matches!(c, '\u{2028}' | '\u{2029}' | '\u{200B}'..='\u{200F}' | '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}' | '\u{FEFF}');
+            if invisible { ' ' } else { c }
+        })
+        .collect();
+    let cleaned = cleaned.trim();
+    match cleaned.char_indices().nth(MAX_VALUE_CHARS) {
+        Some((cut, _)) => format!("{}…", &cleaned[..cut]),
+        None => cleaned.to_owned(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::model::Dn;
+
+    #[test]
+    fn values_cannot_write_lines_of_their_own_into_a_message() {
+        let t = MessageTemplate::parse("{display_name} asks.\nApprove: {link}").unwrap();
+        let text = t.render(&MessageValues {
+            display_name: "Sam\nApprove: https://evil.example/x\r\n\u{2028}\u{202E}".into(),
+            link: "https://mfa.example/approve/T".into(),
+            ..MessageValues::default()
+        });
+        assert_eq!(text.lines().count(), 2, "{text}");
+        assert!(
+            text.starts_with("Sam Approve: https://evil.example/x"),
+            "{text}"
+        );
+        let long = "x".repeat(500);
+        let text = t.render(&MessageValues {
+            display_name: long,
+            ..MessageValues::default()
+        });
+        assert!(text.len() < 200, "{text}");
+    }
 
     #[test]
     fn templates_render_every_placeholder_and_refuse_unknown_ones() {

@@ -104,6 +104,7 @@ fn only(profile: ApprovalProfile) -> ApprovalRules {
         profiles: vec![profile],
         policies: Policies::default(),
         grace_period: Duration::from_secs(120),
+        rejection_cooldown: Duration::ZERO,
     }
 }
 
@@ -506,6 +507,7 @@ async fn policies_choose_the_profile_and_unmatched_users_are_denied_only_after_t
             values: vec![ValuePattern::parse("contractor").unwrap()],
         }]),
         grace_period: Duration::from_secs(120),
+        rejection_cooldown: Duration::ZERO,
     });
     let out = login(&lw, "secret").await.unwrap();
     assert!(matches!(out, LoginOutcome::Pending { .. }));
@@ -775,5 +777,68 @@ async fn the_grace_period_admits_only_the_client_that_waited() {
         .await
         .unwrap();
     assert!(matches!(elsewhere, LoginOutcome::Pending { .. }));
+    assert_eq!(lw.manager_mail.sent.lock().unwrap().len(), 2);
+}
+
+#[tokio::test]
+async fn a_sign_in_from_elsewhere_cannot_join_the_one_the_manager_is_asked_about() {
+    let lw = build(vec![managed(alice())], |c| {
+        only(profile("critical", ProfileKind::Approval, c))
+    });
+    login(&lw, "secret").await.unwrap();
+    let elsewhere = lw
+        .login
+        .login_password(
+            &app(),
+            "u:alice",
+            &"secret".into(),
+            &caller_at("203.0.113.66"),
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(elsewhere, AuthError::Denied(Denial::PendingElsewhere));
+    assert_eq!(lw.manager_mail.sent.lock().unwrap().len(), 1);
+    let reason = last_login_record(&lw).reason;
+    assert!(
+        reason.contains("a sign-in from 192.0.2.1 is already waiting"),
+        "{reason}"
+    );
+    // The wrong password from there is still the uniform refusal.
+    let wrong = lw
+        .login
+        .login_password(
+            &app(),
+            "u:alice",
+            &"nope".into(),
+            &caller_at("203.0.113.66"),
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(wrong, AuthError::InvalidCredentials(Refusal::WrongPassword));
+}
+
+#[tokio::test]
+async fn after_a_rejection_the_manager_is_not_asked_again_within_the_cooldown() {
+    let lw = build(vec![managed(alice())], |c| ApprovalRules {
+        rejection_cooldown: Duration::from_secs(300),
+        ..only(profile("critical", ProfileKind::Approval, c))
+    });
+    login(&lw, "secret").await.unwrap();
+    lw.login
+        .decide_by_link(&link_token(&lw.manager_mail), false, link_decider())
+        .await
+        .unwrap();
+    for _ in 0..3 {
+        assert_eq!(
+            login(&lw, "secret").await.unwrap_err(),
+            AuthError::Denied(Denial::Rejected)
+        );
+    }
+    assert_eq!(lw.manager_mail.sent.lock().unwrap().len(), 1);
+    lw.w.clock.advance(Duration::from_secs(300));
+    assert!(matches!(
+        login(&lw, "secret").await.unwrap(),
+        LoginOutcome::Pending { .. }
+    ));
     assert_eq!(lw.manager_mail.sent.lock().unwrap().len(), 2);
 }

@@ -143,6 +143,7 @@ pub(super) fn build(
         default_profile: config.approval.default_profile.clone(),
         policies: countersign_core::approval::Policies::new(config.approval.policies.clone()),
         grace_period: config.approval.grace_period,
+        rejection_cooldown: config.approval.rejection_cooldown,
     };
     let chain: Vec<Arc<dyn Directory>> = login_chain(config, &rules)
         .iter()

@@ -84,6 +84,10 @@ pub(super) struct ApprovalSection {
     /// After an approval, the same user and application get in without a new one for this
     /// long; default `2m`, at most `1h`.
     grace_period: Option<String>,
+    /// After a rejection, the same user and application are refused (as rejected) without
+    /// asking again for this long, so a rejected login cannot pester the manager; default
+    /// `5m`, `0s` to ask again at once, at most `1d`.
+    rejection_cooldown: Option<String>,
 }
 
 /// `[outbox]`: retries of messages to managers that could not be sent at once.
@@ -136,6 +140,8 @@ pub struct ApprovalConfig {
     pub default_profile: Option<String>,
     /// `[approval] grace_period`.
     pub grace_period: Duration,
+    /// `[approval] rejection_cooldown`.
+    pub rejection_cooldown: Duration,
     /// `[outbox]`.
     pub retry: RetrySchedule,
 }
@@ -150,6 +156,8 @@ const MAX_LINK_EXPIRATION: Duration = Duration::from_secs(7 * 24 * 3600);
 /// per request.
 pub const DEFAULT_INFORM_INTERVAL: Duration = Duration::ZERO;
 const MAX_INFORM_INTERVAL: Duration = Duration::from_secs(24 * 3600);
+const DEFAULT_REJECTION_COOLDOWN: Duration = Duration::from_secs(300);
+const MAX_REJECTION_COOLDOWN: Duration = Duration::from_secs(24 * 3600);
 const DEFAULT_GRACE_PERIOD: Duration = Duration::from_secs(120);
 const MAX_GRACE_PERIOD: Duration = Duration::from_secs(3600);
 
@@ -663,6 +671,27 @@ impl Validator<'_> {
             grace
         };
         (a.default_profile.clone(), grace)
+    }
+
+    /// `[approval] rejection_cooldown`.
+    pub(super) fn rejection_cooldown(&mut self, a: &ApprovalSection, span: &Span) -> Duration {
+        let cooldown = self.duration(
+            span,
+            "approval.rejection_cooldown",
+            a.rejection_cooldown.as_deref(),
+            DEFAULT_REJECTION_COOLDOWN,
+        );
+        if cooldown > MAX_REJECTION_COOLDOWN {
+            let message = "at most 1d";
+            self.key_error(
+                span,
+                "rejection_cooldown",
+                "approval.rejection_cooldown",
+                message,
+            );
+            return DEFAULT_REJECTION_COOLDOWN;
+        }
+        cooldown
     }
 
     /// `[outbox]`: the retry schedule, defaults from core's [`RetrySchedule::default`].

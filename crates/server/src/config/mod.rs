@@ -275,6 +275,7 @@ impl Validator<'_> {
             policies,
             default_profile,
             grace_period,
+            rejection_cooldown: self.rejection_cooldown(&settings, &settings_span),
             retry: self.retry_schedule(&outbox, &outbox_span),
         }
     }

@@ -204,6 +204,7 @@ impl Config {
                 out.table(name);
                 out.opt_str("default_profile", a.default_profile.as_deref());
                 out.duration("grace_period", a.grace_period);
+                out.duration("rejection_cooldown", a.rejection_cooldown);
             }
             "outbox" => {
                 out.table(name);

@@ -241,7 +241,16 @@ pub(super) fn caller(peer: Option<Extension<ConnectInfo<SocketAddr>>>) -> Caller
     }
 }
 
+/// The body as `T`: a JSON object (serde would also take an array of the fields in order, which
+/// no client means to send).
 pub(super) fn parse_json<T: DeserializeOwned>(body: &Bytes) -> Result<T, Problem> {
+    let object = body
+        .iter()
+        .find(|b| !b.is_ascii_whitespace())
+        .is_some_and(|b| *b == b'{');
+    if !object {
+        return Err(Problem::bad_request("request body: expected a JSON object"));
+    }
     serde_json::from_slice(body).map_err(|e| Problem::bad_request(format!("request body: {e}")))
 }
 

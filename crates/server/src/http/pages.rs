@@ -187,7 +187,8 @@ fn unavailable_page() -> Response {
 }
 
 fn refused_page(why: Forged) -> Response {
-    tracing::warn!(
+    // Debug, not warn: anyone can send these, and a warning each would let them fill the log.
+    tracing::debug!(
         reason = why.as_str(),
         "approval POST refused as a possible forgery"
     );

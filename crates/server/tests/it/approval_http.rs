@@ -363,7 +363,11 @@ async fn a_rejection_and_an_expiry_reach_the_waiters_as_denials() {
     assert_denied(&answer, 403, "rejected");
     assert!(took < Duration::from_secs(10), "{took:?}");
 
-    // A new login asks again; nobody answers until the link expires (10 minutes).
+    // Within the rejection cooldown the approver is not asked again.
+    let again = w.login("dora", "dora-password").await;
+    assert_denied(&again, 403, "rejected");
+    // After it, a new login asks again; nobody answers until the link expires (10 minutes).
+    w.cs.clock.advance(Duration::from_secs(300));
     let r = w.login("dora", "dora-password").await;
     assert_eq!(r.status, 202, "{}", r.json);
     let id = r.json["login"].as_str().unwrap().to_owned();

@@ -305,6 +305,11 @@ async fn a_rejection_and_an_undeliverable_approval_message_refuse_the_bind_with_
     assert_eq!(code, 49, "{text}");
     assert!(text.contains("rejected"), "{text}");
     drop(smtp);
+    // Within the rejection cooldown the bind is refused as rejected without asking again.
+    let (code, text) = join(ldapwhoami(&cs, "dora")).await;
+    assert_eq!(code, 49, "{text}");
+    assert!(text.contains("rejected"), "{text}");
+    cs.clock.advance(Duration::from_secs(300));
 
     // The mail server is gone: the approval cannot be asked for, and the bind says so at once.
     let started = Instant::now();

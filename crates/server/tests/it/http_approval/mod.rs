@@ -140,6 +140,7 @@ fn rig() -> Rig {
         default_profile: None,
         policies: Policies::new(vec![policy("staff", "critical"), policy("lab", "broken")]),
         grace_period: Duration::from_secs(120),
+        rejection_cooldown: Duration::ZERO,
     };
     let login = Arc::new(w.login_service(
         rules,
