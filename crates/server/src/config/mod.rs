@@ -20,6 +20,7 @@ mod deliver_otp;
 mod delivery;
 mod directories;
 mod fronts;
+mod policy;
 mod rate_limits;
 mod show;
 mod store;
@@ -263,9 +264,9 @@ impl Validator<'_> {
         let sections = self.items("approval_profile", s.get("approval_profile"));
         let policies = self.items("policy", s.get("policy"));
         let (settings, settings_span) =
-            self.optional::<approval::ApprovalSection>("approval", s.get("approval"));
+            self.optional::<policy::ApprovalSection>("approval", s.get("approval"));
         let (outbox, outbox_span) =
-            self.optional::<approval::OutboxSection>("outbox", s.get("outbox"));
+            self.optional::<policy::OutboxSection>("outbox", s.get("outbox"));
         let profiles = self.approval_profiles(&sections, refs);
         let policies = self.policies(&policies, &sections, refs.directories);
         let (default_profile, grace_period) =
