@@ -129,6 +129,19 @@ pub fn link_token(mail: &Mail) -> String {
     body[start..start + 64].to_owned()
 }
 
+/// The manager's decision through the link, straight through the use case.
+async fn decide(cs: &Countersign, token: &str, approve: bool) {
+    let by = DecidedBy {
+        channel: "link".into(),
+        ..Default::default()
+    };
+    cs.app
+        .login
+        .decide_by_link(token, approve, by)
+        .await
+        .unwrap();
+}
+
 /// `ldapwhoami` as `name`, on a thread: (exit code, stdout + stderr).
 fn ldapwhoami(cs: &Countersign, name: &str) -> std::thread::JoinHandle<(i32, String)> {
     let url = format!("ldap://{}", cs.ldap_addr());
@@ -247,18 +260,7 @@ async fn a_bind_held_too_long_fails_as_pending_and_a_retry_after_approval_gets_i
     assert_eq!(pending_ids(&cs).await.len(), 1);
 
     let token = link_token(&smtp.messages()[0]);
-    cs.app
-        .login
-        .decide_by_link(
-            &token,
-            true,
-            DecidedBy {
-                channel: "link".into(),
-                ..Default::default()
-            },
-        )
-        .await
-        .unwrap();
+    decide(&cs, &token, true).await;
     // Within the grace period the retry gets in at once, and the password is still checked.
     let (code, text) = join(ldapwhoami(&cs, "dora")).await;
     assert_eq!(code, 0, "{text}");
@@ -289,18 +291,7 @@ async fn a_rejection_and_an_undeliverable_approval_message_refuse_the_bind_with_
     let (cs, _keys) = start(smtp.port, "30s").await;
     let bind = ldapwhoami(&cs, "dora");
     let mail = tokio::task::block_in_place(|| smtp.wait_for(1)).remove(0);
-    cs.app
-        .login
-        .decide_by_link(
-            &link_token(&mail),
-            false,
-            DecidedBy {
-                channel: "link".into(),
-                ..Default::default()
-            },
-        )
-        .await
-        .unwrap();
+    decide(&cs, &link_token(&mail), false).await;
     let (code, text) = join(bind).await;
     assert_eq!(code, 49, "{text}");
     assert!(text.contains("rejected"), "{text}");
@@ -406,19 +397,7 @@ async fn a_pending_request_survives_a_restart_and_is_approved_afterwards() {
         .await
         .unwrap();
     assert_eq!(view.state, ApprovalState::Pending);
-    again
-        .app
-        .login
-        .decide_by_link(
-            &link_token(&mail),
-            true,
-            DecidedBy {
-                channel: "link".into(),
-                ..Default::default()
-            },
-        )
-        .await
-        .unwrap();
+    decide(&again, &link_token(&mail), true).await;
     let (code, text) = join(ldapwhoami(&again, "dora")).await;
     assert_eq!(code, 0, "{text}");
 }
