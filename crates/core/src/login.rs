@@ -330,7 +330,30 @@ impl LoginService {
     /// The login's state, for the application that created it; `UnknownLogin` otherwise.
     pub async fn status(&self, application: &str, login: &str) -> Result<LoginStatus, AuthError> {
         let request = self.request_of(application, login).await?;
-        Ok(LoginStatus::of(&request, self.clock.now()))
+        self.checked(&request, LoginStatus::of(&request, self.clock.now()))
+            .await
+    }
+
+    /// An approved login is let in only if the account may still authenticate: a link may be
+    /// used long after the password was checked, and the account disabled or locked meanwhile.
+    async fn checked(
+        &self,
+        request: &ApprovalRequest,
+        status: LoginStatus,
+    ) -> Result<LoginStatus, AuthError> {
+        if !matches!(status, LoginStatus::Granted { .. }) {
+            return Ok(status);
+        }
+        let identity = Identity::Dn(crate::model::Dn::new(request.user_dn.clone()));
+        match self.directories.find_user(&identity).await? {
+            Some(user) if user.key() == request.user => {
+                crate::password::usable(&user, self.clock.now())?;
+                Ok(status)
+            }
+            _ => Err(AuthError::InvalidCredentials(
+                crate::error::Refusal::UnknownUser,
+            )),
+        }
     }
 
     async fn request_of(
@@ -366,7 +389,7 @@ impl LoginService {
             let now = self.clock.now();
             let status = LoginStatus::of(&request, now);
             if !status.is_pending() || now >= until {
-                return Ok(status);
+                return self.checked(&request, status).await;
             }
             subscription.wait(until.min(request.expires_at)).await;
         }

@@ -184,6 +184,8 @@ pub struct MemDirectory {
     pub name: String,
     pub users: Vec<(User, String)>,
     pub nobody_checks: AtomicU8,
+    /// When set, every account reads as locked until then.
+    pub locked_until: Mutex<Option<Timestamp>>,
 }
 
 impl MemDirectory {
@@ -196,7 +198,13 @@ impl MemDirectory {
                 .map(|u| (u, "secret".to_owned()))
                 .collect(),
             nobody_checks: AtomicU8::new(0),
+            locked_until: Mutex::new(None),
         }
+    }
+
+    /// Locks every account until `until`, as the directory would.
+    pub fn lock_all(&self, until: Timestamp) {
+        *self.locked_until.lock().unwrap() = Some(until);
     }
 }
 
@@ -206,18 +214,29 @@ impl Directory for MemDirectory {
         &self.name
     }
     async fn find_user(&self, identity: &Identity) -> Result<Lookup, DirectoryError> {
+        let wanted_dn = match identity {
+            Identity::Dn(dn) => Some(dn.normalized()),
+            Identity::Username(_) => None,
+        };
         let found: Vec<&User> = self
             .users
             .iter()
             .map(|(u, _)| u)
             .filter(|u| match identity {
-                Identity::Dn(dn) => dn.normalized() == u.dn.normalized(),
+                Identity::Dn(_) => wanted_dn.as_deref() == Some(u.dn.normalized().as_str()),
                 Identity::Username(name) => u.username == *name,
             })
             .collect();
+        let locked = *self.locked_until.lock().unwrap();
         Ok(match found.as_slice() {
             [] => Lookup::NotFound,
-            [one] => Lookup::Found(Box::new((*one).clone())),
+            [one] => {
+                let mut user = (*one).clone();
+                if locked.is_some() {
+                    user.account.locked_until = locked;
+                }
+                Lookup::Found(Box::new(user))
+            }
             _ => Lookup::Ambiguous,
         })
     }

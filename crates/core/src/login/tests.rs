@@ -842,3 +842,22 @@ async fn after_a_rejection_the_manager_is_not_asked_again_within_the_cooldown() 
     ));
     assert_eq!(lw.manager_mail.sent.lock().unwrap().len(), 2);
 }
+
+#[tokio::test]
+async fn an_account_locked_while_its_login_waited_is_not_let_in_by_the_approval() {
+    let lw = build(vec![managed(alice())], |c| {
+        only(profile("critical", ProfileKind::Approval, c))
+    });
+    let id = pending_id(&login(&lw, "secret").await.unwrap());
+    // The directory locks the account while the manager is still deciding.
+    lw.w.dir
+        .lock_all(crate::model::Timestamp(crate::testkit::T0 + 3_600_000));
+    lw.login
+        .decide_by_link(&link_token(&lw.manager_mail), true, link_decider())
+        .await
+        .unwrap();
+    assert_eq!(
+        lw.login.status("vpn", &id).await.unwrap_err(),
+        AuthError::InvalidCredentials(Refusal::AccountLocked)
+    );
+}

@@ -4,10 +4,12 @@
 
 use std::time::{Duration, Instant};
 
-use countersign_core::Denial;
 use countersign_core::approval::{ApprovalRequest, ApprovalState, DecidedBy};
 use countersign_core::login::LoginStatus;
+use countersign_core::model::{Dn, User};
 use countersign_core::model::{Timestamp, UserKey};
+use countersign_core::ports::LocalUser;
+use countersign_core::{Denial, Secret};
 
 use crate::approval_ldap::start;
 use crate::fixtures::harness::T0;
@@ -44,7 +46,20 @@ fn request(i: usize) -> ApprovalRequest {
 async fn a_thousand_pending_logins_decided_in_random_order_each_wake_with_their_own_answer() {
     const N: usize = 1000;
     let (cs, _keys) = start(closed_port(), "30s").await;
+    // The users exist (an approved login is let in only if its account still may); one
+    // password hash serves them all.
+    let password_hash = countersign::passwords::hash(&Secret::new("pw")).unwrap();
     for i in 0..N {
+        let user = User::new(
+            "local",
+            Dn::new(format!("uid=user{i},ou=people,dc=example,dc=com")),
+            format!("user{i}"),
+        );
+        let local = LocalUser {
+            user,
+            password_hash: password_hash.clone(),
+        };
+        cs.app.store.insert_local_user(&local).await.unwrap();
         cs.app.store.insert_approval(&request(i)).await.unwrap();
     }
     let far = Timestamp(T0 + 60_000);
