@@ -19,6 +19,7 @@ use tokio::sync::Notify;
 
 use super::AppError;
 use crate::config::{ApprovalProfileConfig, Config};
+use crate::delivery::outbox::MIN_LEASE;
 use crate::delivery::{OutboxWorker, SmsCourier, SmtpCourier};
 use crate::signal::WaitingRoom;
 use crate::system::{OsRandom, SpawnDetach};
@@ -206,6 +207,19 @@ pub(super) fn ldap_application(config: &Config, applications: &Applications) -> 
         .unwrap_or_else(|| implicit(IMPLICIT_LDAP_APPLICATION))
 }
 
+/// The outbox worker's claim: four times the longest transport timeout (an SMTP send is a few
+/// commands, each under the timeout), and never under [`MIN_LEASE`].
+fn outbox_lease(config: &Config) -> std::time::Duration {
+    let longest = config
+        .mail_profiles
+        .iter()
+        .map(|p| p.timeout)
+        .chain(config.sms_profiles.iter().map(|p| p.timeout))
+        .max()
+        .unwrap_or_default();
+    longest.saturating_mul(4).max(MIN_LEASE)
+}
+
 /// An application of a front's own, with every method and Approved OTP applying.
 pub(super) fn implicit(name: &str) -> Application {
     Application::new(name, None, AuthMethod::ALL.to_vec(), true)
@@ -221,6 +235,7 @@ impl super::App {
             clock: self.clock.clone(),
             audit: AuditTrail::clone(&self.otp.passwords.audit),
             wake: self.outbox_wake.clone(),
+            lease: outbox_lease(&self.config),
         }
     }
 }

@@ -22,8 +22,9 @@ use tokio::sync::{Notify, watch};
 
 /// Messages claimed per pass; sent concurrently.
 const BATCH: usize = 32;
-/// How long a claimed message is kept from other workers: longer than any courier's timeout.
-const LEASE: Duration = Duration::from_secs(120);
+/// The shortest time a claimed message is kept from other workers; the wiring makes it longer
+/// when a courier's own timeouts could outlast it.
+pub const MIN_LEASE: Duration = Duration::from_secs(120);
 /// How often the store is looked at when nobody rang.
 const LOOK_EVERY: Duration = Duration::from_secs(1);
 
@@ -36,6 +37,9 @@ pub struct OutboxWorker {
     pub audit: AuditTrail,
     /// Rung by a login that queued a message.
     pub wake: Arc<Notify>,
+    /// How long a claim keeps a message from other workers: longer than any send can take, or
+    /// a slow send would be claimed and sent again while it runs.
+    pub lease: Duration,
 }
 
 impl OutboxWorker {
@@ -57,7 +61,7 @@ impl OutboxWorker {
         let now = self.clock.now();
         let due = match self
             .store
-            .claim_due_messages(now, now.plus(LEASE), BATCH)
+            .claim_due_messages(now, now.plus(self.lease), BATCH)
             .await
         {
             Ok(due) => due,
@@ -202,6 +206,7 @@ mod tests {
             clock: clock.clone(),
             audit: AuditTrail::new(audit.clone(), clock.clone()),
             wake: Arc::new(Notify::new()),
+            lease: MIN_LEASE,
         };
         Rig {
             worker,
