@@ -19,6 +19,8 @@ pub enum Front {
     Http,
     Ldap,
     Radius,
+    /// The server's own work, not a client's request (the outbox worker's sends).
+    Server,
 }
 
 impl Front {
@@ -28,6 +30,7 @@ impl Front {
             Front::Http => "http",
             Front::Ldap => "ldap",
             Front::Radius => "radius",
+            Front::Server => "server",
         }
     }
 }
