@@ -109,7 +109,9 @@ impl Denial {
                 "nobody can be asked to approve: no manager address and no default recipient"
             }
             Denial::ApprovalNotSent => "the approval request could not be sent to the approver",
-            Denial::MethodNotAllowed => "the application may not use this authentication method",
+            Denial::MethodNotAllowed => {
+                "the application or the approval profile does not allow this authentication method"
+            }
             Denial::PendingElsewhere => {
                 "a sign-in of this user from another address is waiting for approval"
             }

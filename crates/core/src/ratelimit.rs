@@ -354,6 +354,25 @@ impl RateLimits {
     }
 
     /// Whether `caller` authenticated as `user` recently (within a day).
+    /// The client whose login the approver approved signed in as the user, as far as the
+    /// limits are concerned: trusted for the user's key and for `identities` (the spellings
+    /// its next attempts may use), as a successful attempt would have made it.
+    pub fn trust_approved(
+        &self,
+        user: &UserKey,
+        identities: &[String],
+        client: &str,
+        now: Timestamp,
+    ) {
+        let client = client_key(client);
+        for id in identities {
+            self.trusted
+                .trust(format!("{}|{client}", Identity::trust_key(id)), now);
+        }
+        self.trusted
+            .trust(format!("{}|{client}", user_key(user)), now);
+    }
+
     pub fn trusts(&self, user: &UserKey, caller: &Caller, now: Timestamp) -> bool {
         self.trusted
             .trusts(&format!("{}|{}", user_key(user), caller_key(caller)), now)

@@ -266,12 +266,12 @@ const MAX_VALUE_CHARS: usize = 128;
 /// line and paragraph separators and direction overrides become spaces), at most
 /// [`MAX_VALUE_CHARS`]. A display name with line breaks could otherwise write a line of its own
 /// into the manager's mail, such as a fake "Approve: <link>".
-fn one_line(value: &str) -> String {
+pub fn one_line(value: &str) -> String {
     let cleaned: String = value
         .chars()
         .map(|c| {
             let invisible = c.is_control()
-                || matches!(c, '\u{2028}' | '\u{2029}' | '\u{200B}'..='\u{200F}' | '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}' | '\u{FEFF}');
+                || matches!(c, '\u{00AD}' | '\u{061C}' | '\u{2028}' | '\u{2029}' | '\u{200B}'..='\u{200F}' | '\u{202A}'..='\u{202E}' | '\u{2060}'..='\u{2069}' | '\u{FEFF}' | '\u{FFF9}'..='\u{FFFB}' | '\u{E0000}'..='\u{E007F}');
             if invisible { ' ' } else { c }
         })
         .collect();

@@ -7,6 +7,34 @@ use std::time::Duration;
 use super::*;
 
 impl LoginService {
+    /// The newest request of the user for the application that was approved for this client
+    /// within the grace period, if any.
+    async fn approved_within_grace(
+        &self,
+        app: &Application,
+        user: &User,
+        caller: &Caller,
+        now: Timestamp,
+    ) -> Result<Option<ApprovalRequest>, AuthError> {
+        let approved = self
+            .approvals
+            .list_approvals(&crate::ports::ApprovalQuery {
+                state: Some(ApprovalState::Approved),
+                user: Some(user.username.clone()),
+                application: Some(app.name.clone()),
+                limit: 20,
+                ..Default::default()
+            })
+            .await
+            .map_err(store_unavailable)?;
+        Ok(approved.into_iter().find(|r| {
+            r.user == user.key()
+                && same_client(r.client.as_deref(), caller.client.as_deref())
+                && r.decided_at
+                    .is_some_and(|at| now < at.plus(self.rules.grace_period))
+        }))
+    }
+
     /// Approved Authentication: grace, join, or a new request with its link sent now.
     pub(super) async fn ask_approval(
         &self,
@@ -202,6 +230,16 @@ impl LoginService {
             ApprovalState::Pending
                 if !same_client(latest.client.as_deref(), caller.client.as_deref()) =>
             {
+                // This client's own approval, still within its grace, is not undone by a
+                // sign-in waiting from elsewhere.
+                if let Some(approved) = self.approved_within_grace(app, user, caller, now).await? {
+                    attempt.login_facts().login = Some(approved.id);
+                    attempt.note("admitted within the grace period after an approval");
+                    return Ok(Some(LoginOutcome::Granted {
+                        user: Box::new(user.clone()),
+                        admitted: Admitted::WithinGrace,
+                    }));
+                }
                 attempt.login_facts().login = Some(latest.id.clone());
                 attempt.note(format!(
                     "a sign-in from {} is already waiting for approval",

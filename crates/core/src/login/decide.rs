@@ -130,6 +130,21 @@ impl LoginService {
         }
         match outcome {
             DecideOutcome::Decided(request) => {
+                if request.state == ApprovalState::Approved
+                    && let Some(client) = &request.client
+                {
+                    // The approver vouched for that client: it counts as signed in.
+                    let identities = [
+                        format!("u:{}", request.username),
+                        format!("dn:{}", request.user_dn),
+                    ];
+                    self.passwords.limits.trust_approved(
+                        &request.user,
+                        &identities,
+                        client,
+                        decision.at,
+                    );
+                }
                 self.audit_decision(&request, &decision).await;
                 Ok(DecisionResult::Decided(request))
             }

@@ -861,3 +861,39 @@ async fn an_account_locked_while_its_login_waited_is_not_let_in_by_the_approval(
         AuthError::InvalidCredentials(Refusal::AccountLocked)
     );
 }
+
+#[tokio::test]
+async fn an_approved_client_stays_in_for_its_grace_and_is_trusted_whatever_waits_elsewhere() {
+    let lw = build(vec![managed(alice())], |c| {
+        only(profile("critical", ProfileKind::Approval, c))
+    });
+    login(&lw, "secret").await.unwrap();
+    lw.login
+        .decide_by_link(&link_token(&lw.manager_mail), true, link_decider())
+        .await
+        .unwrap();
+    // The approval vouches for the client that waited.
+    let limits = lw.login.passwords.limits.clone();
+    assert!(limits.trusts(&alice().key(), &caller(), lw.w.clock.now()));
+    // Someone else with the password starts a request of their own ...
+    let elsewhere = lw
+        .login
+        .login_password(
+            &app(),
+            "u:alice",
+            &"secret".into(),
+            &caller_at("203.0.113.66"),
+        )
+        .await
+        .unwrap();
+    assert!(matches!(elsewhere, LoginOutcome::Pending { .. }));
+    // ... which does not shut out the approved client within its grace period.
+    let out = login(&lw, "secret").await.unwrap();
+    assert!(matches!(
+        out,
+        LoginOutcome::Granted {
+            admitted: Admitted::WithinGrace,
+            ..
+        }
+    ));
+}

@@ -245,7 +245,10 @@ mod tests {
         let audit = r.audit.audit.lock().unwrap().clone();
         assert_eq!(audit.len(), 1);
         assert_eq!(audit[0].action, AuditAction::Message);
-        assert_eq!(audit[0].front, "server", "the server's own work, not a client's");
+        assert_eq!(
+            audit[0].front, "server",
+            "the server's own work, not a client's"
+        );
         assert_eq!(audit[0].outcome, AuditOutcome::Success);
         assert_eq!(audit[0].recipient.as_deref(), Some("boss@example.com"));
         assert_eq!(audit[0].login.profile.as_deref(), Some("inform"));

@@ -17,6 +17,7 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Extension, Router};
+use countersign_core::approval::profile::one_line;
 use countersign_core::approval::{ApprovalRequest, ApprovalState, DecidedBy};
 use countersign_core::login::DecisionResult;
 use countersign_core::{AuthError, Timestamp};
@@ -253,9 +254,10 @@ fn final_page(request: &ApprovalRequest, state: ApprovalState, status: StatusCod
 }
 
 fn who(request: &ApprovalRequest) -> String {
+    let username = one_line(&request.username);
     match &request.display_name {
-        Some(name) if name != &request.username => format!("{name} ({})", request.username),
-        _ => request.username.clone(),
+        Some(name) if name != &request.username => format!("{} ({username})", one_line(name)),
+        _ => username,
     }
 }
 
@@ -275,10 +277,15 @@ async fn show(State(s): State<ApiState>, Path(token): Path<String>) -> Response 
     if view.state != ApprovalState::Pending {
         return final_page(r, view.state, StatusCode::OK);
     }
+    // Values from a directory, shown as one short line (no line breaks or direction
+    // overrides that would rearrange the sentence around them), as in the manager's message.
+    let display_name = one_line(r.display_name.as_deref().unwrap_or(&r.username));
+    let username = one_line(&r.username);
+    let application = one_line(&r.application);
     let page = ApprovePage {
-        display_name: r.display_name.as_deref().unwrap_or(&r.username),
-        username: &r.username,
-        application: &r.application,
+        display_name: &display_name,
+        username: &username,
+        application: &application,
         client: r.client.as_deref().unwrap_or("unknown"),
         asked_at: Shown::of(r.created_at),
         valid_until: Shown::of(r.expires_at),
