@@ -15,7 +15,7 @@ use axum::extract::{ConnectInfo, DefaultBodyLimit, Path, Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{any, get};
 use axum::{Extension, Router};
 use countersign_core::approval::profile::one_line;
 use countersign_core::approval::{ApprovalRequest, ApprovalState, DecidedBy};
@@ -54,6 +54,9 @@ pub fn routes(body_read_timeout: Duration) -> Router<ApiState> {
         // A catch-all, so a token with a `/` in it is a malformed token (the 404 page), not
         // another path.
         .route("/approve/{*token}", approve)
+        // No token at all: the same page as an unknown one, not the API's JSON 404.
+        .route("/approve", any(no_token))
+        .route("/approve/", any(no_token))
         .route("/assets/countersign.css", get(stylesheet))
         .layer(DefaultBodyLimit::max(MAX_BODY))
         .layer(axum::middleware::from_fn_with_state(
@@ -164,6 +167,10 @@ fn notice(status: StatusCode, kind: &'static str, title: &str, lines: &[&str]) -
 }
 
 /// Unknown or malformed: one page, the same bytes for both.
+async fn no_token() -> Response {
+    unknown_page()
+}
+
 fn unknown_page() -> Response {
     notice(
         StatusCode::NOT_FOUND,

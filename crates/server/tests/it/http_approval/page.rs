@@ -269,6 +269,7 @@ async fn unknown_malformed_and_expired_links_get_their_own_pages() {
         "x".to_owned(),
         format!("{token}/more"),
         "%3Cscript%3E".to_owned(),
+        String::new(),
     ] {
         let r = send(&router, page_req("GET", &odd).body(Body::empty()).unwrap()).await;
         assert_eq!(r.status, 404, "{odd}");
