@@ -374,33 +374,38 @@ fn cli_duration(option: &str, text: &str) -> anyhow::Result<Duration> {
 }
 
 fn show_user(u: &LocalUser, now: Timestamp) -> String {
+    // Every value escaped: a directory value with a line break or an escape sequence must not
+    // forge a line or repaint the terminal.
+    let v = |text: &str| visible(text).into_owned();
     let u = &u.user;
     let mut out = format!(
         "username: {}\ndn: {}\ndirectory: {}\n",
-        u.username, u.dn, u.directory
+        v(&u.username),
+        v(u.dn.as_str()),
+        v(&u.directory)
     );
     if let Some(n) = &u.display_name {
-        out += &format!("display name: {n}\n");
+        out += &format!("display name: {}\n", v(n));
     }
     out += &format!(
         "mail: {}\nmobile: {}\n",
-        u.mail.join(", "),
-        u.mobile.join(", ")
+        v(&u.mail.join(", ")),
+        v(&u.mobile.join(", "))
     );
     for (k, vs) in &u.attributes {
-        out += &format!("{k}: {}\n", vs.join(", "));
+        out += &format!("{}: {}\n", v(k), v(&vs.join(", ")));
     }
     if let Some(s) = &u.sponsor {
         let mut parts: Vec<String> = Vec::new();
         parts.extend(s.name.clone());
         parts.extend(s.email.as_ref().map(|e| format!("<{e}>")));
         parts.extend(s.phone.clone());
-        out += &format!("sponsor: {}\n", parts.join(" "));
+        out += &format!("sponsor: {}\n", v(&parts.join(" ")));
     }
     if !u.preferred_mechanisms.is_empty() {
         out += &format!(
             "preferred mechanisms: {}\n",
-            u.preferred_mechanisms.join(", ")
+            v(&u.preferred_mechanisms.join(", "))
         );
     }
     out += &format!("state: {}\n", account_state(&u.account, now));

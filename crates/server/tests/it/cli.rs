@@ -92,6 +92,24 @@ fn users_are_managed_from_the_command_line() {
     assert!(ok);
     let (_, out, _) = cli.run(&["user", "show", "alice"], "");
     assert!(out.contains("state: disabled"), "{out}");
+    // A value with a line break and an escape sequence cannot forge a line or repaint.
+    let (ok, _, _) = cli.run(
+        &[
+            "user",
+            "set",
+            "alice",
+            "--display-name",
+            "Al\nstate: active\u{1b}[2J",
+        ],
+        "",
+    );
+    assert!(ok);
+    let (_, out, _) = cli.run(&["user", "show", "alice"], "");
+    assert!(
+        out.contains("display name: Al\\nstate: active\\u{1B}[2J"),
+        "{out}"
+    );
+    assert!(!out.contains('\u{1b}'));
     let (ok, _, _) = cli.run(
         &[
             "user",
