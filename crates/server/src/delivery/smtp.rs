@@ -168,9 +168,17 @@ impl Courier for SmtpCourier {
         let to: Mailbox = message.to.parse().map_err(|_| {
             DeliveryError::Failed("the recipient is not a valid e-mail address".into())
         })?;
+        // RFC 5322 §3.6.4: a unique Message-ID (spam filters mark mail without one), random
+        // and in the sender's domain so it names no host of ours.
+        let message_id = format!(
+            "<{}@{}>",
+            countersign_core::crypto::to_hex(&crate::system::random_bytes(16)),
+            self.from.email.domain()
+        );
         let email = Message::builder()
             .from(self.from.clone())
             .to(to)
+            .message_id(Some(message_id))
             .subject(message.subject.clone())
             .header(ContentType::TEXT_PLAIN)
             .body(message.body.expose().to_owned())

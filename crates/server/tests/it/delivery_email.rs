@@ -24,6 +24,12 @@ async fn otp_mailed_over_plain_smtp_verifies_once() {
     assert_eq!(m.rcpt_tos, ["alice@example.com"]);
     assert_eq!(m.mail_from, "mfa@example.com");
     assert_eq!(m.header("Subject").as_deref(), Some("Your sign-in code"));
+    // A Message-ID of its own, in the sender's domain (RFC 5322 §3.6.4).
+    let id = m.header("Message-ID").unwrap_or_default();
+    assert!(
+        id.starts_with('<') && id.ends_with("@example.com>") && id.len() == 46,
+        "{id}"
+    );
     assert!(
         m.body().starts_with("Your one-time password is: "),
         "{}",
