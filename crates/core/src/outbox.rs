@@ -46,6 +46,8 @@ pub struct OutboxMessage {
     /// The login it tells about, for the audit: user DN and application.
     pub about_user: String,
     pub application: String,
+    /// The address the login it tells about came from.
+    pub client: Option<String>,
     pub created_at: Timestamp,
     pub attempts: u32,
     pub next_attempt_at: Timestamp,

@@ -712,6 +712,7 @@ impl OutboxStore for MemStore {
         &self,
         about_user: &str,
         application: &str,
+        client: Option<&str>,
     ) -> Result<Option<crate::outbox::OutboxMessage>, StoreError> {
         Ok(self
             .messages
@@ -719,7 +720,11 @@ impl OutboxStore for MemStore {
             .unwrap()
             .iter()
             .rev()
-            .find(|m| m.about_user == about_user && m.application == application)
+            .find(|m| {
+                m.about_user == about_user
+                    && m.application == application
+                    && m.client.as_deref() == client
+            })
             .cloned())
     }
     async fn retry_messages(&self, id: Option<&str>, now: Timestamp) -> Result<u64, StoreError> {

@@ -95,8 +95,8 @@ pub struct ApprovalProfile {
     /// The authentication methods that can be used under this profile (the seed's
     /// "Authentication Methods"); a login by another method is refused.
     pub methods: Vec<AuthMethod>,
-    /// Information profiles: logins of the same user and application within this time of the
-    /// last message about them are not reported again (zero: every login is), so a client that
+    /// Information profiles: logins of the same user and application from the same address
+    /// within this time of the last message about them are not reported again (zero: every login is), so a client that
     /// binds per request does not flood the manager.
     pub inform_interval: Duration,
 }

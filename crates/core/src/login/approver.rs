@@ -117,7 +117,7 @@ impl LoginService {
         if !profile.inform_interval.is_zero()
             && let Some(last) = self
                 .outbox
-                .latest_message_about(user.dn.as_str(), &app.name)
+                .latest_message_about(user.dn.as_str(), &app.name, caller.client.as_deref())
                 .await
                 .map_err(store_unavailable)?
             && now < last.created_at.plus(profile.inform_interval)
@@ -140,6 +140,7 @@ impl LoginService {
             body: profile.message.render(&values),
             about_user: user.dn.to_string(),
             application: app.name.clone(),
+            client: caller.client.clone(),
             created_at: now,
             attempts: 0,
             next_attempt_at: now,

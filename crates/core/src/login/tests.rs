@@ -698,16 +698,27 @@ async fn a_burst_of_logins_informs_the_manager_once_per_interval() {
         reason.contains("not repeated within the inform interval"),
         "{reason}"
     );
+    // A login from another address within the interval is reported all the same.
+    lw.login
+        .login_password(
+            &app(),
+            "u:alice",
+            &"secret".into(),
+            &caller_at("203.0.113.66"),
+        )
+        .await
+        .unwrap();
+    assert_eq!(lw.w.store.messages.lock().unwrap().len(), 2);
     // Another application is another message; so is the same one a minute later.
     let other = Application::new("wiki", Some("k2"), AuthMethod::ALL.to_vec(), true);
     lw.login
         .login_password(&other, "u:alice", &"secret".into(), &caller())
         .await
         .unwrap();
-    assert_eq!(lw.w.store.messages.lock().unwrap().len(), 2);
+    assert_eq!(lw.w.store.messages.lock().unwrap().len(), 3);
     lw.w.clock.advance(Duration::from_secs(60));
     login(&lw, "secret").await.unwrap();
-    assert_eq!(lw.w.store.messages.lock().unwrap().len(), 3);
+    assert_eq!(lw.w.store.messages.lock().unwrap().len(), 4);
 }
 
 #[tokio::test]

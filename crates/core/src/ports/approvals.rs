@@ -109,11 +109,13 @@ pub trait OutboxStore: Send + Sync {
         state: Option<OutboxState>,
         limit: usize,
     ) -> Result<Vec<OutboxMessage>, StoreError>;
-    /// The newest message about `about_user` (a DN as the outbox keeps it) for `application`.
+    /// The newest message about `about_user` (a DN as the outbox keeps it) logging in to
+    /// `application` from `client`.
     async fn latest_message_about(
         &self,
         about_user: &str,
         application: &str,
+        client: Option<&str>,
     ) -> Result<Option<OutboxMessage>, StoreError>;
     /// Queues failed message `id` (or every failed message when `None`) again, due at `now`,
     /// with its age counted from `now`. Returns how many.

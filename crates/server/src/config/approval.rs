@@ -53,8 +53,8 @@ pub(super) struct ApprovalProfileSection {
     pub(super) fallback_directories: Vec<String>,
     /// Which authentication methods the profile governs; default all.
     methods: Option<Vec<String>>,
-    /// Information profiles: logins of the same user and application this soon after the last
-    /// message about them are not reported again (default "0s": every login is, as the seed
+    /// Information profiles: logins of the same user and application from the same address
+    /// this soon after the last message about them are not reported again (default "0s": every login is, as the seed
     /// says).
     inform_interval: Option<String>,
 }

@@ -173,6 +173,7 @@ mod tests {
             body: "alice signed in".into(),
             about_user: "uid=alice,dc=x".into(),
             application: "vpn".into(),
+            client: None,
             created_at: Timestamp(T0),
             attempts: 0,
             next_attempt_at: Timestamp(T0),

@@ -537,6 +537,7 @@ fn message(id: &str, created: i64) -> OutboxMessage {
         body: format!("Alice signed in to the VPN ({id})."),
         about_user: "uid=alice,ou=people,dc=example,dc=org".into(),
         application: "vpn".into(),
+        client: None,
         created_at: Timestamp(created),
         attempts: 0,
         next_attempt_at: Timestamp(created),

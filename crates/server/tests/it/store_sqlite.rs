@@ -302,6 +302,7 @@ async fn a_pending_approval_and_a_queued_message_survive_a_restart() {
         body: "Legacy signed in to the VPN.".into(),
         about_user: "uid=legacy,ou=people,dc=example,dc=org".into(),
         application: "vpn".into(),
+        client: None,
         created_at: Timestamp(1_000),
         attempts: 1,
         next_attempt_at: Timestamp(6_000),

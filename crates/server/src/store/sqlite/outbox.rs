@@ -15,7 +15,7 @@ use super::{SqliteStore, unavailable};
 
 /// The columns [`message_from_row`] reads, in its order.
 const COLUMNS: &str = "id, profile, recipient, subject, body, about_user, application, \
-     created_at, attempts, next_attempt_at, state, last_error, sent_at";
+     created_at, attempts, next_attempt_at, state, last_error, sent_at, client";
 
 fn message_from_row(r: &Row<'_>) -> rusqlite::Result<OutboxMessage> {
     let state: String = r.get(10)?;
@@ -40,6 +40,7 @@ fn message_from_row(r: &Row<'_>) -> rusqlite::Result<OutboxMessage> {
         state,
         last_error: r.get(11)?,
         sent_at: r.get::<_, Option<i64>>(12)?.map(Timestamp),
+        client: r.get(13)?,
     })
 }
 
@@ -92,7 +93,7 @@ impl OutboxStore for SqliteStore {
             c.execute(
                 &format!(
                     "INSERT INTO outbox ({COLUMNS})
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)"
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)"
                 ),
                 params![
                     m.id,
@@ -108,6 +109,7 @@ impl OutboxStore for SqliteStore {
                     m.state.as_str(),
                     m.last_error,
                     m.sent_at.map(|t| t.0),
+                    m.client,
                 ],
             )
             .map_err(|e| match e {
@@ -213,14 +215,19 @@ impl OutboxStore for SqliteStore {
         &self,
         about_user: &str,
         application: &str,
+        client: Option<&str>,
     ) -> Result<Option<OutboxMessage>, StoreError> {
         let (about_user, application) = (about_user.to_owned(), application.to_owned());
+        let client = client.map(str::to_owned);
         self.read(move |c| {
             c.prepare_cached(&format!(
-                "SELECT {COLUMNS} FROM outbox WHERE about_user = ?1 AND application = ?2
+                "SELECT {COLUMNS} FROM outbox
+                 WHERE about_user = ?1 AND application = ?2 AND client IS ?3
                  ORDER BY created_at DESC, rowid DESC LIMIT 1"
             ))
-            .and_then(|mut s| s.query_row(params![about_user, application], message_from_row))
+            .and_then(|mut s| {
+                s.query_row(params![about_user, application, client], message_from_row)
+            })
             .optional()
             .map_err(unavailable)
         })

@@ -70,6 +70,8 @@ CREATE TABLE outbox (
     body TEXT NOT NULL,
     about_user TEXT NOT NULL,
     application TEXT NOT NULL,
+    -- The address the login it tells about came from.
+    client TEXT,
     created_at INTEGER NOT NULL,
     attempts INTEGER NOT NULL DEFAULT 0,
     next_attempt_at INTEGER NOT NULL,
@@ -79,9 +81,9 @@ CREATE TABLE outbox (
 );
 -- The worker's scan for queued messages that are due.
 CREATE INDEX outbox_due ON outbox (state, next_attempt_at);
--- The newest message about a user for an application (information messages are not repeated
--- within a profile's inform_interval).
-CREATE INDEX outbox_about ON outbox (about_user, application, created_at);
+-- The newest message about a user's logins to an application from one address (information
+-- messages are not repeated within a profile's inform_interval).
+CREATE INDEX outbox_about ON outbox (about_user, application, client, created_at);
 
 ALTER TABLE audit ADD COLUMN application TEXT;
 ALTER TABLE audit ADD COLUMN policy TEXT;
