@@ -54,8 +54,8 @@ pub(super) struct ApprovalProfileSection {
     /// Which authentication methods the profile governs; default all.
     methods: Option<Vec<String>>,
     /// Information profiles: logins of the same user and application from the same address
-    /// this soon after the last message about them are not reported again (default "0s": every login is, as the seed
-    /// says).
+    /// this soon after the last message about them are not reported again (default "0s":
+    /// every login is, as the seed says).
     inform_interval: Option<String>,
 }
 
