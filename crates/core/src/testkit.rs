@@ -615,6 +615,24 @@ impl ApprovalStore for MemStore {
     }
 }
 
+impl MemStore {
+    /// Changes message `id` if it is still queued, as the port promises (a message once sent
+    /// or given up stays so).
+    fn update_queued_message(
+        &self,
+        id: &str,
+        change: impl FnOnce(&mut crate::outbox::OutboxMessage),
+    ) {
+        let mut messages = self.messages.lock().unwrap();
+        if let Some(m) = messages
+            .iter_mut()
+            .find(|m| m.id == id && m.state == crate::outbox::OutboxState::Queued)
+        {
+            change(m);
+        }
+    }
+}
+
 #[async_trait]
 impl OutboxStore for MemStore {
     async fn enqueue_message(&self, m: &crate::outbox::OutboxMessage) -> Result<(), StoreError> {
@@ -660,17 +678,11 @@ impl OutboxStore for MemStore {
         next: Timestamp,
         error: &str,
     ) -> Result<(), StoreError> {
-        for m in self
-            .messages
-            .lock()
-            .unwrap()
-            .iter_mut()
-            .filter(|m| m.id == id)
-        {
+        self.update_queued_message(id, |m| {
             m.attempts = attempts;
             m.next_attempt_at = next;
             m.last_error = Some(error.into());
-        }
+        });
         Ok(())
     }
     async fn mark_message_failed(
@@ -679,17 +691,11 @@ impl OutboxStore for MemStore {
         attempts: u32,
         error: &str,
     ) -> Result<(), StoreError> {
-        for m in self
-            .messages
-            .lock()
-            .unwrap()
-            .iter_mut()
-            .filter(|m| m.id == id)
-        {
+        self.update_queued_message(id, |m| {
             m.attempts = attempts;
             m.state = crate::outbox::OutboxState::Failed;
             m.last_error = Some(error.into());
-        }
+        });
         Ok(())
     }
     async fn list_messages(

@@ -142,20 +142,46 @@ async fn decide(cs: &Countersign, token: &str, approve: bool) {
         .unwrap();
 }
 
-/// `ldapwhoami` as `name`, on a thread: (exit code, stdout + stderr).
+/// OpenLDAP's `ldapwhoami`, simple bind as `name` with `password`.
+fn ldapwhoami_command(cs: &Countersign, name: &str, password: &str) -> Command {
+    let mut command = Command::new("ldapwhoami");
+    command.args([
+        "-x",
+        "-H",
+        &format!("ldap://{}", cs.ldap_addr()),
+        "-D",
+        &format!("uid={name},ou=people,dc=example,dc=com"),
+        "-w",
+        password,
+    ]);
+    command
+}
+
+/// `ldapwhoami` as `name` with its right password, on a thread: (exit code, stdout + stderr).
 fn ldapwhoami(cs: &Countersign, name: &str) -> std::thread::JoinHandle<(i32, String)> {
-    let url = format!("ldap://{}", cs.ldap_addr());
-    let dn = format!("uid={name},ou=people,dc=example,dc=com");
-    let password = format!("{name}-password");
+    let mut command = ldapwhoami_command(cs, name, &format!("{name}-password"));
     std::thread::spawn(move || {
-        let out = Command::new("ldapwhoami")
-            .args(["-x", "-H", &url, "-D", &dn, "-w", &password])
-            .output()
-            .unwrap();
+        let out = command.output().unwrap();
         let text = String::from_utf8_lossy(&out.stdout).into_owned()
             + &String::from_utf8_lossy(&out.stderr);
         (out.status.code().unwrap_or(-1), text)
     })
+}
+
+/// Waits (at most 10 s) until the outbox holds a message in `state`.
+async fn wait_for_message(cs: &Countersign, state: OutboxState, never: &str) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while cs
+        .app
+        .store
+        .list_messages(Some(state), 10)
+        .await
+        .unwrap()
+        .is_empty()
+    {
+        assert!(Instant::now() < deadline, "{never}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }
 
 async fn join(handle: std::thread::JoinHandle<(i32, String)>) -> (i32, String) {
@@ -264,18 +290,7 @@ async fn a_bind_held_too_long_fails_as_pending_and_a_retry_after_approval_gets_i
     // Within the grace period the retry gets in at once, and the password is still checked.
     let (code, text) = join(ldapwhoami(&cs, "dora")).await;
     assert_eq!(code, 0, "{text}");
-    let wrong = Command::new("ldapwhoami")
-        .args([
-            "-x",
-            "-H",
-            &format!("ldap://{}", cs.ldap_addr()),
-            "-D",
-            "uid=dora,ou=people,dc=example,dc=com",
-            "-w",
-            "nope",
-        ])
-        .output()
-        .unwrap();
+    let wrong = ldapwhoami_command(&cs, "dora", "nope").output().unwrap();
     assert_eq!(wrong.status.code(), Some(49));
     assert_eq!(smtp.messages().len(), 1, "one message for all of it");
     // Past the grace period a new approval is needed.
@@ -364,18 +379,7 @@ async fn information_mode_does_not_wait_for_a_mail_outage_and_loses_nothing_acro
         "{}",
         text_of(&mail)
     );
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while again
-        .app
-        .store
-        .list_messages(Some(OutboxState::Sent), 10)
-        .await
-        .unwrap()
-        .is_empty()
-    {
-        assert!(Instant::now() < deadline);
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    wait_for_message(&again, OutboxState::Sent, "never marked sent").await;
     assert_eq!(smtp.messages().len(), 1, "sent once");
 }
 
@@ -491,18 +495,7 @@ async fn operators_list_show_reject_and_cancel_requests_and_requeue_failed_messa
 
     // Ivan's message: given up after a day of failures, listed as failed, queued again.
     cs.clock.advance(Duration::from_secs(25 * 3600));
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while cs
-        .app
-        .store
-        .list_messages(Some(OutboxState::Failed), 10)
-        .await
-        .unwrap()
-        .is_empty()
-    {
-        assert!(Instant::now() < deadline, "never given up");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    wait_for_message(&cs, OutboxState::Failed, "never given up").await;
     let (ok, out, _) = cli(args(&["outbox", "list", "--state", "failed"]))
         .await
         .unwrap();
@@ -574,16 +567,7 @@ async fn ldapwhoami_blocks_until_the_emailed_link_is_approved_on_the_page() {
 async fn a_client_that_hangs_up_while_held_leaves_the_request_pending_for_its_next_try() {
     let smtp = SmtpServer::start(SmtpOptions::default());
     let (cs, _keys) = start(smtp.port, "30s").await;
-    let mut client = Command::new("ldapwhoami")
-        .args([
-            "-x",
-            "-H",
-            &format!("ldap://{}", cs.ldap_addr()),
-            "-D",
-            "uid=dora,ou=people,dc=example,dc=com",
-            "-w",
-            "dora-password",
-        ])
+    let mut client = ldapwhoami_command(&cs, "dora", "dora-password")
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())
         .spawn()
