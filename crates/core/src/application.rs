@@ -42,6 +42,51 @@ pub struct Application {
     pub methods: Vec<AuthMethod>,
     /// Whether Approved OTP policies apply to this application's logins.
     pub approved_otp: bool,
+    /// Set when the application signs its users in through OpenID Connect.
+    pub oidc: Option<OidcClient>,
+}
+
+/// An application as an OpenID Connect client (its `client_id` is the application's name).
+#[derive(Clone)]
+pub struct OidcClient {
+    /// Compared exactly, as OpenID Connect Core §3.1.2.1 requires.
+    pub redirect_uris: Vec<String>,
+    /// SHA-256 of the client secret; `None` for a public client (which must use PKCE).
+    secret_hash: Option<[u8; 32]>,
+}
+
+impl OidcClient {
+    pub fn new(redirect_uris: Vec<String>, secret: Option<&str>) -> Self {
+        Self {
+            redirect_uris,
+            secret_hash: secret.map(hash_api_key),
+        }
+    }
+
+    pub fn is_public(&self) -> bool {
+        self.secret_hash.is_none()
+    }
+
+    /// Whether `presented` is the client's secret, in constant time. A public client has none.
+    pub fn secret_matches(&self, presented: &str) -> bool {
+        match &self.secret_hash {
+            Some(hash) => ct_eq(hash, &hash_api_key(presented)),
+            None => false,
+        }
+    }
+
+    pub fn allows_redirect(&self, uri: &str) -> bool {
+        self.redirect_uris.iter().any(|r| r == uri)
+    }
+}
+
+impl std::fmt::Debug for OidcClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OidcClient")
+            .field("redirect_uris", &self.redirect_uris)
+            .field("secret", &self.secret_hash.map(|_| "<redacted>"))
+            .finish()
+    }
 }
 
 impl std::fmt::Debug for Application {
@@ -51,6 +96,7 @@ impl std::fmt::Debug for Application {
             .field("api_key", &self.api_key_hash.map(|_| "<redacted>"))
             .field("methods", &self.methods)
             .field("approved_otp", &self.approved_otp)
+            .field("oidc", &self.oidc)
             .finish()
     }
 }
@@ -67,7 +113,14 @@ impl Application {
             api_key_hash: api_key.map(hash_api_key),
             methods,
             approved_otp,
+            oidc: None,
         }
+    }
+
+    /// The same application, also an OpenID Connect client.
+    pub fn with_oidc(mut self, client: OidcClient) -> Self {
+        self.oidc = Some(client);
+        self
     }
 
     pub fn allows(&self, method: AuthMethod) -> bool {

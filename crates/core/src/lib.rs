@@ -14,6 +14,7 @@ pub mod identity;
 pub mod identity_mapper;
 pub mod login;
 pub mod model;
+pub mod oidc;
 pub mod otp;
 pub mod outbox;
 pub mod password;

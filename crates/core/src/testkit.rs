@@ -11,6 +11,8 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 
+mod oidc;
+
 use crate::attempt::{AuditTrail, Caller, Front};
 use crate::audit::{AuditQuery, AuditRecord};
 use crate::crypto::OtpHasher;
@@ -87,6 +89,7 @@ pub struct MemStore {
     pub audit: Mutex<Vec<AuditRecord>>,
     pub requests: Mutex<Vec<crate::approval::ApprovalRequest>>,
     pub messages: Mutex<Vec<crate::outbox::OutboxMessage>>,
+    pub oidc: Mutex<oidc::MemOidc>,
 }
 
 #[async_trait]

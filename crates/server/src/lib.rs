@@ -12,6 +12,7 @@ pub mod demo;
 pub mod directory;
 pub mod http;
 pub mod ldap;
+pub mod oidc;
 pub mod passwords;
 pub mod setup;
 pub mod signal;

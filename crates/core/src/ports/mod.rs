@@ -6,6 +6,7 @@ mod approvals;
 mod clock;
 mod courier;
 mod directory;
+pub mod oidc;
 mod store;
 
 pub use approvals::{

@@ -5,6 +5,7 @@ use async_trait::async_trait;
 use thiserror::Error;
 
 use super::approvals::{ApprovalStore, OutboxStore};
+use super::oidc::OidcStore;
 use crate::audit::{AuditQuery, AuditRecord};
 use crate::model::{Timestamp, User, UserKey};
 
@@ -105,6 +106,12 @@ pub trait LocalUserStore: Send + Sync {
 /// Durable state, all of it: the store is the source of truth and everything here survives a
 /// restart. Wiring holds one `Arc<dyn Store>`; a use case that needs one capability takes only
 /// that port. Every type implementing the focused ports is a `Store`.
-pub trait Store: OtpStore + AuditStore + LocalUserStore + ApprovalStore + OutboxStore {}
+pub trait Store:
+    OtpStore + AuditStore + LocalUserStore + ApprovalStore + OutboxStore + OidcStore
+{
+}
 
-impl<T: OtpStore + AuditStore + LocalUserStore + ApprovalStore + OutboxStore + ?Sized> Store for T {}
+impl<T> Store for T where
+    T: OtpStore + AuditStore + LocalUserStore + ApprovalStore + OutboxStore + OidcStore + ?Sized
+{
+}

@@ -11,6 +11,7 @@ use countersign_core::application::AuthMethod;
 use serde::Deserialize;
 
 use super::fronts::LdapConfig;
+use super::oidc::{ClientFields, OidcClientConfig};
 use super::validator::{At, SecretSource, Span, Validator};
 
 /// `[[application]]`
@@ -26,6 +27,11 @@ pub(super) struct ApplicationSection {
     methods: Option<Vec<String>>,
     /// Whether Approved OTP policies apply to its logins; default true.
     approved_otp: Option<bool>,
+    /// OpenID Connect (see [`super::oidc`]).
+    redirect_uris: Option<Vec<String>>,
+    client_secret_file: Option<PathBuf>,
+    client_secret_env: Option<String>,
+    public_client: Option<bool>,
 }
 
 /// An `[[application]]`, checked.
@@ -39,6 +45,8 @@ pub struct ApplicationConfig {
     pub api_key_from: Option<SecretSource>,
     pub methods: Vec<AuthMethod>,
     pub approved_otp: bool,
+    /// Set when the application is an OpenID Connect client.
+    pub oidc: Option<OidcClientConfig>,
 }
 
 /// Shortest API key accepted: 32 characters, e.g. 128 bits as hex, or more as base64.
@@ -80,12 +88,20 @@ impl Validator<'_> {
                 }
                 None => (None, None),
             };
+            let client = ClientFields {
+                redirect_uris: a.redirect_uris.clone(),
+                client_secret_file: a.client_secret_file.clone(),
+                client_secret_env: a.client_secret_env.clone(),
+                public_client: a.public_client,
+            };
+            let oidc = self.oidc_client(&client, span, &key);
             apps.push(ApplicationConfig {
                 name: a.name.clone(),
                 api_key,
                 api_key_from,
                 methods: self.auth_methods(span, &key, "methods", a.methods.as_deref()),
                 approved_otp: a.approved_otp.unwrap_or(true),
+                oidc,
             });
         }
         apps

@@ -20,6 +20,7 @@ mod deliver_otp;
 mod delivery;
 mod directories;
 mod fronts;
+mod oidc;
 mod policy;
 mod rate_limits;
 mod show;
@@ -43,6 +44,7 @@ pub use directories::{
     AccountPolicy, DEFAULT_BASE_DN, DirectoryConfig, LdapDirectoryConfig, LocalDirectoryConfig,
 };
 pub use fronts::{BindNameForms, LdapConfig, MAX_LDAP_MESSAGE};
+pub use oidc::{OidcClientConfig, OidcConfig};
 pub use rate_limits::RateLimitConfig;
 pub use show::UnknownSection;
 pub use store::StoreConfig;
@@ -52,7 +54,7 @@ use validator::Validator;
 
 /// The top-level sections and arrays of tables a file may hold, in the order unknown keys are
 /// told about and `config show` prints them.
-pub const SECTIONS: [&str; 18] = [
+pub const SECTIONS: [&str; 19] = [
     "audit",
     "server",
     "store",
@@ -70,6 +72,7 @@ pub const SECTIONS: [&str; 18] = [
     "approval",
     "outbox",
     "application",
+    "oidc",
     "rate_limits",
 ];
 
@@ -100,6 +103,8 @@ pub struct Config {
     pub approval: ApprovalConfig,
     /// Every `[[application]]`, in the order of the file.
     pub applications: Vec<ApplicationConfig>,
+    /// `[oidc]`: lifetimes of what the OpenID Connect provider issues.
+    pub oidc: OidcConfig,
     pub rate_limits: RateLimitConfig,
     /// `[audit] retention`; `None` keeps records forever.
     pub audit_retention: Option<Duration>,
@@ -229,6 +234,16 @@ impl Validator<'_> {
         };
         let approval = self.approved_otp(&s, &refs);
         let applications = self.application_list(&s, &ldap, &ldap_span);
+        let (oidc_section, oidc_span) = self.optional::<oidc::OidcSection>("oidc", s.get("oidc"));
+        let oidc = self.oidc(&oidc_section, &oidc_span);
+        if public_url.is_none() && applications.iter().any(|a| a.oidc.is_some()) {
+            self.error(
+                s.get("application").map(|v| v.span()),
+                "server.public_url",
+                "missing: OpenID Connect clients need [server] public_url (the issuer their \
+                 users' browsers and servers reach)",
+            );
+        }
         let rate_limits = self.rate_limits(&limits, &limits_span);
 
         Some(Config {
@@ -253,6 +268,7 @@ impl Validator<'_> {
             deliver_otp: deliver_otp?,
             approval,
             applications,
+            oidc,
             rate_limits,
             audit_retention,
         })

@@ -131,6 +131,14 @@ impl Config {
             "approval_profile" | "policy" | "approval" | "outbox" | "application" => {
                 self.write_approved_otp(name, out);
             }
+            "oidc" => {
+                out.table(name);
+                let o = &self.oidc;
+                out.duration("code_lifetime", o.code_lifetime);
+                out.duration("access_token_lifetime", o.access_token_lifetime);
+                out.duration("id_token_lifetime", o.id_token_lifetime);
+                out.duration("sign_in_lifetime", o.sign_in_lifetime);
+            }
             "rate_limits" => {
                 out.table(name);
                 let r = &self.rate_limits;
@@ -257,6 +265,13 @@ fn write_application(a: &ApplicationConfig, out: &mut Toml) {
     out.secret("api_key", a.api_key_from.as_ref());
     out.list("methods", &method_names(&a.methods));
     out.bool("approved_otp", a.approved_otp);
+    if let Some(c) = &a.oidc {
+        out.list("redirect_uris", &c.redirect_uris);
+        match &c.secret_from {
+            Some(from) => out.secret("client_secret", Some(from)),
+            None => out.bool("public_client", true),
+        }
+    }
 }
 
 fn method_names(methods: &[AuthMethod]) -> Vec<String> {

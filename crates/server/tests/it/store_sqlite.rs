@@ -161,14 +161,14 @@ fn with_suffix(path: &Path, suffix: &str) -> PathBuf {
 }
 
 #[tokio::test]
-async fn a_version_1_database_is_brought_to_version_2_with_its_data() {
+async fn a_version_1_database_is_brought_to_the_latest_version_with_its_data() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("countersign.db");
     shipped_v1_database(&path);
     let (schema_before, versions_before) = (schema(&path), versions(&path));
 
     let store = SqliteStore::open(&path).unwrap();
-    assert_eq!(store.schema_version().unwrap(), 2);
+    assert_eq!(store.schema_version().unwrap(), 3);
     let after = schema(&path);
     for object in &schema_before {
         if object.1 != "audit" {
@@ -261,7 +261,7 @@ async fn a_new_database_has_the_schema_an_upgraded_version_1_database_has() {
     drop(SqliteStore::open(&old).unwrap());
     drop(SqliteStore::open(&new).unwrap());
     assert_eq!(schema(&new), schema(&old));
-    assert_eq!(versions(&new).len(), 2);
+    assert_eq!(versions(&new).len(), 3);
 }
 
 fn pending_approval() -> ApprovalRequest {

@@ -27,6 +27,11 @@ pub(super) const MIGRATIONS: &[Migration] = &[
         name: "0002_approvals.sql",
         sql: include_str!("../migrations/sqlite/0002_approvals.sql"),
     },
+    Migration {
+        version: 3,
+        name: "0003_oidc.sql",
+        sql: include_str!("../migrations/sqlite/0003_oidc.sql"),
+    },
 ];
 
 /// The bookkeeping table; created outside the numbered migrations (as version 1 shipped).

@@ -7,6 +7,7 @@
 mod approvals;
 mod audit;
 mod migrate;
+mod oidc;
 mod otp;
 mod outbox;
 mod users;

@@ -1,0 +1,672 @@
+//! The steps of a hosted sign-in, each a handler of `/flow/{id}`: show where the user is,
+//! take the password, send and check a delivered OTP, cancel the wait, go back to the client,
+//! and the wait's event stream. Refusals are one message whatever the reason (the audit keeps
+//! the real one).
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Extension;
+use axum::body::Bytes;
+use axum::extract::{ConnectInfo, State};
+use axum::http::{HeaderMap, StatusCode, Uri};
+use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::response::{IntoResponse, Response};
+use countersign_core::application::{Application, AuthMethod};
+use countersign_core::approval::ApprovalState;
+use countersign_core::approval::DecidedBy;
+use countersign_core::attempt::Caller;
+use countersign_core::identity::Identity;
+use countersign_core::login::{Admitted, LoginOutcome, LoginStatus};
+use countersign_core::mechanism::MechanismChoice;
+use countersign_core::oidc::{
+    ACR_APPROVAL, ACR_INFORMATION, ACR_NONE, AMR_MANAGER, AMR_OTP, AMR_PASSWORD, Authentication,
+    Subject,
+};
+use countersign_core::otp::{DeliverRequest, RecipientView, VerifyRequest};
+use countersign_core::{AuthError, Denial, Dn, Secret, Timestamp, User};
+use futures_util::stream;
+use tokio_util::sync::CancellationToken;
+
+use super::cookie::{Flow, Sent, Step};
+use super::{
+    FlowId, MAX_FORM, clear_flow_cookie, html, language, oidc, outcome_page, read_flow,
+    see_other, set_flow_cookie,
+};
+use crate::http::api::{ApiState, caller};
+use crate::http::i18n::Lang;
+use crate::http::oidc::OidcApi;
+use crate::http::views::{
+    FormError, MechanismChoice as ShownMechanism, OtpCode, OtpPick, OutcomeKind, SignIn, Waiting,
+};
+
+/// What every step starts from: the provider, the flow from its cookie, its application,
+/// the language.
+struct Here {
+    o: Arc<OidcApi>,
+    flow: Flow,
+    app: Application,
+    lang: Lang,
+}
+
+/// The flow of the request, or the page that says the sign-in is gone.
+fn here(s: &ApiState, uri: &Uri, headers: &HeaderMap, id: &str) -> Result<Here, Response> {
+    let (lang, _) = language(uri, headers);
+    let gone = || outcome_page(StatusCode::NOT_FOUND, OutcomeKind::Error, id, "", lang);
+    let o = oidc(s).ok_or_else(gone)?;
+    let flow = read_flow(&o, headers, id).ok_or_else(gone)?;
+    let app = o
+        .applications
+        .by_name(&flow.request.client_id)
+        .cloned()
+        .ok_or_else(gone)?;
+    Ok(Here { o, flow, app, lang })
+}
+
+/// A form POST: the CSRF checks, then its fields.
+fn form(h: &Here, headers: &HeaderMap, body: &[u8]) -> Result<Vec<(String, String)>, Response> {
+    let refused = || {
+        outcome_page(
+            StatusCode::FORBIDDEN,
+            OutcomeKind::Error,
+            &h.flow.id,
+            &h.app.name,
+            h.lang,
+        )
+    };
+    if body.len() > MAX_FORM || !crate::http::pages::is_form(headers) {
+        return Err(refused());
+    }
+    if crate::http::csrf::check_headers(headers, &h.o.own_origins).is_err() {
+        return Err(refused());
+    }
+    let fields: Vec<(String, String)> = form_urlencoded::parse(body)
+        .map(|(n, v)| (n.into_owned(), v.into_owned()))
+        .collect();
+    let csrf = field(&fields, "csrf").unwrap_or_default();
+    if !h.o.flow_key.csrf_ok(&h.flow.id, &csrf) {
+        return Err(refused());
+    }
+    Ok(fields)
+}
+
+fn field(fields: &[(String, String)], name: &str) -> Option<String> {
+    fields.iter().find(|(n, _)| n == name).map(|(_, v)| v.clone())
+}
+
+/// The flow with a new step, and the redirect to its page.
+fn advance(h: &Here, step: Step) -> Response {
+    let flow = Flow {
+        step,
+        ..h.flow.clone()
+    };
+    let mut resp = see_other(&format!("/flow/{}", flow.id));
+    set_flow_cookie(&mut resp, &h.o, &flow);
+    resp
+}
+
+pub async fn show(State(s): State<ApiState>, uri: Uri, headers: HeaderMap, id: FlowId) -> Response {
+    let h = match here(&s, &uri, &headers, &id) {
+        Ok(h) => h,
+        Err(page) => return page,
+    };
+    let (_, set_lang) = language(&uri, &headers);
+    let mut resp = match h.flow.step.clone() {
+        Step::SignIn => sign_in_page(&h, h.flow.request.login_hint.as_deref().unwrap_or(""), None),
+        Step::Otp { dn, sent, .. } => match sent {
+            None => otp_pick_page(&h, &dn, None).await,
+            Some(sent) => otp_code_page(&h, &sent, None),
+        },
+        Step::Waiting {
+            login,
+            auth_time,
+            amr,
+        } => waiting(&h, &login, auth_time, amr).await,
+    };
+    if let Some(v) = set_lang {
+        resp.headers_mut().append(axum::http::header::SET_COOKIE, v);
+    }
+    resp
+}
+
+fn sign_in_page(h: &Here, username: &str, error: Option<FormError>) -> Response {
+    let csrf = h.o.flow_key.csrf(&h.flow.id);
+    let page = SignIn {
+        flow: &h.flow.id,
+        csrf: &csrf,
+        application: &h.app.name,
+        username,
+        error,
+    };
+    let status = if error.is_some() {
+        StatusCode::UNAUTHORIZED
+    } else {
+        StatusCode::OK
+    };
+    html(status, page.render(h.lang))
+}
+
+async fn otp_pick_page(h: &Here, dn: &str, error: Option<FormError>) -> Response {
+    let caller = Caller {
+        front: countersign_core::attempt::Front::Http,
+        client: None,
+        bound_as: None,
+    };
+    let found = h
+        .o
+        .otp
+        .supported_mechanisms(dn, &caller, RecipientView::Masked)
+        .await
+        .unwrap_or_default();
+    let mechanisms: Vec<ShownMechanism> = found
+        .into_iter()
+        .filter(|m| m.supported)
+        .enumerate()
+        .map(|(index, m)| ShownMechanism {
+            index,
+            name: m.mechanism,
+            address: m.recipient.unwrap_or_default(),
+        })
+        .collect();
+    let csrf = h.o.flow_key.csrf(&h.flow.id);
+    let page = OtpPick {
+        flow: &h.flow.id,
+        csrf: &csrf,
+        application: &h.app.name,
+        mechanisms,
+        error,
+    };
+    html(StatusCode::OK, page.render(h.lang))
+}
+
+fn otp_code_page(h: &Here, sent: &Sent, error: Option<FormError>) -> Response {
+    let csrf = h.o.flow_key.csrf(&h.flow.id);
+    let resend = format!("/flow/{}/otp/send", h.flow.id);
+    let page = OtpCode {
+        flow: &h.flow.id,
+        csrf: &csrf,
+        mechanism: &sent.mechanism,
+        address: &sent.address,
+        resend: &resend,
+        error,
+    };
+    let status = if error.is_some() {
+        StatusCode::UNAUTHORIZED
+    } else {
+        StatusCode::OK
+    };
+    html(status, page.render(h.lang))
+}
+
+/// What a refused form says: one message for every wrong credential.
+fn form_error(e: &AuthError) -> FormError {
+    match e {
+        AuthError::RateLimited { .. } => FormError::TooManyAttempts,
+        AuthError::Unavailable(_) | AuthError::StoreUnavailable(_) => FormError::Unavailable,
+        AuthError::NotDelivered(_) => FormError::NotSent,
+        _ => FormError::Refused,
+    }
+}
+
+/// The identity a person typed: `dn:` and `u:` forms as they are, anything else a username.
+fn identity_of(typed: &str) -> String {
+    let typed = typed.trim();
+    if typed.starts_with("dn:") || typed.starts_with("u:") {
+        typed.to_owned()
+    } else {
+        format!("u:{typed}")
+    }
+}
+
+pub async fn password(
+    State(s): State<ApiState>,
+    uri: Uri,
+    headers: HeaderMap,
+    peer: Option<Extension<ConnectInfo<SocketAddr>>>,
+    id: FlowId,
+    body: Bytes,
+) -> Response {
+    let h = match here(&s, &uri, &headers, &id) {
+        Ok(h) => h,
+        Err(page) => return page,
+    };
+    let fields = match form(&h, &headers, &body) {
+        Ok(f) => f,
+        Err(page) => return page,
+    };
+    if h.flow.step != Step::SignIn {
+        return see_other(&format!("/flow/{}", h.flow.id));
+    }
+    let username = field(&fields, "username").unwrap_or_default();
+    let password = Secret::new(field(&fields, "password").unwrap_or_default());
+    let caller = caller(peer);
+    let identity = identity_of(&username);
+    let now = h.o.service.clock.now().0;
+    // An application that may not take the password alone needs a delivered OTP after it.
+    if !h.app.allows(AuthMethod::Password) && h.app.allows(AuthMethod::DeliveredOtp) {
+        let checked = h
+            .o
+            .login
+            .passwords
+            .authenticate(&identity, &password, &caller)
+            .await;
+        return match checked {
+            Ok(user) => advance(
+                &h,
+                Step::Otp {
+                    dn: user.dn.to_string(),
+                    username: user.username,
+                    auth_time: now,
+                    sent: None,
+                },
+            ),
+            Err(e) => sign_in_page(&h, &username, Some(form_error(&e))),
+        };
+    }
+    let login = h.o.login.clone();
+    let app = h.app.clone();
+    let result = s
+        .detached(async move { login.login_password(&app, &identity, &password, &caller).await })
+        .await;
+    match result {
+        Ok(Ok(outcome)) => finish(&h, outcome, now, vec![AMR_PASSWORD.into()]).await,
+        Ok(Err(AuthError::Denied(denial))) => denied_page(&h, denial),
+        Ok(Err(e)) => sign_in_page(&h, &username, Some(form_error(&e))),
+        Err(_) => sign_in_page(&h, &username, Some(FormError::Unavailable)),
+    }
+}
+
+/// After the user's part: straight back to the client, or the wait for the manager.
+async fn finish(h: &Here, outcome: LoginOutcome, auth_time: i64, mut amr: Vec<String>) -> Response {
+    match outcome {
+        LoginOutcome::Granted { user, admitted } => {
+            let acr = match admitted {
+                Admitted::Directly => ACR_NONE,
+                Admitted::Informed => ACR_INFORMATION,
+                Admitted::WithinGrace => {
+                    amr.push(AMR_MANAGER.into());
+                    ACR_APPROVAL
+                }
+            };
+            let authentication = Authentication {
+                subject: Subject::of(&user),
+                auth_time: Timestamp(auth_time),
+                amr,
+                acr: acr.into(),
+            };
+            issue(h, authentication).await
+        }
+        LoginOutcome::Pending { login, .. } => advance(
+            h,
+            Step::Waiting {
+                login,
+                auth_time,
+                amr,
+            },
+        ),
+    }
+}
+
+/// The code, and the browser sent back to the client with it.
+async fn issue(h: &Here, authentication: Authentication) -> Response {
+    let request = h.flow.request.authorize_request();
+    match h
+        .o
+        .service
+        .issue_code(&request, &h.flow.id, authentication)
+        .await
+    {
+        Ok(to) => {
+            let mut resp = see_other(&to);
+            clear_flow_cookie(&mut resp, &h.o, &h.flow.id);
+            resp
+        }
+        Err(countersign_core::ports::StoreError::Conflict(_)) => outcome_page(
+            StatusCode::CONFLICT,
+            OutcomeKind::Used,
+            &h.flow.id,
+            &h.app.name,
+            h.lang,
+        ),
+        Err(e) => {
+            tracing::warn!(error = %e, "an authorization code could not be stored");
+            outcome_page(
+                StatusCode::SERVICE_UNAVAILABLE,
+                OutcomeKind::Error,
+                &h.flow.id,
+                &h.app.name,
+                h.lang,
+            )
+        }
+    }
+}
+
+fn denied_page(h: &Here, denial: Denial) -> Response {
+    let kind = match denial {
+        Denial::Rejected => OutcomeKind::Rejected,
+        Denial::Expired => OutcomeKind::Expired,
+        Denial::Cancelled => OutcomeKind::Cancelled,
+        _ => OutcomeKind::Error,
+    };
+    let status = if kind == OutcomeKind::Error {
+        StatusCode::FORBIDDEN
+    } else {
+        StatusCode::OK
+    };
+    outcome_page(status, kind, &h.flow.id, &h.app.name, h.lang)
+}
+
+/// The waiting step: still pending (the page), granted (the code), or over (the outcome).
+async fn waiting(h: &Here, login: &str, auth_time: i64, mut amr: Vec<String>) -> Response {
+    let status = h.o.login.status(&h.app.name, login).await;
+    match status {
+        Ok(LoginStatus::Pending { expires_at }) => {
+            let approver = approver_shown(h, login).await;
+            let csrf = h.o.flow_key.csrf(&h.flow.id);
+            let page = Waiting {
+                flow: &h.flow.id,
+                csrf: &csrf,
+                approver: &approver,
+                expires_at,
+                now: h.o.service.clock.now(),
+            };
+            html(StatusCode::OK, page.render(h.lang))
+        }
+        Ok(LoginStatus::Granted { user_dn, .. }) => {
+            let Some(user) = user_of(h, &user_dn).await else {
+                return outcome_page(
+                    StatusCode::FORBIDDEN,
+                    OutcomeKind::Error,
+                    &h.flow.id,
+                    &h.app.name,
+                    h.lang,
+                );
+            };
+            amr.push(AMR_MANAGER.into());
+            let authentication = Authentication {
+                subject: Subject::of(&user),
+                auth_time: Timestamp(auth_time),
+                amr,
+                acr: ACR_APPROVAL.into(),
+            };
+            issue(h, authentication).await
+        }
+        Ok(LoginStatus::Denied(denial)) => denied_page(h, denial),
+        Err(e) => {
+            tracing::debug!(error = %e, "a waiting sign-in could not be read");
+            outcome_page(
+                StatusCode::FORBIDDEN,
+                OutcomeKind::Error,
+                &h.flow.id,
+                &h.app.name,
+                h.lang,
+            )
+        }
+    }
+}
+
+/// The user as the directory now describes them (name and address for the claims).
+async fn user_of(h: &Here, dn: &str) -> Option<User> {
+    let identity = Identity::Dn(Dn::new(dn));
+    h.o.login.directories.find_user(&identity).await.ok().flatten()
+}
+
+/// Who was asked, masked as Get Supported masks addresses.
+async fn approver_shown(h: &Here, login: &str) -> String {
+    let request = h.o.login.approvals.approval(login).await.ok().flatten();
+    match request {
+        Some(r) => mask(&r.recipient),
+        None => String::new(),
+    }
+}
+
+fn mask(address: &str) -> String {
+    use countersign_core::mechanism::Channel;
+    if address.contains('@') {
+        Channel::Email.mask(address)
+    } else {
+        Channel::Sms.mask(address)
+    }
+}
+
+pub async fn otp_send(
+    State(s): State<ApiState>,
+    uri: Uri,
+    headers: HeaderMap,
+    peer: Option<Extension<ConnectInfo<SocketAddr>>>,
+    id: FlowId,
+    body: Bytes,
+) -> Response {
+    let h = match here(&s, &uri, &headers, &id) {
+        Ok(h) => h,
+        Err(page) => return page,
+    };
+    let fields = match form(&h, &headers, &body) {
+        Ok(f) => f,
+        Err(page) => return page,
+    };
+    let Step::Otp {
+        dn,
+        username,
+        auth_time,
+        ..
+    } = h.flow.step.clone()
+    else {
+        return see_other(&format!("/flow/{}", h.flow.id));
+    };
+    // The mechanism by its place in the list the page showed (never an address from the
+    // browser).
+    let index: Option<usize> = field(&fields, "mechanism").and_then(|v| v.parse().ok());
+    let plain = Caller {
+        front: countersign_core::attempt::Front::Http,
+        client: None,
+        bound_as: None,
+    };
+    let found = h
+        .o
+        .otp
+        .supported_mechanisms(&dn, &plain, RecipientView::Masked)
+        .await
+        .unwrap_or_default();
+    let chosen = index.and_then(|i| found.into_iter().filter(|m| m.supported).nth(i));
+    let Some(chosen) = chosen else {
+        return otp_pick_page(&h, &dn, Some(FormError::NotSent)).await;
+    };
+    let Some(user) = user_of(&h, &dn).await else {
+        return otp_pick_page(&h, &dn, Some(FormError::Unavailable)).await;
+    };
+    // Step-up (spec §7.1 step 3): the password was checked at the first step.
+    let mut caller = caller(peer);
+    caller.bound_as = Some(user.key());
+    let request = DeliverRequest {
+        authentication_id: format!("dn:{dn}"),
+        static_password: None,
+        mechanisms: Some(vec![MechanismChoice {
+            name: chosen.mechanism.clone(),
+            recipient: chosen.recipient.clone(),
+        }]),
+        texts: Default::default(),
+    };
+    let otp = h.o.otp.clone();
+    let delivered = s
+        .detached(async move { otp.deliver(request, &caller).await })
+        .await;
+    match delivered {
+        Ok(Ok(_)) => advance(
+            &h,
+            Step::Otp {
+                dn,
+                username,
+                auth_time,
+                sent: Some(Sent {
+                    mechanism: chosen.mechanism,
+                    address: chosen.recipient.unwrap_or_default(),
+                }),
+            },
+        ),
+        Ok(Err(e)) => otp_pick_page(&h, &dn, Some(form_error(&e))).await,
+        Err(_) => otp_pick_page(&h, &dn, Some(FormError::Unavailable)).await,
+    }
+}
+
+pub async fn otp_verify(
+    State(s): State<ApiState>,
+    uri: Uri,
+    headers: HeaderMap,
+    peer: Option<Extension<ConnectInfo<SocketAddr>>>,
+    id: FlowId,
+    body: Bytes,
+) -> Response {
+    let h = match here(&s, &uri, &headers, &id) {
+        Ok(h) => h,
+        Err(page) => return page,
+    };
+    let fields = match form(&h, &headers, &body) {
+        Ok(f) => f,
+        Err(page) => return page,
+    };
+    let Step::Otp {
+        dn,
+        auth_time,
+        sent: Some(sent),
+        ..
+    } = h.flow.step.clone()
+    else {
+        return see_other(&format!("/flow/{}", h.flow.id));
+    };
+    let code = field(&fields, "code").unwrap_or_default();
+    let request = VerifyRequest {
+        authentication_id: format!("dn:{dn}"),
+        authorization_id: None,
+        otp: Secret::new(code.trim()),
+    };
+    let caller = caller(peer);
+    let login = h.o.login.clone();
+    let app = h.app.clone();
+    let result = s
+        .detached(async move { login.login_otp(&app, request, &caller).await })
+        .await;
+    let amr = vec![AMR_PASSWORD.into(), AMR_OTP.into()];
+    match result {
+        Ok(Ok(outcome)) => finish(&h, outcome, auth_time, amr).await,
+        Ok(Err(AuthError::Denied(denial))) => denied_page(&h, denial),
+        Ok(Err(e)) => otp_code_page(&h, &sent, Some(form_error(&e))),
+        Err(_) => otp_code_page(&h, &sent, Some(FormError::Unavailable)),
+    }
+}
+
+pub async fn cancel(
+    State(s): State<ApiState>,
+    uri: Uri,
+    headers: HeaderMap,
+    peer: Option<Extension<ConnectInfo<SocketAddr>>>,
+    id: FlowId,
+    body: Bytes,
+) -> Response {
+    let h = match here(&s, &uri, &headers, &id) {
+        Ok(h) => h,
+        Err(page) => return page,
+    };
+    if let Err(page) = form(&h, &headers, &body) {
+        return page;
+    }
+    if let Step::Waiting { login, .. } = &h.flow.step {
+        let by = DecidedBy {
+            channel: "sign-in page".to_owned(),
+            address: caller(peer).client,
+            user_agent: None,
+            operator: None,
+        };
+        let (service, login) = (h.o.login.clone(), login.clone());
+        let _ = s
+            .detached(async move { service.decide(&login, ApprovalState::Cancelled, by).await })
+            .await;
+    }
+    see_other(&format!("/flow/{}", h.flow.id))
+}
+
+/// Back to the client without a code: `access_denied` (RFC 6749 §4.1.2.1).
+pub async fn back(State(s): State<ApiState>, uri: Uri, headers: HeaderMap, id: FlowId) -> Response {
+    let h = match here(&s, &uri, &headers, &id) {
+        Ok(h) => h,
+        Err(page) => return page,
+    };
+    let to = h.o.service.error_redirect(
+        &h.flow.request.authorize_request(),
+        "access_denied",
+        "the sign-in was not completed",
+    );
+    let mut resp = see_other(&to);
+    clear_flow_cookie(&mut resp, &h.o, &h.flow.id);
+    resp
+}
+
+/// The wait as Server-Sent Events: `status` events with `{"status": "pending" | "granted" |
+/// "denied"}`, ending on a final state, the link's expiry or shutdown. The page then loads
+/// `/flow/{id}`, which continues.
+pub async fn events(State(s): State<ApiState>, uri: Uri, headers: HeaderMap, id: FlowId) -> Response {
+    let h = match here(&s, &uri, &headers, &id) {
+        Ok(h) => h,
+        Err(page) => return page,
+    };
+    let Step::Waiting { login, .. } = h.flow.step.clone() else {
+        return StatusCode::NOT_FOUND.into_response();
+    };
+    let watch = Watch::First(Box::new(h), login, s.stopping.clone());
+    let events = stream::unfold(watch, |mut w| async move {
+        loop {
+            match w {
+                Watch::Done => return None,
+                Watch::First(h, login, stopping) => {
+                    let status = h.o.login.status(&h.app.name, &login).await;
+                    let (event, last) = status_event(&status);
+                    let next = if last {
+                        Watch::Done
+                    } else {
+                        Watch::Waiting(h, login, stopping)
+                    };
+                    return Some((Ok::<_, Infallible>(event), next));
+                }
+                Watch::Waiting(h, login, stopping) => {
+                    // The wait ends by itself at the link's expiry (then: expired).
+                    let far = h.o.service.clock.now().plus(Duration::from_secs(86_400));
+                    let status = tokio::select! {
+                        s = h.o.login.wait(&h.app.name, &login, far) => s,
+                        () = stopping.cancelled() => return None,
+                    };
+                    if matches!(status, Ok(LoginStatus::Pending { .. })) {
+                        // Woken without a change: nothing to send.
+                        w = Watch::Waiting(h, login, stopping);
+                        continue;
+                    }
+                    let (event, _) = status_event(&status);
+                    return Some((Ok(event), Watch::Done));
+                }
+            }
+        }
+    });
+    Sse::new(events)
+        .keep_alive(KeepAlive::new().interval(Duration::from_secs(15)))
+        .into_response()
+}
+
+enum Watch {
+    First(Box<Here>, String, CancellationToken),
+    Waiting(Box<Here>, String, CancellationToken),
+    Done,
+}
+
+/// The event for a status, and whether it is the last.
+fn status_event(status: &Result<LoginStatus, AuthError>) -> (Event, bool) {
+    let (name, last) = match status {
+        Ok(LoginStatus::Pending { .. }) => ("pending", false),
+        Ok(LoginStatus::Granted { .. }) => ("granted", true),
+        _ => ("denied", true),
+    };
+    let event = Event::default()
+        .event("status")
+        .data(format!(r#"{{"status":"{name}"}}"#));
+    (event, last)
+}

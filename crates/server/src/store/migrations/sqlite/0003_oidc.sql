@@ -1,0 +1,45 @@
+-- Schema version 3: the OpenID Connect provider. Authorization codes and access tokens are kept
+-- by the SHA-256 of their value; signing keys sealed under the server key (never in the clear).
+-- Times are milliseconds since the epoch.
+CREATE TABLE oidc_codes (
+    code_hash BLOB PRIMARY KEY,
+    -- The sign-in flow that issued it: one code per flow.
+    flow TEXT NOT NULL UNIQUE,
+    client TEXT NOT NULL,
+    redirect_uri TEXT NOT NULL,
+    code_challenge TEXT,
+    nonce TEXT,
+    scope TEXT NOT NULL,
+    -- The subject and how they signed in.
+    sub TEXT NOT NULL,
+    username TEXT NOT NULL,
+    name TEXT,
+    email TEXT,
+    auth_time INTEGER NOT NULL,
+    amr TEXT NOT NULL,
+    acr TEXT NOT NULL,
+    expires_at INTEGER NOT NULL,
+    -- When it was redeemed; a second redemption is a replay.
+    used_at INTEGER
+);
+
+CREATE TABLE oidc_tokens (
+    token_hash BLOB PRIMARY KEY,
+    code_hash BLOB NOT NULL,
+    client TEXT NOT NULL,
+    sub TEXT NOT NULL,
+    username TEXT NOT NULL,
+    name TEXT,
+    email TEXT,
+    scope TEXT NOT NULL,
+    expires_at INTEGER NOT NULL,
+    revoked INTEGER NOT NULL DEFAULT 0
+);
+CREATE INDEX oidc_tokens_by_code ON oidc_tokens (code_hash);
+
+CREATE TABLE oidc_keys (
+    kid TEXT PRIMARY KEY,
+    created_at INTEGER NOT NULL,
+    retired_at INTEGER,
+    sealed BLOB NOT NULL
+);
