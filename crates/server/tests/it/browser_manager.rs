@@ -12,7 +12,9 @@ use countersign_core::approval::ApprovalState;
 use serde_json::{Value, json};
 
 use crate::approval_ldap::{API_KEY, start, text_of};
-use crate::fixtures::browser::{Browser, BrowserOptions, OtherSite, html_escape, png_size};
+use crate::fixtures::browser::{
+    Browser, BrowserOptions, OtherSite, html_escape, png_size, screenshots_dir,
+};
 use crate::fixtures::harness::{Answer, Countersign};
 use crate::fixtures::smtp::{SmtpOptions, SmtpServer};
 use crate::http_approval::csrf_of;
@@ -398,4 +400,43 @@ async fn the_browser_fixture_answers_every_command_and_leaves_nothing_running() 
         std::thread::sleep(Duration::from_millis(50));
     }
     assert!(!std::path::Path::new(&profile).exists(), "profile removed");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_browser_step_fails_the_test_and_leaves_a_screenshot() {
+    let site = OtherSite::start(vec![(
+        "/page",
+        "<!doctype html><title>Here</title><p>here</p>".to_owned(),
+    )])
+    .await;
+    let shot = screenshots_dir().join("failed-browser_failure_probe.png");
+    let _ = std::fs::remove_file(&shot);
+    let url = site.same_site("/page");
+    let started = Instant::now();
+    let failed = std::thread::Builder::new()
+        .name("browser_failure_probe".into())
+        .spawn(move || {
+            let mut b = Browser::start(BrowserOptions::default());
+            b.get(&url);
+            b.click("#nowhere");
+        })
+        .unwrap()
+        .join();
+    let message = failed.expect_err("the step failed the thread");
+    let message = message
+        .downcast_ref::<String>()
+        .cloned()
+        .unwrap_or_default();
+    assert!(
+        message.contains("click")
+            && message.contains("#nowhere")
+            && message.contains("no such element"),
+        "{message}"
+    );
+    assert_eq!(png_size(&shot), (1280, 900), "the page as it was");
+    assert!(
+        started.elapsed() < Duration::from_secs(15),
+        "{:?}",
+        started.elapsed()
+    );
 }
