@@ -18,7 +18,9 @@ import time
 from selenium import webdriver
 from selenium.common.exceptions import TimeoutException, WebDriverException
 from selenium.webdriver.chrome.service import Service
+from selenium.webdriver.common.action_chains import ActionChains
 from selenium.webdriver.common.by import By
+from selenium.webdriver.common.keys import Keys
 from selenium.webdriver.support.ui import WebDriverWait
 
 # How long a page load or a script may take before the command fails (a page loads in well
@@ -132,10 +134,20 @@ def type_into(driver, css, text):
     element.send_keys(text)
 
 
+def press(driver, key):
+    """One key pressed on whatever has the focus, as a user would (`TAB`, `ENTER`, `SPACE`,
+    ... from selenium's `Keys`)."""
+    code = getattr(Keys, key.upper(), None)
+    if code is None:
+        raise ValueError(f"no key named {key!r}")
+    ActionChains(driver).send_keys(code).perform()
+
+
 COMMANDS = {
     "get": lambda d, c: d.get(c["url"]),
     "click": lambda d, c: one(d, c["css"]).click(),
     "type": lambda d, c: type_into(d, c["css"], c["text"]),
+    "press": lambda d, c: press(d, c["key"]),
     "text": lambda d, c: one(d, c["css"]).text,
     "attr": lambda d, c: one(d, c["css"]).get_attribute(c["name"]),
     "exists": lambda d, c: len(d.find_elements(By.CSS_SELECTOR, c["css"])) > 0,

@@ -1,5 +1,6 @@
 //! The manager's approval page in a real headless Chromium (the `browser` fixture): the link
-//! from the mail opened, Approve or Reject clicked, and the login's API status following;
+//! from the mail opened, Approve clicked or Reject pressed by keyboard alone, and the login's
+//! API status following;
 //! the same without JavaScript; a phone-size rendering and its screenshot; forged form POSTs
 //! made by pages on another site and another origin refused in the browser without deciding
 //! anything; and the fixture's own promises (failures answer, never hang; language, marker
@@ -188,13 +189,26 @@ async fn without_javascript_the_managers_page_works_the_same() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_manager_rejects_in_chromium_and_the_login_is_denied() {
+async fn a_manager_rejects_by_keyboard_alone_and_the_login_is_denied() {
     let w = world().await;
     let (id, link) = w.pending_login().await;
     let mut b = Browser::start(BrowserOptions::default());
     open_asking_page(&w, &mut b, &id, &link).await;
 
-    b.click("button.reject");
+    // By keyboard alone: Tab reaches Reject through Approve, the focus is visible, Enter
+    // presses it.
+    let to_approve = b.tab_to("button.approve", 10);
+    let to_reject = b.tab_to("button.reject", 1);
+    assert!(to_approve >= 1 && to_reject == 1);
+    let outline = b.execute(
+        "const s = getComputedStyle(document.activeElement);
+         return [s.outlineStyle, parseFloat(s.outlineWidth)];",
+    );
+    assert!(
+        outline[0] != "none" && outline[1].as_f64().unwrap() >= 2.0,
+        "no visible focus: {outline}"
+    );
+    b.press("ENTER");
     b.wait_css("main.card.rejected", 5);
     assert!(b.text("h1").contains("rejected"), "{}", b.text("main"));
     let denied = w.status(&id, 5).await;
