@@ -8,6 +8,7 @@ mod approval_http;
 mod approval_ldap;
 mod approval_slapd;
 mod approval_waiters;
+mod browser_manager;
 mod cli;
 mod config;
 mod deliver_otp_handler;
