@@ -1,10 +1,12 @@
-//! The manager's page, `/approve/{token}`, and its stylesheet. `GET` (and `HEAD`, `OPTIONS`)
+//! The manager's page, `/approve/{token}`, the pages' stylesheet and script, and the edge every
+//! page answer passes ([`page_edge`]: the language, the security headers, errors as pages). `GET` (and `HEAD`, `OPTIONS`)
 //! only shows: mail scanners and link previews fetch links, so nothing but a `POST` from the
 //! page decides (DESIGN §4), and that POST must pass [`super::csrf`]. Decided, expired and
 //! unknown links get pages of their own; an unknown and a malformed token get the same bytes.
 //! Templates are askama's (checked at compile time, HTML-escaped); every answer on these
 //! routes, errors included, is an HTML page with the security headers of [`page_edge`]. The
-//! use cases are `LoginService::{approval_view, decide_by_link}`.
+//! use cases are `LoginService::{approval_view, decide_by_link}`. Every string comes from the
+//! request's language's catalogue ([`super::i18n`]); times are shown in UTC.
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -12,7 +14,7 @@ use std::time::Duration;
 use askama::Template;
 use axum::body::{Body, Bytes};
 use axum::extract::{ConnectInfo, DefaultBodyLimit, Path, Request, State};
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{any, get};
@@ -25,7 +27,9 @@ use countersign_core::{AuthError, Timestamp};
 use super::api::{ApiState, caller};
 use super::body::{MAX_BODY, read_whole};
 use super::csrf::{self, Forged};
+use super::i18n::{Catalogue, Lang, Piece, fill, pieces};
 use super::login::approvals;
+use super::views::Shown;
 
 /// Paths of approval links; the tracing span does not show what follows.
 pub const APPROVE_PREFIX: &str = "/approve/";
@@ -38,9 +42,44 @@ const MAX_USER_AGENT: usize = 256;
 
 const STYLESHEET: &str = include_str!("../../assets/countersign.css");
 
-/// No script, no inline style, nothing from elsewhere, forms only to us, never framed.
-const CSP: &str = "default-src 'none'; style-src 'self'; img-src 'self'; form-action 'self'; \
-                   frame-ancestors 'none'; base-uri 'none'";
+/// The waiting page's script (the only script of the pages).
+const WAITING_SCRIPT: &str = include_str!("../../assets/waiting.js");
+
+/// Scripts and styles only from our own files (never inline), the event stream only from us,
+/// nothing from elsewhere, forms only to us, never framed. A handler whose form must be able to
+/// redirect to another origin sets its own (see [`csp_with_form_targets`]); [`page_edge`] keeps
+/// it.
+pub const CSP: &str = "default-src 'none'; script-src 'self'; connect-src 'self'; \
+                       style-src 'self'; img-src 'self'; form-action 'self'; \
+                       frame-ancestors 'none'; base-uri 'none'";
+
+/// [`CSP`] with `form-action` also allowing these origins (`https://app.example.com`).
+/// Chromium applies `form-action` to the redirects that follow a form's POST too (CSP 3 §6.2.1;
+/// checked with Chromium 156), so a sign-in POST answered by a 303 to the relying party's
+/// `redirect_uri` is blocked unless that origin is listed. `None` if an origin is not a plain
+/// `scheme://host[:port]` (nothing is then allowed beyond our own).
+pub fn csp_with_form_targets(origins: &[&str]) -> Option<HeaderValue> {
+    let plain = |o: &&str| {
+        let rest = o
+            .strip_prefix("https://")
+            .or_else(|| o.strip_prefix("http://"));
+        rest.is_some_and(|r| {
+            !r.is_empty()
+                && r.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b".-:[]".contains(&b))
+        })
+    };
+    if !origins.iter().all(plain) {
+        return None;
+    }
+    let mut targets = String::from("'self'");
+    for o in origins {
+        targets.push(' ');
+        targets.push_str(o);
+    }
+    HeaderValue::from_str(&CSP.replace("form-action 'self'", &format!("form-action {targets}")))
+        .ok()
+}
 
 const ALLOW: &str = "GET, HEAD, POST";
 
@@ -58,6 +97,7 @@ pub fn routes(body_read_timeout: Duration) -> Router<ApiState> {
         .route("/approve", any(no_token))
         .route("/approve/", any(no_token))
         .route("/assets/countersign.css", get(stylesheet))
+        .route("/assets/waiting.js", get(waiting_script))
         .layer(DefaultBodyLimit::max(MAX_BODY))
         .layer(axum::middleware::from_fn_with_state(
             body_read_timeout,
@@ -66,10 +106,16 @@ pub fn routes(body_read_timeout: Duration) -> Router<ApiState> {
         .layer(axum::middleware::from_fn(page_edge))
 }
 
-/// Outermost layer of the pages: every answer carries the security headers, and an error that
-/// is not a page yet (a body over the limit, a wrong method on the stylesheet) becomes one,
-/// with its headers (`Allow`, `Connection`) kept.
-pub async fn page_edge(req: Request, next: Next) -> Response {
+/// Outermost layer of the pages: it chooses the request's [`Lang`] (handed to the handlers as
+/// an extension; a `GET ?lang=` also sets the `cs_lang` cookie), every answer carries the
+/// security headers and its language, and an error that is not a page yet (a body over the
+/// limit, a wrong method on the stylesheet) becomes one, with its headers (`Allow`,
+/// `Connection`) kept.
+pub async fn page_edge(mut req: Request, next: Next) -> Response {
+    let (lang, set_cookie) = Lang::of_request(req.uri(), req.headers());
+    let remember =
+        set_cookie.filter(|_| req.method() == Method::GET || req.method() == Method::HEAD);
+    req.extensions_mut().insert(lang);
     let resp = next.run(req).await;
     let status = resp.status();
     let is_html = resp
@@ -78,7 +124,7 @@ pub async fn page_edge(req: Request, next: Next) -> Response {
         .is_some_and(|v| v.as_bytes().starts_with(b"text/html"));
     let mut resp = if (status.is_client_error() || status.is_server_error()) && !is_html {
         let (mut parts, _) = resp.into_parts();
-        let (new_parts, body) = status_page(status).into_parts();
+        let (new_parts, body) = status_page(status, lang).into_parts();
         for (name, value) in &new_parts.headers {
             parts.headers.insert(name, value.clone());
         }
@@ -92,30 +138,30 @@ pub async fn page_edge(req: Request, next: Next) -> Response {
         (header::REFERRER_POLICY, "no-referrer"),
         (header::X_FRAME_OPTIONS, "DENY"),
         (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
-        (header::CONTENT_SECURITY_POLICY, CSP),
     ] {
         headers.insert(name, HeaderValue::from_static(value));
     }
-    resp
-}
-
-/// A time as the pages show it, and as `<time datetime>` carries it.
-struct Shown {
-    iso: String,
-    shown: String,
-}
-
-impl Shown {
-    fn of(t: Timestamp) -> Self {
-        let iso = t.to_rfc3339();
-        let shown = format!("{} UTC", iso.trim_end_matches('Z').replacen('T', " ", 1));
-        Self { iso, shown }
+    headers
+        .entry(header::CONTENT_SECURITY_POLICY)
+        .or_insert(HeaderValue::from_static(CSP));
+    headers.insert(
+        header::CONTENT_LANGUAGE,
+        HeaderValue::from_static(lang.code()),
+    );
+    if let Some(cookie) = remember {
+        headers.append(header::SET_COOKIE, cookie);
     }
+    resp
 }
 
 #[derive(Template)]
 #[template(path = "approve.html")]
 struct ApprovePage<'a> {
+    lang: Lang,
+    langs: [Lang; 2],
+    t: &'static Catalogue,
+    lead: Vec<Piece>,
+    advice: String,
     display_name: &'a str,
     username: &'a str,
     application: &'a str,
@@ -128,13 +174,18 @@ struct ApprovePage<'a> {
 #[derive(Template)]
 #[template(path = "notice.html")]
 struct NoticePage {
+    lang: Lang,
+    langs: [Lang; 2],
+    t: &'static Catalogue,
     /// A class of the card: approved, rejected, expired, cancelled, unknown, refused, error.
     kind: &'static str,
     title: String,
     lines: Vec<String>,
 }
 
-fn html(status: StatusCode, page: Result<String, askama::Error>) -> Response {
+/// A rendered page as the answer, `text/html` with its length; a page that did not render is
+/// logged and answered with a bare 500 page.
+pub fn html(status: StatusCode, page: Result<String, askama::Error>) -> Response {
     let (status, body) = match page {
         Ok(body) => (status, body),
         Err(e) => {
@@ -157,8 +208,17 @@ fn html(status: StatusCode, page: Result<String, askama::Error>) -> Response {
     resp
 }
 
-fn notice(status: StatusCode, kind: &'static str, title: &str, lines: &[&str]) -> Response {
+fn notice(
+    lang: Lang,
+    status: StatusCode,
+    kind: &'static str,
+    title: &str,
+    lines: &[&str],
+) -> Response {
     let page = NoticePage {
+        lang,
+        langs: Lang::ALL,
+        t: lang.catalogue(),
         kind,
         title: title.to_owned(),
         lines: lines.iter().map(|l| (*l).to_owned()).collect(),
@@ -167,97 +227,114 @@ fn notice(status: StatusCode, kind: &'static str, title: &str, lines: &[&str]) -
 }
 
 /// Unknown or malformed: one page, the same bytes for both.
-async fn no_token() -> Response {
-    unknown_page()
+async fn no_token(Extension(lang): Extension<Lang>) -> Response {
+    unknown_page(lang)
 }
 
-fn unknown_page() -> Response {
+fn unknown_page(lang: Lang) -> Response {
+    let t = lang.catalogue();
     notice(
+        lang,
         StatusCode::NOT_FOUND,
         "unknown",
-        "Link not valid",
-        &[
-            "This approval link is not valid. Check that you opened the whole link from the message.",
-            "If someone needs your approval, they can sign in again and you will get a new message.",
-        ],
+        t.link_invalid_title,
+        &[t.link_invalid_line, t.link_invalid_again],
     )
 }
 
-fn unavailable_page() -> Response {
+fn unavailable_page(lang: Lang) -> Response {
+    let t = lang.catalogue();
     notice(
+        lang,
         StatusCode::SERVICE_UNAVAILABLE,
         "error",
-        "Try again shortly",
-        &[
-            "The server cannot look this request up right now. Nothing was decided; please try the link again in a moment.",
-        ],
+        t.unavailable_title,
+        &[t.unavailable_line],
     )
 }
 
-fn refused_page(why: Forged) -> Response {
+fn refused_page(why: Forged, lang: Lang) -> Response {
     // Debug, not warn: anyone can send these, and a warning each would let them fill the log.
     tracing::debug!(
         reason = why.as_str(),
         "approval POST refused as a possible forgery"
     );
+    let t = lang.catalogue();
     notice(
+        lang,
         StatusCode::FORBIDDEN,
         "refused",
-        "Request refused",
-        &[
-            "This request did not come from the approval page, so nothing was decided. Open the link from your message again and use the buttons on that page.",
-        ],
+        t.refused_title,
+        &[t.refused_line],
     )
 }
 
 /// The generic page of an error status no handler wrote a page for.
-fn status_page(status: StatusCode) -> Response {
-    let title = status.canonical_reason().unwrap_or("Error");
-    let line = match status {
-        StatusCode::PAYLOAD_TOO_LARGE => "The request was too large. Nothing was decided.",
-        StatusCode::METHOD_NOT_ALLOWED => "This page does not take that kind of request.",
-        s if s.is_server_error() => "The server could not answer. Nothing was decided.",
-        _ => "The request could not be read. Nothing was decided.",
+pub fn status_page(status: StatusCode, lang: Lang) -> Response {
+    let t = lang.catalogue();
+    let (title, line) = match status {
+        StatusCode::PAYLOAD_TOO_LARGE => (t.status_too_large_title, t.status_too_large_line),
+        StatusCode::METHOD_NOT_ALLOWED => (t.status_method_title, t.status_method_line),
+        StatusCode::UNSUPPORTED_MEDIA_TYPE => (t.status_media_type_title, t.status_request_line),
+        StatusCode::BAD_REQUEST => (t.status_bad_request_title, t.status_request_line),
+        StatusCode::NOT_FOUND => (t.status_not_found_title, t.status_request_line),
+        s if s.is_server_error() => (t.status_server_title, t.status_server_line),
+        _ => (t.status_other_title, t.status_request_line),
     };
-    notice(status, "error", title, &[line])
+    notice(lang, status, "error", title, &[line])
 }
 
 /// The page of a request that is no longer pending.
-fn final_page(request: &ApprovalRequest, state: ApprovalState, status: StatusCode) -> Response {
+fn final_page(
+    request: &ApprovalRequest,
+    state: ApprovalState,
+    status: StatusCode,
+    lang: Lang,
+) -> Response {
+    let t = lang.catalogue();
     let who = who(request);
-    let at = |t: Option<Timestamp>| Shown::of(t.unwrap_or(request.expires_at)).shown;
-    match state {
-        ApprovalState::Expired => notice(
-            StatusCode::GONE,
-            "expired",
-            "Link expired",
-            &[
-                &format!(
-                    "The request of {who} to sign in to {} expired undecided at {}.",
-                    request.application,
-                    Shown::of(request.expires_at).shown
-                ),
-                "Nothing can be decided through this link any more. If the sign-in is still wanted, they can sign in again and you will get a new message.",
-            ],
-        ),
-        _ => {
-            let (kind, verb) = match state {
-                ApprovalState::Approved => ("approved", "approved"),
-                ApprovalState::Rejected => ("rejected", "rejected"),
-                _ => ("cancelled", "cancelled"),
-            };
-            notice(
-                status,
-                kind,
-                &format!("Already {verb}"),
-                &[&format!(
-                    "The request of {who} to sign in to {} was already {verb} at {}. Nothing was changed.",
-                    request.application,
-                    at(request.decided_at)
-                )],
+    let values = |time: Timestamp| {
+        let time = Shown::of(time).shown;
+        move |text: &str| {
+            fill(
+                text,
+                &[
+                    ("who", &who),
+                    ("application", &request.application),
+                    ("time", &time),
+                ],
             )
         }
+    };
+    if state == ApprovalState::Expired {
+        let line = values(request.expires_at)(t.link_expired_line);
+        return notice(
+            lang,
+            StatusCode::GONE,
+            "expired",
+            t.link_expired_title,
+            &[&line, t.link_expired_again],
+        );
     }
+    let (kind, title, line) = match state {
+        ApprovalState::Approved => (
+            "approved",
+            t.already_approved_title,
+            t.already_approved_line,
+        ),
+        ApprovalState::Rejected => (
+            "rejected",
+            t.already_rejected_title,
+            t.already_rejected_line,
+        ),
+        _ => (
+            "cancelled",
+            t.already_cancelled_title,
+            t.already_cancelled_line,
+        ),
+    };
+    let line = values(request.decided_at.unwrap_or(request.expires_at))(line);
+    notice(lang, status, kind, title, &[&line])
 }
 
 fn who(request: &ApprovalRequest) -> String {
@@ -268,32 +345,45 @@ fn who(request: &ApprovalRequest) -> String {
     }
 }
 
-async fn show(State(s): State<ApiState>, Path(token): Path<String>) -> Response {
+async fn show(
+    State(s): State<ApiState>,
+    Extension(lang): Extension<Lang>,
+    Path(token): Path<String>,
+) -> Response {
     let Ok(approvals) = approvals(&s) else {
-        return unknown_page();
+        return unknown_page(lang);
     };
     let view = match approvals.login.approval_view(&token).await {
         Ok(view) => view,
-        Err(AuthError::UnknownLogin) => return unknown_page(),
+        Err(AuthError::UnknownLogin) => return unknown_page(lang),
         Err(e) => {
             tracing::warn!(error = %e, "an approval page could not be read");
-            return unavailable_page();
+            return unavailable_page(lang);
         }
     };
     let r = &view.request;
     if view.state != ApprovalState::Pending {
-        return final_page(r, view.state, StatusCode::OK);
+        return final_page(r, view.state, StatusCode::OK, lang);
     }
     // Values from a directory, shown as one short line (no line breaks or direction
     // overrides that would rearrange the sentence around them), as in the manager's message.
     let display_name = one_line(r.display_name.as_deref().unwrap_or(&r.username));
     let username = one_line(&r.username);
     let application = one_line(&r.application);
+    let t = lang.catalogue();
     let page = ApprovePage {
+        lang,
+        langs: Lang::ALL,
+        t,
+        lead: pieces(
+            t.approve_lead,
+            &[("user", &display_name), ("application", &application)],
+        ),
+        advice: fill(t.approve_advice, &[("user", &display_name)]),
         display_name: &display_name,
         username: &username,
         application: &application,
-        client: r.client.as_deref().unwrap_or("unknown"),
+        client: r.client.as_deref().unwrap_or(t.unknown_client),
         asked_at: Shown::of(r.created_at),
         valid_until: Shown::of(r.expires_at),
         csrf: approvals.csrf.token_for(&token),
@@ -302,8 +392,8 @@ async fn show(State(s): State<ApiState>, Path(token): Path<String>) -> Response 
 }
 
 /// GET's headers, no body.
-async fn head(state: State<ApiState>, token: Path<String>) -> Response {
-    let (parts, _) = show(state, token).await.into_parts();
+async fn head(state: State<ApiState>, lang: Extension<Lang>, token: Path<String>) -> Response {
+    let (parts, _) = show(state, lang, token).await.into_parts();
     Response::from_parts(parts, Body::empty())
 }
 
@@ -314,19 +404,25 @@ async fn options() -> Response {
     resp
 }
 
-async fn other_method() -> Response {
-    let mut resp = status_page(StatusCode::METHOD_NOT_ALLOWED);
+async fn other_method(Extension(lang): Extension<Lang>) -> Response {
+    let mut resp = status_page(StatusCode::METHOD_NOT_ALLOWED, lang);
     resp.headers_mut()
         .insert(header::ALLOW, HeaderValue::from_static(ALLOW));
     resp
 }
 
 async fn stylesheet() -> Response {
-    let mut resp = STYLESHEET.into_response();
-    resp.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("text/css; charset=utf-8"),
-    );
+    asset(STYLESHEET, "text/css; charset=utf-8")
+}
+
+async fn waiting_script() -> Response {
+    asset(WAITING_SCRIPT, "application/javascript; charset=utf-8")
+}
+
+fn asset(body: &'static str, content_type: &'static str) -> Response {
+    let mut resp = body.into_response();
+    resp.headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
     resp
 }
 
@@ -383,34 +479,35 @@ fn safe_user_agent(headers: &HeaderMap) -> Option<String> {
 
 async fn decide(
     State(s): State<ApiState>,
+    Extension(lang): Extension<Lang>,
     peer: Option<Extension<ConnectInfo<SocketAddr>>>,
     headers: HeaderMap,
     Path(token): Path<String>,
     body: Bytes,
 ) -> Response {
     let Ok(approvals) = approvals(&s) else {
-        return unknown_page();
+        return unknown_page(lang);
     };
     if body.len() > MAX_FORM {
-        return status_page(StatusCode::PAYLOAD_TOO_LARGE);
+        return status_page(StatusCode::PAYLOAD_TOO_LARGE, lang);
     }
     if let Err(why) = csrf::check_headers(&headers, &approvals.own_origins) {
-        return refused_page(why);
+        return refused_page(why, lang);
     }
     if !is_form(&headers) {
-        return status_page(StatusCode::UNSUPPORTED_MEDIA_TYPE);
+        return status_page(StatusCode::UNSUPPORTED_MEDIA_TYPE, lang);
     }
     let form = read_form(&body);
     if form.repeated {
-        return status_page(StatusCode::BAD_REQUEST);
+        return status_page(StatusCode::BAD_REQUEST, lang);
     }
     if let Err(why) = csrf::check_field(&approvals.csrf, &token, form.csrf.as_deref()) {
-        return refused_page(why);
+        return refused_page(why, lang);
     }
     let approve = match form.decision.as_deref() {
         Some("approve") => true,
         Some("reject") => false,
-        _ => return status_page(StatusCode::BAD_REQUEST),
+        _ => return status_page(StatusCode::BAD_REQUEST, lang),
     };
     let by = DecidedBy {
         channel: "link".to_owned(),
@@ -425,42 +522,44 @@ async fn decide(
         .detached(async move { login.decide_by_link(&token, approve, by).await })
         .await;
     match result {
-        Ok(Ok(DecisionResult::Decided(r))) => decided_page(&r),
-        Ok(Ok(DecisionResult::AlreadyFinal(r))) => final_page(&r, r.state, StatusCode::CONFLICT),
-        Ok(Err(AuthError::UnknownLogin)) => unknown_page(),
+        Ok(Ok(DecisionResult::Decided(r))) => decided_page(&r, lang),
+        Ok(Ok(DecisionResult::AlreadyFinal(r))) => {
+            final_page(&r, r.state, StatusCode::CONFLICT, lang)
+        }
+        Ok(Err(AuthError::UnknownLogin)) => unknown_page(lang),
         Ok(Err(e)) => {
             tracing::warn!(error = %e, "an approval decision failed");
-            unavailable_page()
+            unavailable_page(lang)
         }
-        Err(_) => unavailable_page(),
+        Err(_) => unavailable_page(lang),
     }
 }
 
 /// The answer to the decision that was recorded.
-fn decided_page(r: &ApprovalRequest) -> Response {
+fn decided_page(r: &ApprovalRequest, lang: Lang) -> Response {
+    let t = lang.catalogue();
     let who = who(r);
+    let values = [
+        ("who", who.as_str()),
+        ("application", r.application.as_str()),
+    ];
     if r.state == ApprovalState::Approved {
+        let line = fill(t.decided_approved_line, &values);
         notice(
+            lang,
             StatusCode::OK,
             "approved",
-            "Sign-in approved",
-            &[&format!(
-                "You approved the sign-in of {who} to {}. They are being let in now.",
-                r.application
-            )],
+            t.decided_approved_title,
+            &[&line],
         )
     } else {
+        let line = fill(t.decided_rejected_line, &values);
         notice(
+            lang,
             StatusCode::OK,
             "rejected",
-            "Sign-in rejected",
-            &[
-                &format!(
-                    "You rejected the sign-in of {who} to {}. They are not let in.",
-                    r.application
-                ),
-                "If you think someone else knows their password, tell your security team.",
-            ],
+            t.decided_rejected_title,
+            &[&line, t.decided_rejected_advice],
         )
     }
 }
@@ -493,12 +592,5 @@ mod tests {
         assert_eq!(f.decision.as_deref(), Some("approve"));
         assert!(!f.repeated);
         assert!(read_form(b"decision=approve&decision=reject").repeated);
-    }
-
-    #[test]
-    fn times_show_in_utc() {
-        let t = Shown::of(Timestamp(1_700_000_000_000));
-        assert_eq!(t.iso, "2023-11-14T22:13:20Z");
-        assert_eq!(t.shown, "2023-11-14 22:13:20 UTC");
     }
 }
