@@ -7,7 +7,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use countersign_core::application::{Application, Applications, AuthMethod};
+use countersign_core::application::{Application, Applications, AuthMethod, OidcClient};
 use countersign_core::approval::ApprovalProfile;
 use countersign_core::attempt::AuditTrail;
 use countersign_core::identity_mapper::IdentityMapper;
@@ -178,12 +178,19 @@ pub(super) fn build(
             .applications
             .iter()
             .map(|a| {
-                Application::new(
+                let app = Application::new(
                     a.name.clone(),
                     a.api_key.as_ref().map(|k| k.expose()),
                     a.methods.clone(),
                     a.approved_otp,
-                )
+                );
+                match &a.oidc {
+                    Some(c) => app.with_oidc(OidcClient::new(
+                        c.redirect_uris.clone(),
+                        c.secret.as_ref().map(|s| s.expose()),
+                    )),
+                    None => app,
+                }
             })
             .collect(),
     );

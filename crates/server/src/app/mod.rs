@@ -6,6 +6,7 @@
 mod approvals;
 pub mod background;
 mod error;
+mod oidc;
 mod serve;
 pub mod shutdown;
 mod wiring;

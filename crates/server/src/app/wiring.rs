@@ -50,6 +50,8 @@ pub struct App {
     pub(super) approval_couriers: HashMap<String, Arc<dyn Courier>>,
     /// The manager's page's CSRF key, derived from the server key (every node agrees).
     csrf: CsrfKey,
+    /// The OpenID Connect provider, when some application is a client.
+    pub oidc: Option<super::oidc::OidcParts>,
     pub clock: Arc<dyn Clock>,
 }
 
@@ -150,6 +152,7 @@ impl App {
         };
         let otp = Arc::new(otp);
         let parts = approvals::build(&config, &otp, &store, &all_directories, &clock_for_app)?;
+        let oidc = App::build_oidc(&config, &parts.applications, &store, &clock_for_app, &key);
         Ok(App {
             config,
             store,
@@ -163,6 +166,7 @@ impl App {
             outbox_wake: parts.outbox_wake,
             approval_couriers: parts.couriers,
             csrf: CsrfKey::derive(&key),
+            oidc,
             clock: clock_for_app,
         })
     }
@@ -213,7 +217,7 @@ impl App {
             .filter(|url| !url.is_empty())
             .cloned()
             .collect();
-        ApiState::new(
+        let state = ApiState::new(
             self.otp.clone(),
             self.store.clone(),
             self.config.http_reveal_recipients,
@@ -226,7 +230,11 @@ impl App {
             keyless: approvals::implicit(approvals::IMPLICIT_HTTP_APPLICATION),
             csrf: self.csrf.clone(),
             own_origins,
-        })
+        });
+        match self.oidc_api() {
+            Some(oidc) => state.with_oidc(oidc),
+            None => state,
+        }
     }
 
     /// The HTTP front's server (the API and the listener's limits), from `[http]`.

@@ -50,6 +50,9 @@ pub struct ApiState {
     /// Approved OTP: the login API, waiting and the manager's page. `None`: those endpoints
     /// do not exist (404) and verify is the plain OTP check.
     pub approvals: Option<Arc<ApprovalApi>>,
+    /// The OpenID Connect provider: its endpoints and the hosted sign-in. `None`: no client is
+    /// configured, and those paths do not exist.
+    pub oidc: Option<Arc<super::oidc::OidcApi>>,
     /// Cancelled when the listener stops: long-polls answer at once and event streams end, so
     /// shutdown does not wait for them.
     pub stopping: CancellationToken,
@@ -71,6 +74,7 @@ impl ApiState {
             deliver_otp_enabled,
             tasks: TaskTracker::new(),
             approvals: None,
+            oidc: None,
             stopping: CancellationToken::new(),
         }
     }
@@ -78,6 +82,12 @@ impl ApiState {
     /// With Approved OTP: the login endpoints, the waiting endpoints and the manager's page.
     pub fn with_approvals(mut self, approvals: ApprovalApi) -> Self {
         self.approvals = Some(Arc::new(approvals));
+        self
+    }
+
+    /// With the OpenID Connect provider.
+    pub fn with_oidc(mut self, oidc: super::oidc::OidcApi) -> Self {
+        self.oidc = Some(Arc::new(oidc));
         self
     }
 
@@ -138,11 +148,16 @@ pub fn router(state: ApiState) -> Router {
             read_whole,
         ))
         .layer(axum::middleware::from_fn(every_answer));
-    let router = if state.approvals.is_some() {
+    let mut router = if state.approvals.is_some() {
         api.merge(super::pages::routes(state.body_read_timeout))
     } else {
         api
     };
+    if state.oidc.is_some() {
+        router = router
+            .merge(super::oidc::routes(state.body_read_timeout))
+            .merge(super::flow::routes(state.body_read_timeout));
+    }
     router
         .layer(axum::middleware::from_fn(trace_request))
         .with_state(state)

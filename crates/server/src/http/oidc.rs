@@ -79,7 +79,10 @@ async fn oauth_edge(req: Request, next: Next) -> Response {
             header::ACCESS_CONTROL_ALLOW_HEADERS,
             HeaderValue::from_static("Authorization, Content-Type"),
         );
-        h.insert(header::ACCESS_CONTROL_MAX_AGE, HeaderValue::from_static("600"));
+        h.insert(
+            header::ACCESS_CONTROL_MAX_AGE,
+            HeaderValue::from_static("600"),
+        );
         r
     } else {
         let resp = next.run(req).await;
@@ -192,7 +195,11 @@ async fn jwks(State(s): State<ApiState>) -> Response {
         }
         Err(e) => {
             tracing::error!(error = %e, "the JWK Set cannot be served");
-            oauth_error(StatusCode::SERVICE_UNAVAILABLE, "temporarily_unavailable", "try again")
+            oauth_error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "temporarily_unavailable",
+                "try again",
+            )
         }
     }
 }
@@ -206,7 +213,9 @@ fn basic_credentials(headers: &HeaderMap) -> Result<Option<(String, String)>, &'
     if values.next().is_some() {
         return Err("more than one Authorization header");
     }
-    let text = value.to_str().map_err(|_| "malformed Authorization header")?;
+    let text = value
+        .to_str()
+        .map_err(|_| "malformed Authorization header")?;
     let Some((scheme, rest)) = text.split_once(' ') else {
         return Err("malformed Authorization header");
     };
@@ -231,7 +240,10 @@ fn basic_credentials(headers: &HeaderMap) -> Result<Option<(String, String)>, &'
 
 /// The token request's form and client authentication. Every parameter at most once
 /// (RFC 6749 §3.2); one way of authenticating only (§2.3).
-fn read_token_request(headers: &HeaderMap, body: &[u8]) -> Result<(TokenRequest, ClientAuth), &'static str> {
+fn read_token_request(
+    headers: &HeaderMap,
+    body: &[u8],
+) -> Result<(TokenRequest, ClientAuth), &'static str> {
     if !super::pages::is_form(headers) {
         return Err("the body must be application/x-www-form-urlencoded");
     }
@@ -271,7 +283,11 @@ async fn token(State(s): State<ApiState>, headers: HeaderMap, body: Bytes) -> Re
         return not_enabled();
     };
     if body.len() > MAX_TOKEN_FORM {
-        return oauth_error(StatusCode::PAYLOAD_TOO_LARGE, "invalid_request", "request too large");
+        return oauth_error(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "invalid_request",
+            "request too large",
+        );
     }
     let (request, auth) = match read_token_request(&headers, &body) {
         Ok(r) => r,
@@ -295,7 +311,11 @@ async fn token(State(s): State<ApiState>, headers: HeaderMap, body: Bytes) -> Re
         Ok(t) => t,
         Err(e) => {
             tracing::error!(error = %e, "an ID token could not be signed");
-            return oauth_error(StatusCode::INTERNAL_SERVER_ERROR, "server_error", "try again");
+            return oauth_error(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "server_error",
+                "try again",
+            );
         }
     };
     json_response(
@@ -320,7 +340,11 @@ async fn userinfo(State(s): State<ApiState>, headers: HeaderMap) -> Response {
             Some(e) => format!("Bearer realm=\"countersign\", error=\"{e}\""),
             None => "Bearer realm=\"countersign\"".to_owned(),
         };
-        let mut resp = oauth_error(StatusCode::UNAUTHORIZED, error.unwrap_or("invalid_request"), "a valid access token is required");
+        let mut resp = oauth_error(
+            StatusCode::UNAUTHORIZED,
+            error.unwrap_or("invalid_request"),
+            "a valid access token is required",
+        );
         if let Ok(v) = HeaderValue::from_str(&value) {
             resp.headers_mut().insert(header::WWW_AUTHENTICATE, v);
         }
@@ -340,7 +364,11 @@ async fn userinfo(State(s): State<ApiState>, headers: HeaderMap) -> Response {
         Ok(None) => return challenge(Some("invalid_token")),
         Err(e) => {
             tracing::warn!(error = %e, "userinfo could not reach the store");
-            return oauth_error(StatusCode::SERVICE_UNAVAILABLE, "temporarily_unavailable", "try again");
+            return oauth_error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "temporarily_unavailable",
+                "try again",
+            );
         }
     };
     let mut claims = serde_json::Map::new();

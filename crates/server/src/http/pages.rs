@@ -427,7 +427,7 @@ fn asset(body: &'static str, content_type: &'static str) -> Response {
 }
 
 /// `application/x-www-form-urlencoded`, as the page's form sends it.
-fn is_form(headers: &HeaderMap) -> bool {
+pub(crate) fn is_form(headers: &HeaderMap) -> bool {
     headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())

@@ -26,6 +26,7 @@ mod ldap_binds;
 mod ldap_front;
 mod ldap_wire;
 mod mechanism_order;
+mod oidc_rp;
 mod otp_lifecycle;
 mod rate_limits;
 mod store_contract;

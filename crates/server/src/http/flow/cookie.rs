@@ -207,7 +207,10 @@ mod tests {
         let value = key.seal(&f);
         assert_eq!(key.open(&value, &f.id, Timestamp(1_000)), Some(f.clone()));
         assert_eq!(key.open(&value, &f.id, Timestamp(2_000)), None, "expired");
-        assert_eq!(key.open(&value, "ffffffffffffffffffffffffffffffff", Timestamp(1)), None);
+        assert_eq!(
+            key.open(&value, "ffffffffffffffffffffffffffffffff", Timestamp(1)),
+            None
+        );
         let other = FlowKey::derive(b"another server key, thirty-two b");
         assert_eq!(other.open(&value, &f.id, Timestamp(1)), None);
         let (body, tag) = value.split_once('.').unwrap();

@@ -78,7 +78,7 @@ fn bad_request_page(why: &str, lang: Lang) -> Response {
     let page = Outcome {
         kind: OutcomeKind::Error,
         title: t.outcome_error_title.to_owned(),
-        lines: vec![t.authorize_bad_request.to_owned(), why.to_owned()],
+        lines: vec![t.outcome_error_line.to_owned(), why.to_owned()],
         back: String::new(),
     };
     html(StatusCode::BAD_REQUEST, page.render(lang))
@@ -126,7 +126,12 @@ fn parse_params(bytes: &[u8]) -> Vec<(String, String)> {
 }
 
 /// Checks the request; a good one starts a flow: a new id, its cookie, and the sign-in page.
-fn authorize(s: &ApiState, uri: &Uri, headers: &HeaderMap, params: Vec<(String, String)>) -> Response {
+fn authorize(
+    s: &ApiState,
+    uri: &Uri,
+    headers: &HeaderMap,
+    params: Vec<(String, String)>,
+) -> Response {
     let (lang, _) = language(uri, headers);
     let Some(o) = oidc(s) else {
         return bad_request_page("OpenID Connect is not configured", lang);

@@ -32,8 +32,8 @@ use tokio_util::sync::CancellationToken;
 
 use super::cookie::{Flow, Sent, Step};
 use super::{
-    FlowId, MAX_FORM, clear_flow_cookie, html, language, oidc, outcome_page, read_flow,
-    see_other, set_flow_cookie,
+    FlowId, MAX_FORM, clear_flow_cookie, html, language, oidc, outcome_page, read_flow, see_other,
+    set_flow_cookie,
 };
 use crate::http::api::{ApiState, caller};
 use crate::http::i18n::Lang;
@@ -52,9 +52,18 @@ struct Here {
 }
 
 /// The flow of the request, or the page that says the sign-in is gone.
-fn here(s: &ApiState, uri: &Uri, headers: &HeaderMap, id: &str) -> Result<Here, Response> {
+/// (The page is boxed: a `Response` is large for an `Err`.)
+fn here(s: &ApiState, uri: &Uri, headers: &HeaderMap, id: &str) -> Result<Here, Box<Response>> {
     let (lang, _) = language(uri, headers);
-    let gone = || outcome_page(StatusCode::NOT_FOUND, OutcomeKind::Error, id, "", lang);
+    let gone = || {
+        Box::new(outcome_page(
+            StatusCode::NOT_FOUND,
+            OutcomeKind::Error,
+            id,
+            "",
+            lang,
+        ))
+    };
     let o = oidc(s).ok_or_else(gone)?;
     let flow = read_flow(&o, headers, id).ok_or_else(gone)?;
     let app = o
@@ -66,15 +75,19 @@ fn here(s: &ApiState, uri: &Uri, headers: &HeaderMap, id: &str) -> Result<Here, 
 }
 
 /// A form POST: the CSRF checks, then its fields.
-fn form(h: &Here, headers: &HeaderMap, body: &[u8]) -> Result<Vec<(String, String)>, Response> {
+fn form(
+    h: &Here,
+    headers: &HeaderMap,
+    body: &[u8],
+) -> Result<Vec<(String, String)>, Box<Response>> {
     let refused = || {
-        outcome_page(
+        Box::new(outcome_page(
             StatusCode::FORBIDDEN,
             OutcomeKind::Error,
             &h.flow.id,
             &h.app.name,
             h.lang,
-        )
+        ))
     };
     if body.len() > MAX_FORM || !crate::http::pages::is_form(headers) {
         return Err(refused());
@@ -93,7 +106,10 @@ fn form(h: &Here, headers: &HeaderMap, body: &[u8]) -> Result<Vec<(String, Strin
 }
 
 fn field(fields: &[(String, String)], name: &str) -> Option<String> {
-    fields.iter().find(|(n, _)| n == name).map(|(_, v)| v.clone())
+    fields
+        .iter()
+        .find(|(n, _)| n == name)
+        .map(|(_, v)| v.clone())
 }
 
 /// The flow with a new step, and the redirect to its page.
@@ -110,7 +126,7 @@ fn advance(h: &Here, step: Step) -> Response {
 pub async fn show(State(s): State<ApiState>, uri: Uri, headers: HeaderMap, id: FlowId) -> Response {
     let h = match here(&s, &uri, &headers, &id) {
         Ok(h) => h,
-        Err(page) => return page,
+        Err(page) => return *page,
     };
     let (_, set_lang) = language(&uri, &headers);
     let mut resp = match h.flow.step.clone() {
@@ -154,12 +170,11 @@ async fn otp_pick_page(h: &Here, dn: &str, error: Option<FormError>) -> Response
         client: None,
         bound_as: None,
     };
-    let found = h
-        .o
-        .otp
-        .supported_mechanisms(dn, &caller, RecipientView::Masked)
-        .await
-        .unwrap_or_default();
+    let found =
+        h.o.otp
+            .supported_mechanisms(dn, &caller, RecipientView::Masked)
+            .await
+            .unwrap_or_default();
     let mechanisms: Vec<ShownMechanism> = found
         .into_iter()
         .filter(|m| m.supported)
@@ -204,8 +219,8 @@ fn otp_code_page(h: &Here, sent: &Sent, error: Option<FormError>) -> Response {
 fn form_error(e: &AuthError) -> FormError {
     match e {
         AuthError::RateLimited { .. } => FormError::TooManyAttempts,
-        AuthError::Unavailable(_) | AuthError::StoreUnavailable(_) => FormError::Unavailable,
-        AuthError::NotDelivered(_) => FormError::NotSent,
+        AuthError::Unavailable(_) => FormError::Unavailable,
+        AuthError::NotDelivered { .. } => FormError::NotSent,
         _ => FormError::Refused,
     }
 }
@@ -230,11 +245,11 @@ pub async fn password(
 ) -> Response {
     let h = match here(&s, &uri, &headers, &id) {
         Ok(h) => h,
-        Err(page) => return page,
+        Err(page) => return *page,
     };
     let fields = match form(&h, &headers, &body) {
         Ok(f) => f,
-        Err(page) => return page,
+        Err(page) => return *page,
     };
     if h.flow.step != Step::SignIn {
         return see_other(&format!("/flow/{}", h.flow.id));
@@ -246,12 +261,11 @@ pub async fn password(
     let now = h.o.service.clock.now().0;
     // An application that may not take the password alone needs a delivered OTP after it.
     if !h.app.allows(AuthMethod::Password) && h.app.allows(AuthMethod::DeliveredOtp) {
-        let checked = h
-            .o
-            .login
-            .passwords
-            .authenticate(&identity, &password, &caller)
-            .await;
+        let checked =
+            h.o.login
+                .passwords
+                .authenticate(&identity, &password, &caller)
+                .await;
         return match checked {
             Ok(user) => advance(
                 &h,
@@ -268,7 +282,11 @@ pub async fn password(
     let login = h.o.login.clone();
     let app = h.app.clone();
     let result = s
-        .detached(async move { login.login_password(&app, &identity, &password, &caller).await })
+        .detached(async move {
+            login
+                .login_password(&app, &identity, &password, &caller)
+                .await
+        })
         .await;
     match result {
         Ok(Ok(outcome)) => finish(&h, outcome, now, vec![AMR_PASSWORD.into()]).await,
@@ -410,7 +428,12 @@ async fn waiting(h: &Here, login: &str, auth_time: i64, mut amr: Vec<String>) ->
 /// The user as the directory now describes them (name and address for the claims).
 async fn user_of(h: &Here, dn: &str) -> Option<User> {
     let identity = Identity::Dn(Dn::new(dn));
-    h.o.login.directories.find_user(&identity).await.ok().flatten()
+    h.o.login
+        .directories
+        .find_user(&identity)
+        .await
+        .ok()
+        .flatten()
 }
 
 /// Who was asked, masked as Get Supported masks addresses.
@@ -441,11 +464,11 @@ pub async fn otp_send(
 ) -> Response {
     let h = match here(&s, &uri, &headers, &id) {
         Ok(h) => h,
-        Err(page) => return page,
+        Err(page) => return *page,
     };
     let fields = match form(&h, &headers, &body) {
         Ok(f) => f,
-        Err(page) => return page,
+        Err(page) => return *page,
     };
     let Step::Otp {
         dn,
@@ -464,12 +487,11 @@ pub async fn otp_send(
         client: None,
         bound_as: None,
     };
-    let found = h
-        .o
-        .otp
-        .supported_mechanisms(&dn, &plain, RecipientView::Masked)
-        .await
-        .unwrap_or_default();
+    let found =
+        h.o.otp
+            .supported_mechanisms(&dn, &plain, RecipientView::Masked)
+            .await
+            .unwrap_or_default();
     let chosen = index.and_then(|i| found.into_iter().filter(|m| m.supported).nth(i));
     let Some(chosen) = chosen else {
         return otp_pick_page(&h, &dn, Some(FormError::NotSent)).await;
@@ -521,11 +543,11 @@ pub async fn otp_verify(
 ) -> Response {
     let h = match here(&s, &uri, &headers, &id) {
         Ok(h) => h,
-        Err(page) => return page,
+        Err(page) => return *page,
     };
     let fields = match form(&h, &headers, &body) {
         Ok(f) => f,
-        Err(page) => return page,
+        Err(page) => return *page,
     };
     let Step::Otp {
         dn,
@@ -567,10 +589,10 @@ pub async fn cancel(
 ) -> Response {
     let h = match here(&s, &uri, &headers, &id) {
         Ok(h) => h,
-        Err(page) => return page,
+        Err(page) => return *page,
     };
     if let Err(page) = form(&h, &headers, &body) {
-        return page;
+        return *page;
     }
     if let Step::Waiting { login, .. } = &h.flow.step {
         let by = DecidedBy {
@@ -591,7 +613,7 @@ pub async fn cancel(
 pub async fn back(State(s): State<ApiState>, uri: Uri, headers: HeaderMap, id: FlowId) -> Response {
     let h = match here(&s, &uri, &headers, &id) {
         Ok(h) => h,
-        Err(page) => return page,
+        Err(page) => return *page,
     };
     let to = h.o.service.error_redirect(
         &h.flow.request.authorize_request(),
@@ -606,10 +628,15 @@ pub async fn back(State(s): State<ApiState>, uri: Uri, headers: HeaderMap, id: F
 /// The wait as Server-Sent Events: `status` events with `{"status": "pending" | "granted" |
 /// "denied"}`, ending on a final state, the link's expiry or shutdown. The page then loads
 /// `/flow/{id}`, which continues.
-pub async fn events(State(s): State<ApiState>, uri: Uri, headers: HeaderMap, id: FlowId) -> Response {
+pub async fn events(
+    State(s): State<ApiState>,
+    uri: Uri,
+    headers: HeaderMap,
+    id: FlowId,
+) -> Response {
     let h = match here(&s, &uri, &headers, &id) {
         Ok(h) => h,
-        Err(page) => return page,
+        Err(page) => return *page,
     };
     let Step::Waiting { login, .. } = h.flow.step.clone() else {
         return StatusCode::NOT_FOUND.into_response();

@@ -1,0 +1,271 @@
+//! The OpenID Connect provider against a relying party not written here: Debian's
+//! python3-authlib (`oidc_rp.py`) completes the code flow with PKCE, checks the ID token's
+//! signature from the JWKS and its `iss`, `aud`, `exp` and `nonce`, and reads `/userinfo`; then
+//! every refusal a client must get: a replayed code (which also revokes the access token it
+//! gave), a wrong verifier, a wrong client secret, an expired code, an unknown client and a
+//! wrong redirect URI (neither of which may be redirected to).
+
+use std::path::Path;
+use std::process::Command;
+use std::time::Duration;
+
+use serde_json::Value;
+
+use crate::approval_ldap::{add_user, approval_config};
+use crate::fixtures::harness::{Countersign, Setup};
+use crate::fixtures::smtp::{SmtpOptions, SmtpServer};
+
+pub const CLIENT: &str = "wiki";
+pub const SECRET: &str = "wiki-client-secret-0123456789abcdef";
+pub const REDIRECT: &str = "https://rp.example.test/callback";
+
+pub struct Provider {
+    pub cs: Countersign,
+    pub smtp: SmtpServer,
+    _keys: tempfile::TempDir,
+}
+
+/// A free port for the provider's HTTP listener (its issuer URL must be known before start).
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// The application `wiki` as an OpenID Connect client (confidential), besides the approval
+/// configuration of approval_ldap.rs: dora needs her sponsor's approval, ivan's is informed.
+pub fn client_config(dir: &Path, methods: &str) -> String {
+    let secret_file = dir.join("wiki.secret");
+    std::fs::write(&secret_file, format!("{SECRET}\n")).unwrap();
+    format!(
+        "\n[[application]]\nname = \"{CLIENT}\"\nredirect_uris = [\"{REDIRECT}\", \"http://127.0.0.1:9/cb\"]\nclient_secret_file = \"{}\"\nmethods = {methods}\n",
+        secret_file.display()
+    )
+}
+
+pub async fn provider(methods: &str) -> Provider {
+    let smtp = SmtpServer::start(SmtpOptions::default());
+    let keys = tempfile::TempDir::new().unwrap();
+    let key_file = keys.path().join("vpn.key");
+    std::fs::write(&key_file, "vpn-portal-api-key-0123456789abcdef\n").unwrap();
+    let (extra, _) = approval_config(&key_file, "30s");
+    let cs = Countersign::start(&Setup {
+        smtp: Some(Setup::smtp_plain(smtp.port)),
+        http_port: Some(free_port()),
+        extra: extra + &client_config(keys.path(), methods),
+        ..Setup::default()
+    })
+    .await;
+    add_user(&cs, "dora", "contractor").await;
+    add_user(&cs, "ivan", "staff").await;
+    Provider {
+        cs,
+        smtp,
+        _keys: keys,
+    }
+}
+
+/// Runs a subcommand of oidc_rp.py (on a blocking thread: it calls back into the server).
+pub async fn rp(args: Vec<String>) -> Value {
+    tokio::task::spawn_blocking(move || {
+        let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/it/oidc_rp.py");
+        let out = Command::new("/usr/bin/python3")
+            .arg(script)
+            .args(&args)
+            // The provider is plain http on loopback in the tests.
+            .env("AUTHLIB_INSECURE_TRANSPORT", "1")
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success(),
+            "oidc_rp.py {args:?}: {}\n{stdout}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_str(stdout.trim()).unwrap_or_else(|e| panic!("{e}: {stdout}"))
+    })
+    .await
+    .unwrap()
+}
+
+impl Provider {
+    pub async fn login(&self, user: &str, password: &str) -> Value {
+        rp(vec![
+            "login".into(),
+            self.cs.base.clone(),
+            CLIENT.into(),
+            SECRET.into(),
+            REDIRECT.into(),
+            user.into(),
+            password.into(),
+        ])
+        .await
+    }
+
+    async fn exchange(&self, login: &Value, secret: &str, verifier: &str, auth: &str) -> Value {
+        rp(vec![
+            "exchange".into(),
+            self.cs.base.clone(),
+            CLIENT.into(),
+            secret.into(),
+            REDIRECT.into(),
+            login["code"].as_str().unwrap().into(),
+            verifier.into(),
+            login["nonce"].as_str().unwrap().into(),
+            auth.into(),
+        ])
+        .await
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn authlib_completes_the_code_flow_and_verifies_the_id_token() {
+    let p = provider("[\"password\"]").await;
+    let login = p.login("ivan", "ivan-password").await;
+    assert_eq!(login["state_ok"], true, "{login}");
+    assert_eq!(
+        login["iss"],
+        p.cs.base.as_str(),
+        "RFC 9207 iss in the response"
+    );
+    let verifier = login["verifier"].as_str().unwrap();
+    let done = p.exchange(&login, SECRET, verifier, "basic").await;
+    assert_eq!(done["status"], 200, "{done}");
+    assert_eq!(done["checks"]["iss"], true);
+    assert_eq!(done["checks"]["aud"], true);
+    assert_eq!(done["checks"]["nonce"], true);
+    assert_eq!(done["token_type"], "Bearer");
+    assert_eq!(done["cache_control"], "no-store");
+    let claims = &done["claims"];
+    assert_eq!(claims["preferred_username"], "ivan");
+    assert_eq!(claims["name"], "ivan (test)");
+    assert_eq!(claims["email"], "ivan@example.com");
+    assert_eq!(claims["amr"], serde_json::json!(["pwd"]));
+    assert_eq!(claims["acr"], "urn:countersign:acr:information");
+    assert_eq!(claims["sub"].as_str().unwrap().len(), 40);
+    assert_eq!(done["userinfo"]["sub"], claims["sub"]);
+    assert_eq!(done["userinfo"]["email"], "ivan@example.com");
+    // The information profile told the sponsor.
+    assert!(!p.smtp.messages().is_empty());
+
+    // The same user signs in again: the same `sub`.
+    let again = p.login("ivan", "ivan-password").await;
+    let verifier = again["verifier"].as_str().unwrap();
+    let second = p.exchange(&again, SECRET, verifier, "post").await;
+    assert_eq!(second["status"], 200, "client_secret_post: {second}");
+    assert_eq!(second["claims"]["sub"], claims["sub"]);
+
+    // The first code, presented again: refused, and the access token it gave is revoked.
+    let replay = p
+        .exchange(&login, SECRET, login["verifier"].as_str().unwrap(), "basic")
+        .await;
+    assert_eq!(replay["error"], "invalid_grant", "{replay}");
+    let info =
+        p.cs.http
+            .get(format!("{}/userinfo", p.cs.base))
+            .bearer_auth(done["access_token"].as_str().unwrap())
+            .send()
+            .await
+            .unwrap();
+    assert_eq!(info.status(), 401);
+    assert!(
+        info.headers()["www-authenticate"]
+            .to_str()
+            .unwrap()
+            .contains("invalid_token")
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn wrong_verifiers_secrets_and_expired_codes_are_refused_with_the_oauth_error() {
+    let p = provider("[\"password\"]").await;
+    let wrong_verifier = "x".repeat(43);
+    let cases: [(&str, &str, &str, u16, &str); 3] = [
+        (SECRET, &wrong_verifier, "basic", 400, "invalid_grant"),
+        (
+            "not-the-secret-0123456789abcdef0000",
+            "",
+            "basic",
+            401,
+            "invalid_client",
+        ),
+        (
+            "not-the-secret-0123456789abcdef0000",
+            "",
+            "post",
+            401,
+            "invalid_client",
+        ),
+    ];
+    for (secret, verifier, auth, status, error) in cases {
+        let login = p.login("ivan", "ivan-password").await;
+        let verifier = if verifier.is_empty() {
+            login["verifier"].as_str().unwrap().to_owned()
+        } else {
+            verifier.to_owned()
+        };
+        let r = p.exchange(&login, secret, &verifier, auth).await;
+        assert_eq!(r["status"], status, "{auth}: {r}");
+        assert_eq!(r["error"], error, "{auth}: {r}");
+        if auth == "basic" && status == 401 {
+            assert!(r["www_authenticate"].as_str().unwrap().starts_with("Basic"));
+        }
+    }
+    // Expired: the code lives a minute.
+    let login = p.login("ivan", "ivan-password").await;
+    p.cs.clock.advance(Duration::from_secs(61));
+    let r = p
+        .exchange(&login, SECRET, login["verifier"].as_str().unwrap(), "basic")
+        .await;
+    assert_eq!(r["error"], "invalid_grant", "{r}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn unknown_clients_and_unregistered_redirects_are_told_on_our_page_not_redirected() {
+    let p = provider("[\"password\"]").await;
+    let client = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let authorize = |query: &str| {
+        let url = format!("{}/authorize?{query}", p.cs.base);
+        let client = client.clone();
+        async move { client.get(url).send().await.unwrap() }
+    };
+    let base = "response_type=code&scope=openid&code_challenge_method=S256&code_challenge=E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM&state=s1";
+    for query in [
+        format!("{base}&client_id=nobody&redirect_uri=https%3A%2F%2Frp.example.test%2Fcallback"),
+        format!("{base}&client_id={CLIENT}&redirect_uri=https%3A%2F%2Fevil.example%2Fcallback"),
+        format!("{base}&client_id={CLIENT}"),
+    ] {
+        let r = authorize(&query).await;
+        assert_eq!(r.status(), 400, "{query}");
+        assert!(r.headers().get("location").is_none());
+        assert!(
+            r.headers()["content-type"]
+                .to_str()
+                .unwrap()
+                .starts_with("text/html")
+        );
+        assert_eq!(r.headers()["x-frame-options"], "DENY");
+    }
+    // With the client and redirect right, problems go back to the client.
+    let r = authorize(&format!(
+        "response_type=token&scope=openid&state=s1&client_id={CLIENT}&redirect_uri=https%3A%2F%2Frp.example.test%2Fcallback"
+    ))
+    .await;
+    assert_eq!(r.status(), 303);
+    let location = r.headers()["location"].to_str().unwrap();
+    assert!(
+        location.starts_with("https://rp.example.test/callback?error=unsupported_response_type&"),
+        "{location}"
+    );
+    assert!(location.contains("&state=s1&"));
+    // Wrong passwords: the form again, one message, no code.
+    let stopped = p.login("ivan", "wrong").await;
+    assert_eq!(stopped["status"], 401, "{stopped}");
+    let unknown = p.login("nobody", "wrong").await;
+    assert_eq!(unknown["status"], 401, "{unknown}");
+}
