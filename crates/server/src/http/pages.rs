@@ -616,11 +616,11 @@ mod tests {
         use tower::ServiceExt;
         let handler = move |lang: Lang| async move {
             let mut resp = html(StatusCode::OK, Ok(format!("<p>{lang}</p>")));
-            if handler_csp {
-                if let Some(csp) = csp_with_form_targets(&["https://rp.example"]) {
-                    resp.headers_mut()
-                        .insert(header::CONTENT_SECURITY_POLICY, csp);
-                }
+            if let Some(csp) = csp_with_form_targets(&["https://rp.example"])
+                && handler_csp
+            {
+                resp.headers_mut()
+                    .insert(header::CONTENT_SECURITY_POLICY, csp);
             }
             resp
         };
