@@ -54,8 +54,8 @@ pub const CSP: &str = "default-src 'none'; script-src 'self'; connect-src 'self'
                        frame-ancestors 'none'; base-uri 'none'";
 
 /// [`CSP`] with `form-action` also allowing these origins (`https://app.example.com`).
-/// Chromium applies `form-action` to the redirects that follow a form's POST too (CSP 3 §6.2.1;
-/// checked with Chromium 156), so a sign-in POST answered by a 303 to the relying party's
+/// Chromium applies `form-action` to the redirects that follow a form's POST too (CSP Level 3,
+/// `form-action`; checked with Chromium 156), so a sign-in POST answered by a 303 to the relying party's
 /// `redirect_uri` is blocked unless that origin is listed. `None` if an origin is not a plain
 /// `scheme://host[:port]` (nothing is then allowed beyond our own).
 pub fn csp_with_form_targets(origins: &[&str]) -> Option<HeaderValue> {
@@ -227,7 +227,7 @@ fn notice(
 }
 
 /// Unknown or malformed: one page, the same bytes for both.
-async fn no_token(Extension(lang): Extension<Lang>) -> Response {
+async fn no_token(lang: Lang) -> Response {
     unknown_page(lang)
 }
 
@@ -345,11 +345,7 @@ fn who(request: &ApprovalRequest) -> String {
     }
 }
 
-async fn show(
-    State(s): State<ApiState>,
-    Extension(lang): Extension<Lang>,
-    Path(token): Path<String>,
-) -> Response {
+async fn show(State(s): State<ApiState>, lang: Lang, Path(token): Path<String>) -> Response {
     let Ok(approvals) = approvals(&s) else {
         return unknown_page(lang);
     };
@@ -392,7 +388,7 @@ async fn show(
 }
 
 /// GET's headers, no body.
-async fn head(state: State<ApiState>, lang: Extension<Lang>, token: Path<String>) -> Response {
+async fn head(state: State<ApiState>, lang: Lang, token: Path<String>) -> Response {
     let (parts, _) = show(state, lang, token).await.into_parts();
     Response::from_parts(parts, Body::empty())
 }
@@ -404,7 +400,7 @@ async fn options() -> Response {
     resp
 }
 
-async fn other_method(Extension(lang): Extension<Lang>) -> Response {
+async fn other_method(lang: Lang) -> Response {
     let mut resp = status_page(StatusCode::METHOD_NOT_ALLOWED, lang);
     resp.headers_mut()
         .insert(header::ALLOW, HeaderValue::from_static(ALLOW));
@@ -479,7 +475,7 @@ fn safe_user_agent(headers: &HeaderMap) -> Option<String> {
 
 async fn decide(
     State(s): State<ApiState>,
-    Extension(lang): Extension<Lang>,
+    lang: Lang,
     peer: Option<Extension<ConnectInfo<SocketAddr>>>,
     headers: HeaderMap,
     Path(token): Path<String>,
@@ -592,5 +588,91 @@ mod tests {
         assert_eq!(f.decision.as_deref(), Some("approve"));
         assert!(!f.repeated);
         assert!(read_form(b"decision=approve&decision=reject").repeated);
+    }
+
+    #[test]
+    fn forms_may_be_let_redirect_to_the_named_origins_only() {
+        let csp =
+            csp_with_form_targets(&["https://app.example.com", "http://127.0.0.1:8080"]).unwrap();
+        let csp = csp.to_str().unwrap();
+        assert!(
+            csp.contains("; form-action 'self' https://app.example.com http://127.0.0.1:8080; "),
+            "{csp}"
+        );
+        assert!(csp.starts_with("default-src 'none'; script-src 'self'; connect-src 'self';"));
+        assert_eq!(csp_with_form_targets(&[]).unwrap().to_str().unwrap(), CSP);
+        for odd in [
+            "https://a.example/cb",
+            "https://a.example; script-src *",
+            "ftp://a.example",
+            "https://",
+            "*",
+        ] {
+            assert!(csp_with_form_targets(&[odd]).is_none(), "{odd}");
+        }
+    }
+
+    async fn through_the_edge(req: Request, handler_csp: bool) -> Response {
+        use tower::ServiceExt;
+        let handler = move |lang: Lang| async move {
+            let mut resp = html(StatusCode::OK, Ok(format!("<p>{lang}</p>")));
+            if let Some(csp) = csp_with_form_targets(&["https://rp.example"])
+                && handler_csp
+            {
+                resp.headers_mut()
+                    .insert(header::CONTENT_SECURITY_POLICY, csp);
+            }
+            resp
+        };
+        Router::new()
+            .route("/flow/x", get(handler).post(handler))
+            .layer(axum::middleware::from_fn(page_edge))
+            .oneshot(req)
+            .await
+            .unwrap()
+    }
+
+    #[tokio::test]
+    async fn the_edge_chooses_the_language_and_keeps_a_handlers_own_csp() {
+        let get_tr = Request::get("/flow/x?lang=tr").body(Body::empty()).unwrap();
+        let resp = through_the_edge(get_tr, false).await;
+        let h = resp.headers();
+        assert_eq!(h[header::CONTENT_LANGUAGE], "tr");
+        assert_eq!(
+            h[header::SET_COOKIE],
+            "cs_lang=tr; Path=/; Max-Age=31536000; SameSite=Lax; HttpOnly"
+        );
+        assert_eq!(h[header::CONTENT_SECURITY_POLICY], CSP);
+        assert_eq!(h[header::CACHE_CONTROL], "no-store");
+
+        // A POST with `?lang=` is answered in it but sets nothing; a handler's CSP stays.
+        let post = Request::post("/flow/x?lang=tr")
+            .header(header::ACCEPT_LANGUAGE, "en")
+            .body(Body::empty())
+            .unwrap();
+        let resp = through_the_edge(post, true).await;
+        let h = resp.headers();
+        assert_eq!(h[header::CONTENT_LANGUAGE], "tr");
+        assert!(h.get(header::SET_COOKIE).is_none());
+        assert!(
+            h[header::CONTENT_SECURITY_POLICY]
+                .to_str()
+                .unwrap()
+                .contains("form-action 'self' https://rp.example;")
+        );
+
+        // An error the edge turns into a page speaks the request's language.
+        let put = Request::put("/flow/x")
+            .header(header::COOKIE, "cs_lang=tr")
+            .body(Body::empty())
+            .unwrap();
+        let resp = through_the_edge(put, false).await;
+        assert_eq!(resp.status(), StatusCode::METHOD_NOT_ALLOWED);
+        let body = axum::body::to_bytes(resp.into_body(), 1 << 16)
+            .await
+            .unwrap();
+        let body = String::from_utf8(body.to_vec()).unwrap();
+        assert!(body.contains("<html lang=\"tr\">"), "{body}");
+        assert!(body.contains("Bu istek türü kabul edilmiyor"), "{body}");
     }
 }

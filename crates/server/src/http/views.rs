@@ -59,8 +59,8 @@ impl FormError {
     }
 }
 
-/// Every template of these pages has the language (for `<html lang>` and the switch) and its
-/// catalogue; `langs` is what the switch lists.
+/// What the language switch lists. Every template of these pages also has the language (for
+/// `<html lang>` and the switch) and its catalogue (`t`).
 const LANGS: [Lang; 2] = Lang::ALL;
 
 /// The sign-in form, first step of every flow.

@@ -10,6 +10,10 @@ mod catalogue;
 pub mod en;
 pub mod tr;
 
+use std::convert::Infallible;
+
+use axum::extract::FromRequestParts;
+use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderValue, Uri, header};
 
 pub use catalogue::Catalogue;
@@ -111,6 +115,20 @@ impl Lang {
             self.code()
         ))
         .unwrap_or_else(|_| HeaderValue::from_static("cs_lang=en; Path=/"))
+    }
+}
+
+/// A handler's `lang: Lang` argument: the language the page edge chose for this request
+/// (`pages::page_edge` puts it in the extensions), or, behind no such edge, chosen here the
+/// same way.
+impl<S: Send + Sync> FromRequestParts<S> for Lang {
+    type Rejection = Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Lang, Infallible> {
+        Ok(match parts.extensions.get::<Lang>() {
+            Some(lang) => *lang,
+            None => Lang::of_request(&parts.uri, &parts.headers).0,
+        })
     }
 }
 

@@ -335,3 +335,147 @@ async fn unknown_malformed_and_expired_links_get_their_own_pages() {
     assert_eq!(r.status, 404);
     assert_eq!(r.headers["content-type"], "application/problem+json");
 }
+
+#[tokio::test]
+async fn the_managers_page_speaks_the_chosen_language_and_remembers_the_switch() {
+    let rig = rig();
+    let router = rig.router();
+    let (id, token) = rig.pending("eve").await;
+    let get = |uri: String, header: Option<(&'static str, &'static str)>| {
+        let mut req = Request::get(uri).header("host", "mfa.internal:8080");
+        if let Some((name, value)) = header {
+            req = req.header(name, value);
+        }
+        req.body(Body::empty()).unwrap()
+    };
+
+    // The browser's languages choose Turkish: every word of the page is Turkish.
+    let r = send(
+        &router,
+        get(
+            format!("/approve/{token}"),
+            Some(("accept-language", "tr-TR,tr;q=0.9,en-US;q=0.8,en;q=0.7")),
+        ),
+    )
+    .await;
+    assert_eq!(r.status, 200);
+    assert_eq!(r.headers["content-language"], "tr");
+    assert!(r.headers.get("set-cookie").is_none(), "nothing chosen yet");
+    assert_page_headers(&r.headers, "Turkish page");
+    for shown in [
+        "<html lang=\"tr\">",
+        "<title>Oturum açmayı onaylayın · countersign</title>",
+        "Bu oturum açma isteğini onaylıyor musunuz?",
+        "uygulamasında oturum açmak istiyor.",
+        "<dt>İstek zamanı</dt>",
+        ">Onayla</button>",
+        ">Reddet</button>",
+        "<nav class=\"lang\" aria-label=\"Dil\">",
+        "<a href=\"?lang=tr\" hreflang=\"tr\" lang=\"tr\" aria-current=\"true\">Türkçe</a>",
+        "<a href=\"?lang=en\" hreflang=\"en\" lang=\"en\">English</a>",
+        ASKED_AT,
+    ] {
+        assert!(r.body.contains(shown), "{shown} missing: {}", r.body);
+    }
+    for english in ["Approve this sign-in?", ">Approve</button>", "Asked at"] {
+        assert!(!r.body.contains(english), "{english} left in English");
+    }
+
+    // The switch's link: `?lang=en` beats the browser and is remembered for a year.
+    let r = send(
+        &router,
+        get(
+            format!("/approve/{token}?lang=en"),
+            Some(("accept-language", "tr")),
+        ),
+    )
+    .await;
+    assert_eq!(r.status, 200);
+    assert!(r.body.contains("<html lang=\"en\">") && r.body.contains("Approve this sign-in?"));
+    assert_eq!(
+        r.headers["set-cookie"],
+        "cs_lang=en; Path=/; Max-Age=31536000; SameSite=Lax; HttpOnly"
+    );
+
+    // The remembered choice beats the browser on the next pages, forms and errors included.
+    let r = send(
+        &router,
+        get(format!("/approve/{token}"), Some(("cookie", "cs_lang=tr"))),
+    )
+    .await;
+    assert!(r.body.contains("<html lang=\"tr\">"));
+    let forged = send(
+        &router,
+        form_post_as(&token, "https://evil.example", "cross-site")
+            .header("cookie", "theme=dark; cs_lang=tr")
+            .body(form_body(None, "approve"))
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(forged.status, 403);
+    assert!(forged.body.contains("İstek reddedildi"), "{}", forged.body);
+    assert!(forged.headers.get("set-cookie").is_none());
+    let unknown = send(
+        &router,
+        get(
+            "/approve/nothing".to_owned(),
+            Some(("cookie", "cs_lang=tr")),
+        ),
+    )
+    .await;
+    assert_eq!(unknown.status, 404);
+    assert!(unknown.body.contains("Bağlantı geçersiz"));
+    let put = send(
+        &router,
+        Request::put(format!("/approve/{token}"))
+            .header("accept-language", "tr")
+            .body(Body::empty())
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(put.status, 405);
+    assert!(
+        put.body.contains("Bu istek türü kabul edilmiyor"),
+        "{}",
+        put.body
+    );
+
+    // A decision in Turkish, and its answer.
+    let csrf = CsrfKey::derive(SERVER_KEY).token_for(&token);
+    let r = send(
+        &router,
+        form_post(&token)
+            .header("accept-language", "tr")
+            .body(form_body(Some(&csrf), "approve"))
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert!(r.body.contains("Oturum açma onaylandı"), "{}", r.body);
+    assert!(r.body.contains("uygulamasında oturum açmasını onayladınız"));
+    assert_eq!(rig.request(&id).state, ApprovalState::Approved);
+}
+
+#[tokio::test]
+async fn the_waiting_pages_script_is_served_beside_the_stylesheet() {
+    let rig = rig();
+    let router = rig.router();
+    let r = send(
+        &router,
+        Request::get("/assets/waiting.js")
+            .body(Body::empty())
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(r.status, 200);
+    assert_eq!(
+        r.headers["content-type"],
+        "application/javascript; charset=utf-8"
+    );
+    assert_page_headers(&r.headers, "script");
+    assert!(r.body.contains("EventSource") && r.body.contains("location.assign"));
+    assert!(
+        !r.body.contains("fetch(") && !r.body.contains("XMLHttpRequest"),
+        "no polling"
+    );
+}
