@@ -484,12 +484,21 @@ fn approved_otp_mistakes_are_named_with_their_key_and_line() {
             Some("retries ="),
         ),
         (
-            "redirect_uris is not a key yet",
+            "an OpenID Connect client without a secret or public_client",
             vec![(
                 "name = \"vpn\"\n",
                 "name = \"vpn\"\nredirect_uris = [\"https://vpn.example.com/cb\"]\n",
             )],
-            "application[0]: unknown field `redirect_uris`",
+            "application[0].client_secret_file: missing: set client_secret_file (or client_secret_env), or public_client = true",
+            Some("redirect_uris ="),
+        ),
+        (
+            "a redirect URI over plain http to another host",
+            vec![(
+                "name = \"vpn\"\n",
+                "name = \"vpn\"\nredirect_uris = [\"http://vpn.example.com/cb\"]\npublic_client = true\n",
+            )],
+            "application[0].redirect_uris: \"http://vpn.example.com/cb\": http is allowed only to a loopback host; use https",
             Some("redirect_uris ="),
         ),
         (

@@ -9,6 +9,7 @@ mod approval_ldap;
 mod approval_slapd;
 mod approval_waiters;
 mod browser_manager;
+mod browser_signin;
 mod cli;
 mod config;
 mod deliver_otp_handler;

@@ -36,16 +36,21 @@ fn free_port() -> u16 {
 
 /// The application `wiki` as an OpenID Connect client (confidential), besides the approval
 /// configuration of approval_ldap.rs: dora needs her sponsor's approval, ivan's is informed.
-pub fn client_config(dir: &Path, methods: &str) -> String {
+pub fn client_config(dir: &Path, methods: &str, also: &str) -> String {
     let secret_file = dir.join("wiki.secret");
     std::fs::write(&secret_file, format!("{SECRET}\n")).unwrap();
     format!(
-        "\n[[application]]\nname = \"{CLIENT}\"\nredirect_uris = [\"{REDIRECT}\", \"http://127.0.0.1:9/cb\"]\nclient_secret_file = \"{}\"\nmethods = {methods}\n",
+        "\n[[application]]\nname = \"{CLIENT}\"\nredirect_uris = [\"{REDIRECT}\", \"{also}\"]\nclient_secret_file = \"{}\"\nmethods = {methods}\n",
         secret_file.display()
     )
 }
 
 pub async fn provider(methods: &str) -> Provider {
+    provider_with(methods, "http://127.0.0.1:9/cb").await
+}
+
+/// The provider, with `also` registered as a second redirect URI of the client.
+pub async fn provider_with(methods: &str, also: &str) -> Provider {
     let smtp = SmtpServer::start(SmtpOptions::default());
     let keys = tempfile::TempDir::new().unwrap();
     let key_file = keys.path().join("vpn.key");
@@ -54,7 +59,7 @@ pub async fn provider(methods: &str) -> Provider {
     let cs = Countersign::start(&Setup {
         smtp: Some(Setup::smtp_plain(smtp.port)),
         http_port: Some(free_port()),
-        extra: extra + &client_config(keys.path(), methods),
+        extra: extra + &client_config(keys.path(), methods, also),
         ..Setup::default()
     })
     .await;
@@ -268,4 +273,103 @@ async fn unknown_clients_and_unregistered_redirects_are_told_on_our_page_not_red
     assert_eq!(stopped["status"], 401, "{stopped}");
     let unknown = p.login("nobody", "wrong").await;
     assert_eq!(unknown["status"], 401, "{unknown}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sign_in_pages_carry_the_security_headers_and_refuse_forged_posts() {
+    let p = provider("[\"password\"]").await;
+    let client = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let start = client
+        .get(format!(
+            "{}/authorize?response_type=code&scope=openid&state=s&client_id={CLIENT}&redirect_uri=https%3A%2F%2Frp.example.test%2Fcallback",
+            p.cs.base
+        ))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(start.status(), 303);
+    let flow = start.headers()["location"].to_str().unwrap().to_owned();
+    let cookie = start.headers()["set-cookie"].to_str().unwrap().to_owned();
+    assert!(
+        cookie.contains("HttpOnly") && cookie.contains("SameSite=Lax"),
+        "{cookie}"
+    );
+    assert!(
+        cookie.contains(&format!("Path={flow}")),
+        "scoped to its flow: {cookie}"
+    );
+    let cookie = cookie.split(';').next().unwrap().to_owned();
+    let page = client
+        .get(format!("{}{flow}", p.cs.base))
+        .header("cookie", &cookie)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(page.status(), 200);
+    let h = page.headers();
+    assert_eq!(h["cache-control"], "no-store");
+    assert_eq!(h["x-frame-options"], "DENY");
+    assert_eq!(h["x-content-type-options"], "nosniff");
+    assert_eq!(h["referrer-policy"], "no-referrer");
+    let csp = h["content-security-policy"].to_str().unwrap();
+    assert!(
+        !csp.contains("unsafe-inline") && csp.contains("frame-ancestors 'none'"),
+        "{csp}"
+    );
+    let html = page.text().await.unwrap();
+    let csrf = crate::http_approval::csrf_of(&html);
+    let post = |body: String, cross_site: bool| {
+        let mut r = client
+            .post(format!("{}{flow}/password", p.cs.base))
+            .header("cookie", &cookie)
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(body);
+        if cross_site {
+            r = r.header("sec-fetch-site", "cross-site");
+        }
+        r.send()
+    };
+    let forged = [
+        (String::from("username=ivan&password=ivan-password"), false),
+        (
+            format!("csrf={csrf}&username=ivan&password=ivan-password"),
+            true,
+        ),
+        (
+            String::from("csrf=00&username=ivan&password=ivan-password"),
+            false,
+        ),
+    ];
+    for (body, cross_site) in forged {
+        let r = post(body, cross_site).await.unwrap();
+        assert_eq!(r.status(), 403);
+        assert!(
+            r.headers().get("location").is_none(),
+            "no code for a forged POST"
+        );
+    }
+    // Without the flow's cookie, the page does not exist.
+    let r = client
+        .get(format!("{}{flow}", p.cs.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 404);
+    // The genuine form signs in.
+    let r = post(
+        format!("csrf={csrf}&username=ivan&password=ivan-password"),
+        false,
+    )
+    .await
+    .unwrap();
+    assert_eq!(r.status(), 303);
+    assert!(
+        r.headers()["location"]
+            .to_str()
+            .unwrap()
+            .starts_with(REDIRECT)
+    );
 }

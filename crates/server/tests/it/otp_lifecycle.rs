@@ -203,7 +203,7 @@ async fn an_otp_issued_before_a_restart_still_verifies_after_it() {
     drop(cs);
     let db = dir.path().join("state/countersign.db");
     let store = countersign::store::SqliteStore::open(&db).unwrap();
-    assert_eq!(store.schema_version().unwrap(), 2);
+    assert_eq!(store.schema_version().unwrap(), 3);
     drop(store);
 
     let cs = Countersign::start_in(dir, clock).await;

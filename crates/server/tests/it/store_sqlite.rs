@@ -191,7 +191,7 @@ async fn a_version_1_database_is_brought_to_the_latest_version_with_its_data() {
     );
     assert_eq!(
         versions_after.iter().map(|v| v.0).collect::<Vec<_>>(),
-        [1, 2]
+        [1, 2, 3]
     );
 
     let legacy = store.local_user("local", "LEGACY").await.unwrap().unwrap();

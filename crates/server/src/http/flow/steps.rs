@@ -147,6 +147,19 @@ pub async fn show(State(s): State<ApiState>, uri: Uri, headers: HeaderMap, id: F
     resp
 }
 
+/// A page whose form may end in a redirect to the client: Chromium applies CSP `form-action`
+/// to the redirects after a submission, so the client's redirect origin is allowed there too.
+fn to_client_allowed(h: &Here, mut resp: Response) -> Response {
+    let origin = url::Url::parse(&h.flow.request.redirect_uri)
+        .ok()
+        .map(|u| u.origin().ascii_serialization());
+    if let Some(csp) = origin.and_then(|o| crate::http::pages::csp_with_form_targets(&[&o])) {
+        resp.headers_mut()
+            .insert(axum::http::header::CONTENT_SECURITY_POLICY, csp);
+    }
+    resp
+}
+
 fn sign_in_page(h: &Here, username: &str, error: Option<FormError>) -> Response {
     let csrf = h.o.flow_key.csrf(&h.flow.id);
     let page = SignIn {
@@ -161,7 +174,7 @@ fn sign_in_page(h: &Here, username: &str, error: Option<FormError>) -> Response 
     } else {
         StatusCode::OK
     };
-    html(status, page.render(h.lang))
+    to_client_allowed(h, html(status, page.render(h.lang)))
 }
 
 async fn otp_pick_page(h: &Here, dn: &str, error: Option<FormError>) -> Response {
@@ -212,7 +225,7 @@ fn otp_code_page(h: &Here, sent: &Sent, error: Option<FormError>) -> Response {
     } else {
         StatusCode::OK
     };
-    html(status, page.render(h.lang))
+    to_client_allowed(h, html(status, page.render(h.lang)))
 }
 
 /// What a refused form says: one message for every wrong credential.
