@@ -135,6 +135,11 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             cli::run_outbox(&app, cmd).await?;
             Ok(ExitCode::SUCCESS)
         }
+        Command::Keys(cmd) => {
+            let app = cli::load_app(&cli.config)?;
+            cli::run_keys(&app, cmd).await?;
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Policy(cmd) => {
             let app = cli::load_app(&cli.config)?;
             Ok(if cli::run_policy(&app, cmd).await? {

@@ -1,7 +1,8 @@
 //! The server's periodic jobs, started and stopped in one place: audit pruning, the outbox
-//! worker, and the approvals job (requests past their expiry marked expired even when nobody
-//! waits; decisions recorded by another process, such as `countersign approvals approve`,
-//! passed on to the logins waiting here). Each job runs until the shutdown receiver says stop,
+//! worker, the OpenID Connect upkeep (signing key at start, pruning), and the approvals job
+//! (requests past their expiry marked expired even when nobody waits; decisions recorded by
+//! another process, such as `countersign approvals approve`, passed on to the logins waiting
+//! here). Each job runs until the shutdown receiver says stop,
 //! and finishes the pass it is in first.
 
 use std::sync::Arc;
@@ -29,6 +30,16 @@ pub fn spawn_all(app: &App, tasks: &mut JoinSet<()>, stop: &watch::Receiver<bool
         app.waiting.clone(),
         stop.clone(),
     ));
+    if let Some(oidc) = &app.oidc {
+        let o = &app.config.oidc;
+        tasks.spawn(oidc_job(
+            oidc.keys.clone(),
+            app.store.clone(),
+            app.clock.clone(),
+            o.access_token_lifetime.max(o.id_token_lifetime),
+            stop.clone(),
+        ));
+    }
     if let Some(retention) = app.config.audit_retention {
         tasks.spawn(prune_audit_periodically(
             app.store.clone(),
@@ -36,6 +47,36 @@ pub fn spawn_all(app: &App, tasks: &mut JoinSet<()>, stop: &watch::Receiver<bool
             retention,
             stop.clone(),
         ));
+    }
+}
+
+/// How often spent codes, expired tokens and long-retired keys are removed.
+const OIDC_PRUNE_EVERY: Duration = Duration::from_secs(600);
+
+/// The OpenID Connect provider's upkeep: a signing key made (or opened) at start, so the first
+/// sign-in does not wait for RSA key generation and a server key that cannot open the stored
+/// keys shows in the log at once; then codes, tokens and keys past use pruned every 10
+/// minutes. A code is kept until the tokens it gave have expired, so a late replay is still
+/// recognised and revokes them.
+async fn oidc_job(
+    keys: Arc<crate::oidc::SigningKeys>,
+    store: Arc<dyn Store>,
+    clock: Arc<dyn Clock>,
+    keep: Duration,
+    mut stop: watch::Receiver<bool>,
+) {
+    match keys.ensure().await {
+        Ok(kid) => tracing::info!(kid = %kid, "OpenID Connect signing key ready"),
+        Err(e) => tracing::error!(error = %e, "no OpenID Connect signing key"),
+    }
+    loop {
+        tokio::select! {
+            () = tokio::time::sleep(OIDC_PRUNE_EVERY) => {}
+            () = stopped(&mut stop) => return,
+        }
+        if let Err(e) = store.prune_oidc(clock.now().minus(keep)).await {
+            tracing::warn!(error = %e, "old authorization codes and tokens could not be pruned");
+        }
     }
 }
 

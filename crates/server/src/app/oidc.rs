@@ -17,6 +17,14 @@ pub struct OidcParts {
     pub service: Arc<OidcService>,
     pub keys: Arc<SigningKeys>,
     flow_key: FlowKey,
+    seal: SealKey,
+}
+
+impl OidcParts {
+    /// The key sealing the signing keys (for `countersign keys rotate`).
+    pub fn seal(&self) -> &SealKey {
+        &self.seal
+    }
 }
 
 /// The issuer: `[server] public_url` without a trailing slash.
@@ -56,16 +64,13 @@ impl super::App {
                 id_token: o.id_token_lifetime,
             },
         };
-        let keys = SigningKeys::new(
-            store,
-            SealKey::derive(server_key),
-            clock.clone(),
-            o.id_token_lifetime,
-        );
+        let seal = SealKey::derive(server_key);
+        let keys = SigningKeys::new(store, seal.clone(), clock.clone(), o.id_token_lifetime);
         Some(OidcParts {
             service: Arc::new(service),
             keys: Arc::new(keys),
             flow_key: FlowKey::derive(server_key),
+            seal,
         })
     }
 

@@ -1,8 +1,11 @@
 //! Command-line interface: `serve`, `demo`, `check-config`, `config show`, `user ...`,
-//! `audit`, `manager`, and Approved OTP's `approvals`, `outbox` and `policy test`
-//! ([`approvals`]).
+//! `audit`, `manager`, Approved OTP's `approvals`, `outbox` and `policy test`
+//! ([`approvals`]), and the OpenID Connect signing `keys` ([`keys`]).
 
 mod approvals;
+mod keys;
+
+pub use keys::{KeysCommand, run_keys};
 
 pub use approvals::{
     ApprovalListArgs, ApprovalsCommand, OutboxCommand, PolicyCommand, run_approvals, run_outbox,
@@ -80,6 +83,9 @@ pub enum Command {
     /// Try the approval policies on a user.
     #[command(subcommand)]
     Policy(PolicyCommand),
+    /// The OpenID Connect ID-token signing keys: list, rotate.
+    #[command(subcommand)]
+    Keys(KeysCommand),
 }
 
 #[derive(Debug, Subcommand)]

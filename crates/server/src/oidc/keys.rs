@@ -2,11 +2,12 @@
 //! mandatory), made with the `rsa` crate at first start, kept in the store sealed with
 //! AES-256-GCM under a key derived from the server's secret key (a stolen database alone cannot
 //! sign tokens), identified by their RFC 7638 thumbprint as `kid`. The newest unretired key
-//! signs; a key retired by a rotation is still published in the JWKS until every token it
+//! signs (looked up at each signing, so a rotation anywhere takes effect at once); a key
+//! retired by a rotation is still published in the JWKS until every token it
 //! signed has expired. Tokens are encoded and signed by `jsonwebtoken` (over `ring`).
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -23,10 +24,6 @@ use tokio::sync::Mutex;
 
 /// RSA modulus size. 2048 bits is the common floor (NIST SP 800-57 through 2030).
 const RSA_BITS: usize = 2048;
-
-/// How long a node signs with the key it loaded before looking for a newer one (a rotation
-/// by the command line on any node takes effect everywhere within this).
-const RELOAD_AFTER: Duration = Duration::from_secs(30);
 
 const SEAL_LABEL: &[u8] = b"countersign oidc signing key seal v1";
 
@@ -163,11 +160,6 @@ pub async fn rotate(
     Ok(record.kid)
 }
 
-struct Loaded {
-    at: Instant,
-    signing: Arc<OpenKey>,
-}
-
 /// The keys as a running node uses them.
 pub struct SigningKeys {
     store: Arc<dyn OidcStore>,
@@ -175,7 +167,7 @@ pub struct SigningKeys {
     clock: Arc<dyn Clock>,
     /// How long a retired key stays published: the ID tokens' lifetime.
     publish_after_retirement: Duration,
-    current: Mutex<Option<Loaded>>,
+    current: Mutex<Option<Arc<OpenKey>>>,
 }
 
 impl SigningKeys {
@@ -195,32 +187,26 @@ impl SigningKeys {
     }
 
     /// The signing key: the newest unretired one; one is made when there is none (first start).
+    /// The list is read from the store each time (a small table), so a rotation by the command
+    /// line or another node signs from the next token on; the opened key is kept while it is
+    /// still the newest.
     async fn signing(&self) -> Result<Arc<OpenKey>, KeyError> {
         let mut current = self.current.lock().await;
-        if let Some(l) = current.as_ref()
-            && l.at.elapsed() < RELOAD_AFTER
-        {
-            return Ok(l.signing.clone());
+        let mut records = self.store.signing_keys().await?;
+        if !records.iter().any(|r| r.retired_at.is_none()) {
+            rotate(self.store.as_ref(), &self.seal, self.clock.as_ref()).await?;
+            records = self.store.signing_keys().await?;
         }
-        let records = self.store.signing_keys().await?;
-        let newest = records.iter().rev().find(|r| r.retired_at.is_none());
-        let record = match newest {
-            Some(r) => r.clone(),
-            None => {
-                rotate(self.store.as_ref(), &self.seal, self.clock.as_ref()).await?;
-                let records = self.store.signing_keys().await?;
-                let newest = records.into_iter().rev().find(|r| r.retired_at.is_none());
-                newest.ok_or_else(|| KeyError::Generate("the new key was not kept".into()))?
-            }
-        };
-        let key = match current.as_ref() {
-            Some(l) if l.signing.kid == record.kid => l.signing.clone(),
-            _ => Arc::new(open_key(&self.seal, &record)?),
-        };
-        *current = Some(Loaded {
-            at: Instant::now(),
-            signing: key.clone(),
-        });
+        let record = records
+            .into_iter()
+            .rev()
+            .find(|r| r.retired_at.is_none())
+            .ok_or_else(|| KeyError::Generate("the new key was not kept".into()))?;
+        if let Some(key) = current.as_ref().filter(|k| k.kid == record.kid) {
+            return Ok(key.clone());
+        }
+        let key = Arc::new(open_key(&self.seal, &record)?);
+        *current = Some(key.clone());
         Ok(key)
     }
 
@@ -245,8 +231,17 @@ impl SigningKeys {
     pub async fn jwks(&self) -> Result<Value, KeyError> {
         self.signing().await?;
         let cutoff = self.clock.now().minus(self.publish_after_retirement);
+        let mut records = self.store.signing_keys().await?;
+        // The signing key first, then the most recently retired.
+        records.sort_by_key(|r| {
+            (
+                r.retired_at.is_some(),
+                std::cmp::Reverse(r.retired_at),
+                std::cmp::Reverse(r.created_at),
+            )
+        });
         let mut keys = Vec::new();
-        for record in self.store.signing_keys().await?.iter().rev() {
+        for record in &records {
             if record.retired_at.is_some_and(|r| r < cutoff) {
                 continue;
             }

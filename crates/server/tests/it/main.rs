@@ -32,4 +32,5 @@ mod otp_lifecycle;
 mod rate_limits;
 mod store_contract;
 mod store_contract_approvals;
+mod store_contract_oidc;
 mod store_sqlite;

@@ -373,3 +373,158 @@ async fn sign_in_pages_carry_the_security_headers_and_refuse_forged_posts() {
             .starts_with(REDIRECT)
     );
 }
+
+/// The `kid` in a JWS's header.
+fn kid_of(jws: &str) -> String {
+    use base64::Engine;
+    let header = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(jws.split('.').next().unwrap())
+        .unwrap();
+    let header: Value = serde_json::from_slice(&header).unwrap();
+    assert_eq!(header["alg"], "RS256");
+    header["kid"].as_str().unwrap().to_owned()
+}
+
+async fn jwks_kids(p: &Provider) -> Vec<String> {
+    let set: Value =
+        p.cs.http
+            .get(format!("{}/jwks", p.cs.base))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+    set["keys"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|k| {
+            assert_eq!(
+                (k["kty"].as_str(), k["alg"].as_str()),
+                (Some("RSA"), Some("RS256"))
+            );
+            assert!(k.get("d").is_none(), "never the private part");
+            k["kid"].as_str().unwrap().to_owned()
+        })
+        .collect()
+}
+
+/// A sign-in of ivan (authlib's sign-in), the code exchanged here: the ID token's `kid`.
+async fn signed_kid(p: &Provider) -> String {
+    let login = p.login("ivan", "ivan-password").await;
+    let code = login["code"].as_str().unwrap();
+    let verifier = login["verifier"].as_str().unwrap();
+    let r: Value = p
+        .cs
+        .http
+        .post(format!("{}/token", p.cs.base))
+        .basic_auth(CLIENT, Some(SECRET))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(format!(
+            "grant_type=authorization_code&code={code}&redirect_uri=https%3A%2F%2Frp.example.test%2Fcallback&code_verifier={verifier}"
+        ))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    kid_of(r["id_token"].as_str().unwrap_or_else(|| panic!("{r}")))
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn discovery_names_what_is_supported() {
+    let p = provider("[\"password\"]").await;
+    let d: Value =
+        p.cs.http
+            .get(format!("{}/.well-known/openid-configuration", p.cs.base))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+    let base = p.cs.base.as_str();
+    assert_eq!(d["issuer"], base);
+    assert_eq!(d["authorization_endpoint"], format!("{base}/authorize"));
+    assert_eq!(d["token_endpoint"], format!("{base}/token"));
+    assert_eq!(d["jwks_uri"], format!("{base}/jwks"));
+    assert_eq!(
+        d["code_challenge_methods_supported"],
+        serde_json::json!(["S256"])
+    );
+    assert_eq!(
+        d["id_token_signing_alg_values_supported"],
+        serde_json::json!(["RS256"])
+    );
+    assert_eq!(d["response_types_supported"], serde_json::json!(["code"]));
+    assert_eq!(d["authorization_response_iss_parameter_supported"], true);
+    let methods = d["token_endpoint_auth_methods_supported"]
+        .as_array()
+        .unwrap();
+    assert!(methods.contains(&"client_secret_basic".into()));
+    assert!(methods.contains(&"client_secret_post".into()));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_rotated_key_signs_at_once_and_the_old_one_stays_published_until_its_tokens_expire() {
+    let p = provider("[\"password\"]").await;
+    let first = signed_kid(&p).await;
+    assert_eq!(jwks_kids(&p).await, std::slice::from_ref(&first));
+    let oidc = p.cs.app.oidc.as_ref().unwrap();
+    let store: &dyn countersign_core::ports::oidc::OidcStore = p.cs.app.store.as_ref();
+    let second = countersign::oidc::keys::rotate(store, oidc.seal(), p.cs.clock.as_ref())
+        .await
+        .unwrap();
+    assert_ne!(second, first);
+    assert_eq!(
+        signed_kid(&p).await,
+        second,
+        "the new key signs from the next token on"
+    );
+    assert_eq!(jwks_kids(&p).await, [second.clone(), first.clone()]);
+    // Ten minutes (the ID tokens' lifetime) after the rotation, the old key is gone.
+    p.cs.clock.advance(Duration::from_secs(601));
+    assert_eq!(jwks_kids(&p).await, [second]);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn keys_rotate_and_keys_list_on_the_command_line() {
+    let p = provider("[\"password\"]").await;
+    let first = signed_kid(&p).await;
+    let config = p.cs.dir.path().join("countersign.toml");
+    let run = |args: &[&str]| {
+        let out = Command::new(env!("CARGO_BIN_EXE_countersign"))
+            .arg("--config")
+            .arg(&config)
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let rotated = run(&["keys", "rotate"]);
+    let new_kid = rotated
+        .trim()
+        .strip_prefix("new signing key ")
+        .unwrap()
+        .to_owned();
+    let list = run(&["keys", "list"]);
+    let line = |kid: &str| {
+        list.lines()
+            .find(|l| l.starts_with(kid))
+            .unwrap()
+            .to_owned()
+    };
+    assert_eq!(list.lines().count(), 2, "{list}");
+    // (The command's clock is the system's, the server's a test clock: found by kid here.)
+    assert!(line(&new_kid).ends_with("signing"), "{list}");
+    assert!(line(&first).contains("published until"), "{list}");
+    // The running server signs with the key the command made.
+    assert_eq!(signed_kid(&p).await, new_kid);
+}
