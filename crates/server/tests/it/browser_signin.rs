@@ -48,8 +48,8 @@ fn sign_in(b: &mut Browser, user: &str) {
     b.click("#submit");
 }
 
-/// The manager decides through the link in the latest mail to bob: the page, then its form.
-async fn decide(p: &Provider, n: usize, decision: &str) {
+/// The approval link of the `n`th mail to bob, once it is there.
+async fn link(p: &Provider, n: usize) -> String {
     let deadline = Instant::now() + Duration::from_secs(10);
     let mail = loop {
         let mails: Vec<_> = p
@@ -64,20 +64,17 @@ async fn decide(p: &Provider, n: usize, decision: &str) {
         assert!(Instant::now() < deadline, "no approval mail");
         tokio::time::sleep(Duration::from_millis(50)).await;
     };
-    let token = link_token(&mail);
-    let page =
-        p.cs.http
-            .get(format!("{}/approve/{token}", p.cs.base))
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
-    let csrf = crate::http_approval::csrf_of(&page);
+    format!("{}/approve/{}", p.cs.base, link_token(&mail))
+}
+
+/// The manager decides through the link in the `n`th mail to bob: the page, then its form.
+async fn decide(p: &Provider, n: usize, decision: &str) {
+    let link = link(p, n).await;
+    let page = p.cs.http.get(&link).send().await.unwrap();
+    let csrf = crate::http_approval::csrf_of(&page.text().await.unwrap());
     let r =
         p.cs.http
-            .post(format!("{}/approve/{token}", p.cs.base))
+            .post(&link)
             .header("content-type", "application/x-www-form-urlencoded")
             .body(format!("csrf={csrf}&decision={decision}"))
             .send()
@@ -248,6 +245,37 @@ async fn turkish_pages_under_accept_language_tr() {
     b.wait_css("main.waiting", 10);
     assert_eq!(b.attr("html", "lang").as_deref(), Some("tr"));
     b.screenshot("waiting-tr");
-    decide(&p, 1, "approve").await;
+    // The manager, also Turkish, approves in a browser of their own: the same look.
+    let mut manager = Browser::start(BrowserOptions::default().lang("tr"));
+    manager.get(&link(&p, 1).await);
+    manager.wait_css("form.decide", 10);
+    assert_eq!(manager.attr("html", "lang").as_deref(), Some("tr"));
+    manager.screenshot("approve-tr");
+    manager.click("button.approve");
+    manager.wait_css("main.card.approved", 10);
+    manager.screenshot("approved-manager-tr");
     b.wait_url(&callback, 10);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_manager_page_in_english_has_the_same_look() {
+    let rp = relying_party().await;
+    let callback = rp.same_site("/cb");
+    let p = provider_with("[\"password\"]", &callback).await;
+    let mut b = Browser::start(BrowserOptions::default());
+    b.get(&authorize_url(&p, &callback, "m1"));
+    sign_in(&mut b, "dora");
+    b.wait_css("main.waiting", 10);
+    let mut manager = Browser::start(BrowserOptions::default().phone());
+    manager.get(&link(&p, 1).await);
+    manager.wait_css("form.decide", 10);
+    let sheet = manager.attr("link[rel=stylesheet]", "href").unwrap();
+    assert!(
+        sheet.ends_with("/assets/countersign.css"),
+        "one stylesheet for every page: {sheet}"
+    );
+    manager.screenshot("approve-en-phone");
+    manager.click("button.reject");
+    manager.wait_css("main.card.rejected", 10);
+    b.wait_css("main[data-outcome=rejected]", 10);
 }

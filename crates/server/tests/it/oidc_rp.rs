@@ -528,3 +528,125 @@ async fn keys_rotate_and_keys_list_on_the_command_line() {
     // The running server signs with the key the command made.
     assert_eq!(signed_kid(&p).await, new_kid);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn looking_at_a_waiting_sign_in_changes_nothing_and_only_its_own_form_cancels_it() {
+    let p = provider("[\"password\"]").await;
+    let client = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let start = client
+        .get(format!(
+            "{}/authorize?response_type=code&scope=openid&client_id={CLIENT}&redirect_uri=https%3A%2F%2Frp.example.test%2Fcallback",
+            p.cs.base
+        ))
+        .send()
+        .await
+        .unwrap();
+    let flow = start.headers()["location"].to_str().unwrap().to_owned();
+    let cookie = |r: &reqwest::Response| {
+        r.headers()["set-cookie"]
+            .to_str()
+            .unwrap()
+            .split(';')
+            .next()
+            .unwrap()
+            .to_owned()
+    };
+    let signed_out = cookie(&start);
+    let page = |c: String, path: &'static str, method: reqwest::Method| {
+        client
+            .request(method, format!("{}{flow}{path}", p.cs.base))
+            .header("cookie", c)
+            .send()
+    };
+    let html = page(signed_out.clone(), "", reqwest::Method::GET)
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let csrf = crate::http_approval::csrf_of(&html);
+    let signed_in = client
+        .post(format!("{}{flow}/password", p.cs.base))
+        .header("cookie", &signed_out)
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(format!("csrf={csrf}&username=dora&password=dora-password"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(signed_in.status(), 303);
+    let waiting = cookie(&signed_in);
+    let audit_before =
+        p.cs.app
+            .store
+            .list_audit(&Default::default())
+            .await
+            .unwrap()
+            .len();
+    for method in [
+        reqwest::Method::GET,
+        reqwest::Method::HEAD,
+        reqwest::Method::GET,
+    ] {
+        let r = page(waiting.clone(), "", method).await.unwrap();
+        assert_eq!(r.status(), 200);
+    }
+    let r = page(waiting.clone(), "/cancel", reqwest::Method::GET)
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 405, "a GET never cancels");
+    // A forged cancel (no field, or from another site) is refused.
+    for (body, cross_site) in [(String::new(), false), (format!("csrf={csrf}"), true)] {
+        let mut r = client
+            .post(format!("{}{flow}/cancel", p.cs.base))
+            .header("cookie", &waiting)
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(body);
+        if cross_site {
+            r = r.header("sec-fetch-site", "cross-site");
+        }
+        assert_eq!(r.send().await.unwrap().status(), 403);
+    }
+    let pending =
+        p.cs.app
+            .store
+            .list_approvals(&countersign_core::ports::ApprovalQuery {
+                limit: 10,
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+    assert_eq!(pending.len(), 1);
+    assert_eq!(
+        pending[0].state,
+        countersign_core::approval::ApprovalState::Pending
+    );
+    let audit_after =
+        p.cs.app
+            .store
+            .list_audit(&Default::default())
+            .await
+            .unwrap()
+            .len();
+    assert_eq!(audit_after, audit_before, "looking wrote nothing");
+    // The page's own form cancels it.
+    let r = client
+        .post(format!("{}{flow}/cancel", p.cs.base))
+        .header("cookie", &waiting)
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(format!("csrf={csrf}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 303);
+    let outcome = page(waiting, "", reqwest::Method::GET).await.unwrap();
+    assert!(
+        outcome
+            .text()
+            .await
+            .unwrap()
+            .contains("data-outcome=\"cancelled\"")
+    );
+}
