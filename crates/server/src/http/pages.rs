@@ -98,6 +98,8 @@ pub fn routes(body_read_timeout: Duration) -> Router<ApiState> {
         .route("/approve/", any(no_token))
         .route("/assets/countersign.css", get(stylesheet))
         .route("/assets/waiting.js", get(waiting_script))
+        // Browsers ask for it on every page; no icon, and no error in their console either.
+        .route("/favicon.ico", get(|| async { StatusCode::NO_CONTENT }))
         .layer(DefaultBodyLimit::max(MAX_BODY))
         .layer(axum::middleware::from_fn_with_state(
             body_read_timeout,

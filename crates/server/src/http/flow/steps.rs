@@ -39,7 +39,8 @@ use crate::http::api::{ApiState, caller};
 use crate::http::i18n::Lang;
 use crate::http::oidc::OidcApi;
 use crate::http::views::{
-    FormError, MechanismChoice as ShownMechanism, OtpCode, OtpPick, OutcomeKind, SignIn, Waiting,
+    FormError, MechanismChoice as ShownMechanism, OtpCode, OtpPick, Outcome, OutcomeKind, SignIn,
+    Waiting,
 };
 
 /// What every step starts from: the provider, the flow from its cookie, its application,
@@ -55,14 +56,11 @@ struct Here {
 /// (The page is boxed: a `Response` is large for an `Err`.)
 fn here(s: &ApiState, uri: &Uri, headers: &HeaderMap, id: &str) -> Result<Here, Box<Response>> {
     let (lang, _) = language(uri, headers);
+    // No flow, so no client to go back to: the page says to start again from the application.
     let gone = || {
-        Box::new(outcome_page(
-            StatusCode::NOT_FOUND,
-            OutcomeKind::Error,
-            id,
-            "",
-            lang,
-        ))
+        let mut page = Outcome::standard(OutcomeKind::Error, id, "", lang);
+        page.back.clear();
+        Box::new(html(StatusCode::NOT_FOUND, page.render(lang)))
     };
     let o = oidc(s).ok_or_else(gone)?;
     let flow = read_flow(&o, headers, id).ok_or_else(gone)?;
