@@ -6,7 +6,7 @@ Subcommands, each printing one JSON object:
             driven over plain HTTP with the session cookie; prints the code, verifier, nonce
             and whether the state came back (or where the sign-in stopped).
   exchange  BASE CLIENT SECRET REDIRECT CODE VERIFIER NONCE AUTH
-            the token request (AUTH: basic | post), then the ID token checked as a client must:
+            the token request (AUTH: basic | post | none), then the ID token checked as a client must:
             signature from the JWKS, iss, aud, exp, nonce; then /userinfo with the access token.
 """
 
@@ -28,7 +28,7 @@ def login(base, client, secret, redirect, user, password):
     meta = discover(base)
     verifier = generate_token(48)
     nonce = generate_token(20)
-    rp = OAuth2Session(client, secret, redirect_uri=redirect,
+    rp = OAuth2Session(client, secret or None, redirect_uri=redirect,
                        scope="openid profile email", code_challenge_method="S256")
     url, state = rp.create_authorization_url(meta["authorization_endpoint"],
                                              code_verifier=verifier, nonce=nonce)
@@ -55,6 +55,10 @@ def exchange(base, client, secret, redirect, code, verifier, nonce, auth):
             "code_verifier": verifier}
     if auth == "basic":
         reply = requests.post(meta["token_endpoint"], data=form, auth=(client, secret), timeout=10)
+    elif auth == "none":
+        # A public client names itself; PKCE proves it is the one that asked.
+        form.update({"client_id": client})
+        reply = requests.post(meta["token_endpoint"], data=form, timeout=10)
     else:
         form.update({"client_id": client, "client_secret": secret})
         reply = requests.post(meta["token_endpoint"], data=form, timeout=10)

@@ -18,6 +18,9 @@ use crate::fixtures::smtp::{SmtpOptions, SmtpServer};
 pub const CLIENT: &str = "wiki";
 pub const SECRET: &str = "wiki-client-secret-0123456789abcdef";
 pub const REDIRECT: &str = "https://rp.example.test/callback";
+/// A public client (a single-page app): no secret, PKCE required.
+pub const PUBLIC_CLIENT: &str = "spa";
+pub const PUBLIC_REDIRECT: &str = "https://spa.example.test/cb";
 
 pub struct Provider {
     pub cs: Countersign,
@@ -40,7 +43,7 @@ pub fn client_config(dir: &Path, methods: &str, also: &str) -> String {
     let secret_file = dir.join("wiki.secret");
     std::fs::write(&secret_file, format!("{SECRET}\n")).unwrap();
     format!(
-        "\n[[application]]\nname = \"{CLIENT}\"\nredirect_uris = [\"{REDIRECT}\", \"{also}\"]\nclient_secret_file = \"{}\"\nmethods = {methods}\n",
+        "\n[[application]]\nname = \"{CLIENT}\"\nredirect_uris = [\"{REDIRECT}\", \"{also}\"]\nclient_secret_file = \"{}\"\nmethods = {methods}\n\n[[application]]\nname = \"{PUBLIC_CLIENT}\"\nredirect_uris = [\"{PUBLIC_REDIRECT}\"]\npublic_client = true\nmethods = {methods}\n",
         secret_file.display()
     )
 }
@@ -648,5 +651,54 @@ async fn looking_at_a_waiting_sign_in_changes_nothing_and_only_its_own_form_canc
             .await
             .unwrap()
             .contains("data-outcome=\"cancelled\"")
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_public_client_signs_in_with_pkce_alone() {
+    let p = provider("[\"password\"]").await;
+    let args = |cmd: &str| -> Vec<String> {
+        vec![
+            cmd.into(),
+            p.cs.base.clone(),
+            PUBLIC_CLIENT.into(),
+            String::new(),
+            PUBLIC_REDIRECT.into(),
+        ]
+    };
+    let mut login_args = args("login");
+    login_args.extend(["ivan".into(), "ivan-password".into()]);
+    let login = rp(login_args).await;
+    assert_eq!(login["state_ok"], true, "{login}");
+    let exchange = |verifier: String| {
+        let mut a = args("exchange");
+        a.extend([
+            login["code"].as_str().unwrap().into(),
+            verifier,
+            login["nonce"].as_str().unwrap().into(),
+            "none".into(),
+        ]);
+        rp(a)
+    };
+    let done = exchange(login["verifier"].as_str().unwrap().into()).await;
+    assert_eq!(done["status"], 200, "{done}");
+    assert_eq!(done["claims"]["aud"], PUBLIC_CLIENT);
+    assert_eq!(done["checks"]["nonce"], true);
+    // Without PKCE a public client's request goes back refused.
+    let r = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap()
+        .get(format!(
+            "{}/authorize?response_type=code&scope=openid&client_id={PUBLIC_CLIENT}&redirect_uri=https%3A%2F%2Fspa.example.test%2Fcb",
+            p.cs.base
+        ))
+        .send()
+        .await
+        .unwrap();
+    let location = r.headers()["location"].to_str().unwrap();
+    assert!(
+        location.starts_with("https://spa.example.test/cb?error=invalid_request&"),
+        "{location}"
     );
 }

@@ -222,6 +222,16 @@ mod tests {
     }
 
     #[test]
+    fn cookies_are_scoped_to_their_flow_and_secure_over_https() {
+        let c = set_cookie("abc", "v", 900, true);
+        assert_eq!(
+            c,
+            "cs_flow=v; Path=/flow/abc; Max-Age=900; HttpOnly; SameSite=Lax; Secure"
+        );
+        assert!(!set_cookie("abc", "v", 900, false).contains("Secure"));
+    }
+
+    #[test]
     fn csrf_fields_belong_to_their_flow() {
         let key = FlowKey::derive(b"a server key of thirty-two bytes");
         let field = key.csrf("a");
