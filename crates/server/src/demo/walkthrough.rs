@@ -49,7 +49,7 @@ fn header(p: &Places<'_>) -> String {
         r#"
 countersign demo: HTTP API on http://{http}, LDAP on ldap://{ldap} (StartTLS) and ldaps://{ldaps}
   state: {dir}
-         (SQLite database, OTP key, config, API key, TLS files, outbox/)
+         (SQLite database, OTP key, config, API key, client secret, TLS files, outbox/)
   users: alice / alice-demo-password   (Bob is told each time she signs in)
          bob   / bob-demo-password     (the manager: alice's and dave's sponsor)
          carol / carol-demo-password   (locked: always refused)

@@ -210,6 +210,16 @@ async fn callback(
             .map(|(n, v)| (n.into_owned(), v.into_owned()))
             .collect(),
     );
+    // The pages' language switch links to `?lang=`: on the callback that is no answer from the
+    // provider, so it goes to the start page in that language (the claims are shown once).
+    if let Some(chosen) = params.get("lang")
+        && ["state", "code", "error"]
+            .iter()
+            .all(|n| params.get(n).is_none())
+    {
+        let lang = Lang::parse(chosen).unwrap_or(lang);
+        return see_other(&format!("/demo?lang={}", lang.code()));
+    }
     let session = session::cookie_values(&headers)
         .iter()
         .find_map(|v| rp.key.open(v));
@@ -252,13 +262,7 @@ async fn complete(
     let code = params.get("code").ok_or(Failure::NoCode)?;
     let id_token = verify::exchange(rp, code, &session.verifier).await?;
     let jwks = verify::jwks(rp).await?;
-    verify::verify_id_token(
-        &id_token,
-        &jwks,
-        &rp.issuer,
-        &rp.client_id,
-        &session.nonce,
-    )
+    verify::verify_id_token(&id_token, &jwks, &rp.issuer, &rp.client_id, &session.nonce)
 }
 
 fn claims_page(v: &Verified, lang: Lang) -> Response {

