@@ -52,6 +52,8 @@ pub struct App {
     csrf: CsrfKey,
     /// The OpenID Connect provider, when some application is a client.
     pub oidc: Option<super::oidc::OidcParts>,
+    /// `countersign demo`'s relying party, served beside the provider when set.
+    pub demo_rp: Option<Arc<crate::http::demo_rp::DemoRp>>,
     pub clock: Arc<dyn Clock>,
 }
 
@@ -167,6 +169,7 @@ impl App {
             approval_couriers: parts.couriers,
             csrf: CsrfKey::derive(&key),
             oidc,
+            demo_rp: None,
             clock: clock_for_app,
         })
     }
@@ -231,8 +234,12 @@ impl App {
             csrf: self.csrf.clone(),
             own_origins,
         });
-        match self.oidc_api() {
+        let state = match self.oidc_api() {
             Some(oidc) => state.with_oidc(oidc),
+            None => state,
+        };
+        match &self.demo_rp {
+            Some(rp) => state.with_demo_rp(rp.clone()),
             None => state,
         }
     }

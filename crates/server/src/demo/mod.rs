@@ -1,14 +1,17 @@
 //! `countersign demo`: everything a newcomer needs in one command. A folder with its own SQLite
 //! file, key and config; four local users; `file` mechanisms that print each code and each
 //! message to a manager on this terminal; the two kinds of Approved OTP profile chosen by
-//! policy; an application with an API key; a test CA and certificate so LDAP runs StartTLS and
-//! LDAPS; the HTTP API and the LDAP fronts on loopback; and a walkthrough of commands that work
-//! as printed (`walkthrough.rs`).
+//! policy; an application with an API key; an OpenID Connect client whose relying party is
+//! countersign's own `/demo` page (`http::demo_rp`), so the sign-in, the wait for the manager
+//! and the verified ID token can be clicked through in a browser; a test CA and certificate so
+//! LDAP runs StartTLS and LDAPS; the HTTP API and the LDAP fronts on loopback; and a
+//! walkthrough of commands that work as printed (`walkthrough.rs`).
 
 mod tls;
 mod walkthrough;
 
 use std::path::Path;
+use std::sync::Arc;
 
 use countersign_core::Secret;
 use countersign_core::crypto::to_hex;
@@ -18,15 +21,16 @@ use countersign_core::ports::{Directory, LocalUser};
 use crate::app::{App, Listeners, shutdown_signal};
 use crate::cli::DemoArgs;
 use crate::config::Config;
+use crate::http::demo_rp::DemoRp;
 use crate::passwords;
-use walkthrough::{PORTAL, Places};
+use walkthrough::{DEMO_APP, PORTAL, Places};
 
 /// The demo's configuration; `{http}`, `{ldap}` and `{ldaps}` are replaced by the listen
-/// addresses. The files it names (`demo-portal.key`, `server.pem`, `server.key`) are made by
-/// [`run`] before it is read.
+/// addresses. The files it names (`demo-portal.key`, `demo-app.secret`, `server.pem`,
+/// `server.key`) are made by [`run`] before it is read.
 pub const DEMO_CONFIG: &str = r#"# Written by `countersign demo`; rewritten each time the demo starts.
 [server]
-# Base URL of the approval links in the managers' messages.
+# Base URL of the approval links in the managers' messages, and the OpenID Connect issuer.
 public_url = "http://{http}"
 
 [store]
@@ -131,6 +135,15 @@ grace_period = "2m"
 name = "demo-portal"
 api_key_file = "demo-portal.key"
 
+# The OpenID Connect client of the browser walkthrough: countersign's own demo relying party
+# (open /demo). Its secret is made anew, at random, each time the demo starts.
+[[application]]
+name = "demo-app"
+redirect_uris = ["http://{http}/demo/callback"]
+client_secret_file = "demo-app.secret"
+methods = ["password"]
+approved_otp = true
+
 # The application LDAP binds are logins of ([ldap] application).
 [[application]]
 name = "ldap-clients"
@@ -215,6 +228,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
         [http.local_addr()?, ldap.local_addr()?, ldaps.local_addr()?].map(|a| a.to_string());
     tls::ensure(&dir)?;
     let api_key = api_key(&dir.join(format!("{PORTAL}.key")))?;
+    let client_secret = new_secret(&dir.join(format!("{DEMO_APP}.secret")))?;
     let config_path = dir.join("countersign.toml");
     let text = DEMO_CONFIG
         .replace("{http}", &addrs[0])
@@ -223,8 +237,12 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     std::fs::write(&config_path, text)?;
     let config =
         Config::load(&config_path).map_err(|e| anyhow::anyhow!("built-in demo config: {e}"))?;
-    let app = App::build(config)?;
+    let mut app = App::build(config)?;
     seed_users(&app).await?;
+    let issuer = format!("http://{}", addrs[0]);
+    let rp = DemoRp::new(&issuer, DEMO_APP, Secret::new(client_secret))
+        .map_err(|e| anyhow::anyhow!("the demo relying party: {e}"))?;
+    app.demo_rp = Some(Arc::new(rp));
 
     let places = Places {
         http: &addrs[0],
@@ -247,17 +265,23 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The demo application's API key: the one in `path` from an earlier start, else 32 fresh
-/// random bytes, hex, written there readable by the owner only.
+/// The demo application's API key: the one in `path` from an earlier start, else a
+/// [`new_secret`].
 fn api_key(path: &Path) -> anyhow::Result<String> {
-    use std::io::Write;
-    use std::os::unix::fs::OpenOptionsExt;
     if let Ok(key) = std::fs::read_to_string(path) {
         let key = key.trim();
         if key.len() >= 32 {
             return Ok(key.to_owned());
         }
     }
+    new_secret(path)
+}
+
+/// 32 fresh bytes from the operating system's CSPRNG, hex, written to `path` (replacing what
+/// was there) readable by the owner only.
+fn new_secret(path: &Path) -> anyhow::Result<String> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
     let key = to_hex(&crate::system::random_bytes(32));
     let _ = std::fs::remove_file(path);
     let mut f = std::fs::OpenOptions::new()
@@ -329,6 +353,24 @@ mod tests {
         )));
         let ldap = format!("application = \"{}\"", walkthrough::LDAP_CLIENTS);
         assert!(DEMO_CONFIG.contains(&ldap));
+        assert!(DEMO_CONFIG.contains(&format!(
+            "name = \"{DEMO_APP}\"\nredirect_uris = [\"http://{{http}}/demo/callback\"]\n\
+             client_secret_file = \"{DEMO_APP}.secret\""
+        )));
+    }
+
+    #[test]
+    fn the_client_secret_is_new_at_each_start_and_private() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s.secret");
+        let first = new_secret(&path).unwrap();
+        assert_eq!(first.len(), 64);
+        let second = new_secret(&path).unwrap();
+        assert_ne!(first, second);
+        assert_eq!(std::fs::read_to_string(&path).unwrap().trim(), second);
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
     }
 
     #[test]

@@ -1,6 +1,8 @@
 //! The walkthrough `countersign demo` prints: numbered steps whose indented lines a newcomer
 //! pastes into one bash shell, in order, as printed (tests/it/demo.rs runs them literally).
-//! Each step says what to expect; later steps use shell variables earlier ones set.
+//! Each step says what to expect; later steps use shell variables earlier ones set. Before the
+//! steps, a section for a browser: the OpenID Connect sign-in through the demo's relying party
+//! (`/demo`), waiting for the manager, approved from another tab (not a step: nothing to paste).
 
 use std::path::Path;
 
@@ -20,6 +22,9 @@ pub struct Places<'a> {
 
 /// The name of the demo's HTTP application (its API key is in `<dir>/<name>.key`).
 pub const PORTAL: &str = "demo-portal";
+/// The OpenID Connect client whose relying party is countersign's own `/demo` page (its
+/// secret is in `<dir>/<name>.secret`).
+pub const DEMO_APP: &str = "demo-app";
 /// The application LDAP binds count as.
 pub const LDAP_CLIENTS: &str = "ldap-clients";
 
@@ -44,15 +49,16 @@ fn header(p: &Places<'_>) -> String {
         r#"
 countersign demo: HTTP API on http://{http}, LDAP on ldap://{ldap} (StartTLS) and ldaps://{ldaps}
   state: {dir}
-         (SQLite database, OTP key, config, API key, TLS files, outbox/)
+         (SQLite database, OTP key, config, API key, client secret, TLS files, outbox/)
   users: alice / alice-demo-password   (Bob is told each time she signs in)
          bob   / bob-demo-password     (the manager: alice's and dave's sponsor)
          carol / carol-demo-password   (locked: always refused)
          dave  / dave-demo-password    (a contractor: Bob must approve each sign-in)
   application {PORTAL}, API key: {key}
+  OpenID Connect client {DEMO_APP}: its relying party is countersign's own page /demo
   TLS: a test CA made for this demo signed the LDAP certificate of 127.0.0.1 and localhost;
        clients trust it through {dir}/ca.pem (trust it nowhere else)
-
+{browser}
 In another terminal, in one shell (later steps use variables set by earlier ones):
 "#,
         http = p.http,
@@ -60,6 +66,22 @@ In another terminal, in one shell (later steps use variables set by earlier ones
         ldaps = p.ldaps,
         dir = p.dir.display(),
         key = p.api_key,
+        browser = browser(p.http),
+    )
+}
+
+/// The click-through in a browser (no commands: the steps below are the shell's).
+fn browser(http: &str) -> String {
+    format!(
+        r#"
+In a browser: sign in with OpenID Connect and wait for the manager's approval
+  - open http://{http}/demo and press "Sign in to the demo application";
+  - sign in as dave / dave-demo-password: he is a contractor, so the page waits for Bob;
+  - Bob's message with the approval link appears on this terminal (and in outbox/):
+    open the link in another tab and press Approve;
+  - the first tab moves on by itself and shows the ID token's claims, verified by the demo
+    application (amr "pwd mca": password, then the manager's approval). alice is let in at once.
+"#
     )
 }
 

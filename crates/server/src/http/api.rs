@@ -53,6 +53,8 @@ pub struct ApiState {
     /// The OpenID Connect provider: its endpoints and the hosted sign-in. `None`: no client is
     /// configured, and those paths do not exist.
     pub oidc: Option<Arc<super::oidc::OidcApi>>,
+    /// `countersign demo`'s relying party (`/demo`). `None`: those paths do not exist.
+    pub demo_rp: Option<Arc<super::demo_rp::DemoRp>>,
     /// Cancelled when the listener stops: long-polls answer at once and event streams end, so
     /// shutdown does not wait for them.
     pub stopping: CancellationToken,
@@ -75,6 +77,7 @@ impl ApiState {
             tasks: TaskTracker::new(),
             approvals: None,
             oidc: None,
+            demo_rp: None,
             stopping: CancellationToken::new(),
         }
     }
@@ -88,6 +91,12 @@ impl ApiState {
     /// With the OpenID Connect provider.
     pub fn with_oidc(mut self, oidc: super::oidc::OidcApi) -> Self {
         self.oidc = Some(Arc::new(oidc));
+        self
+    }
+
+    /// With the demo's relying party (only `countersign demo`).
+    pub fn with_demo_rp(mut self, rp: Arc<super::demo_rp::DemoRp>) -> Self {
+        self.demo_rp = Some(rp);
         self
     }
 
@@ -157,6 +166,9 @@ pub fn router(state: ApiState) -> Router {
         router = router
             .merge(super::oidc::routes(state.body_read_timeout))
             .merge(super::flow::routes(state.body_read_timeout));
+    }
+    if state.demo_rp.is_some() {
+        router = router.merge(super::demo_rp::routes(state.body_read_timeout));
     }
     router
         .layer(axum::middleware::from_fn(trace_request))

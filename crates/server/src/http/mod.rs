@@ -4,11 +4,13 @@
 //! and the edge of every page; [`views`] renders the hosted sign-in pages in the languages of
 //! [`i18n`]; [`body`] the edge rules on request bodies, [`problem`] maps use-case errors to RFC
 //! 9457 problem+json once, and [`listener`] owns the socket and its limits. Its state is built by
-//! the wiring and handed in; this module never reads the configuration.
+//! the wiring and handed in; this module never reads the configuration. [`demo_rp`] is the
+//! relying party `countersign demo` adds beside the provider.
 
 pub mod api;
 pub mod body;
 pub mod csrf;
+pub mod demo_rp;
 pub mod events;
 pub mod flow;
 pub mod forwarded;

@@ -8,7 +8,7 @@ use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
 
 /// `countersign demo` in `dir`, on free ports, its stdout piped.
-fn start_demo(dir: &std::path::Path) -> Child {
+pub(crate) fn start_demo(dir: &std::path::Path) -> Child {
     Command::new(env!("CARGO_BIN_EXE_countersign"))
         .args([
             "demo",
@@ -28,7 +28,7 @@ fn start_demo(dir: &std::path::Path) -> Child {
 }
 
 /// Reads the demo's standard output up to the end of its walkthrough.
-fn banner(demo: &mut Child) -> (String, BufReader<std::process::ChildStdout>) {
+pub(crate) fn banner(demo: &mut Child) -> (String, BufReader<std::process::ChildStdout>) {
     let mut text = String::new();
     let mut out = BufReader::new(demo.stdout.take().unwrap());
     while !text.contains("Press Ctrl-C") {
@@ -43,7 +43,7 @@ fn banner(demo: &mut Child) -> (String, BufReader<std::process::ChildStdout>) {
 }
 
 /// The word after `prefix` in `text` (an address, a key).
-fn after(text: &str, prefix: &str) -> String {
+pub(crate) fn after(text: &str, prefix: &str) -> String {
     let start = text.find(prefix).unwrap() + prefix.len();
     text[start..]
         .split(|c: char| c == ',' || c.is_whitespace())

@@ -16,6 +16,7 @@ mod deliver_otp_handler;
 mod delivery_email;
 mod delivery_sms;
 mod demo;
+mod demo_oidc;
 mod directory_account;
 mod directory_ldap;
 mod fixtures;

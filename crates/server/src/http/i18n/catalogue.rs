@@ -128,4 +128,38 @@ pub struct Catalogue {
     pub outcome_used_title: &'static str,
     pub outcome_used_line: &'static str,
     pub back_link: &'static str,
+
+    // ── The demo relying party, `/demo` (only under `countersign demo`) ─────────────────────
+    pub demo_title: &'static str,
+    pub demo_lead: &'static str,
+    /// How to see the manager's approval: which demo user, where the link shows.
+    pub demo_hint: &'static str,
+    pub demo_signin_button: &'static str,
+    pub demo_signed_in_title: &'static str,
+    /// `{kid}`: the signing key's id.
+    pub demo_signed_in_lead: &'static str,
+    pub demo_claim_sub: &'static str,
+    pub demo_claim_name: &'static str,
+    pub demo_claim_username: &'static str,
+    pub demo_claim_email: &'static str,
+    pub demo_claim_auth_time: &'static str,
+    pub demo_claim_amr: &'static str,
+    pub demo_claim_acr: &'static str,
+    /// A claim the token does not carry.
+    pub demo_claim_absent: &'static str,
+    pub demo_again_link: &'static str,
+    pub demo_failed_title: &'static str,
+    pub demo_no_session_line: &'static str,
+    pub demo_state_line: &'static str,
+    pub demo_issuer_line: &'static str,
+    /// `{error}`: OAuth's error code (`access_denied`, ...).
+    pub demo_provider_line: &'static str,
+    pub demo_denied_line: &'static str,
+    pub demo_no_code_line: &'static str,
+    /// `{error}`: the token endpoint's error code.
+    pub demo_token_line: &'static str,
+    /// `{endpoint}`: `/token` or `/jwks`.
+    pub demo_unreachable_line: &'static str,
+    /// `{why}`: what did not verify (`signature`, `aud`, `nonce`, ...).
+    pub demo_id_token_line: &'static str,
 }

@@ -119,4 +119,41 @@ pub const CATALOGUE: Catalogue = Catalogue {
     outcome_used_line: "This sign-in was already completed or has run out. Please start again \
                         from the application.",
     back_link: "Back to the application",
+
+    demo_title: "Demo application",
+    demo_lead: "This small application of the demo signs you in through countersign with OpenID \
+                Connect, verifies the ID token it gets back, and shows what it says about you.",
+    demo_hint: "Sign in as dave (password dave-demo-password) to wait for his manager's approval: \
+                the approval link shows on the demo's terminal; open it in another tab and \
+                approve. Sign in as alice (alice-demo-password) to be let in at once.",
+    demo_signin_button: "Sign in to the demo application",
+    demo_signed_in_title: "Signed in to the demo application",
+    demo_signed_in_lead: "The demo application verified the ID token: its RS256 signature with \
+                          the provider's key {kid}, the issuer, the audience, the expiry and the \
+                          nonce. It says:",
+    demo_claim_sub: "Subject (sub)",
+    demo_claim_name: "Name (name)",
+    demo_claim_username: "Username (preferred_username)",
+    demo_claim_email: "E-mail (email)",
+    demo_claim_auth_time: "Signed in at (auth_time)",
+    demo_claim_amr: "Methods (amr)",
+    demo_claim_acr: "Assurance (acr)",
+    demo_claim_absent: "not given",
+    demo_again_link: "Sign in again",
+    demo_failed_title: "Not signed in",
+    demo_no_session_line: "This browser has no sign-in in progress with the demo application: \
+                           it ran out, another tab started a new one, or the demo was \
+                           restarted.",
+    demo_state_line: "This answer does not belong to the sign-in this browser started (its \
+                      state does not match), so the demo application refused it.",
+    demo_issuer_line: "This answer names another issuer than countersign, so the demo \
+                       application refused it.",
+    demo_provider_line: "countersign sent you back without signing you in: {error}.",
+    demo_denied_line: "The sign-in was rejected, cancelled or ran out of time.",
+    demo_no_code_line: "The answer carries neither a code nor an error.",
+    demo_token_line: "countersign did not accept the code: {error}.",
+    demo_unreachable_line: "The demo application could not get an answer from countersign's \
+                            {endpoint}.",
+    demo_id_token_line: "The ID token did not pass verification ({why}), so the demo application \
+                         does not believe it.",
 };

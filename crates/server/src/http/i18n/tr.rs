@@ -124,4 +124,42 @@ pub const CATALOGUE: Catalogue = Catalogue {
     outcome_used_line: "Bu oturum açma işlemi zaten tamamlandı veya süresi doldu. Lütfen \
                         uygulamadan yeniden başlayın.",
     back_link: "Uygulamaya dön",
+
+    demo_title: "Demo uygulaması",
+    demo_lead: "Demonun bu küçük uygulaması sizi OpenID Connect ile countersign üzerinden \
+                oturum açtırır, aldığı kimlik belirtecini (ID token) doğrular ve sizin hakkınızda \
+                söylediklerini gösterir.",
+    demo_hint: "Yöneticinin onayını beklemek için dave olarak (parola dave-demo-password) oturum \
+                açın: onay bağlantısı demonun terminalinde görünür; onu başka bir sekmede açıp \
+                onaylayın. Hemen içeri alınmak için alice olarak (alice-demo-password) oturum \
+                açın.",
+    demo_signin_button: "Demo uygulamasında oturum aç",
+    demo_signed_in_title: "Demo uygulamasında oturum açıldı",
+    demo_signed_in_lead: "Demo uygulaması kimlik belirtecini doğruladı: sağlayıcının {kid} \
+                          anahtarıyla RS256 imzasını, yayıncıyı, hedef kitleyi, geçerlilik \
+                          süresini ve nonce değerini. Belirtecin içeriği:",
+    demo_claim_sub: "Özne (sub)",
+    demo_claim_name: "Ad (name)",
+    demo_claim_username: "Kullanıcı adı (preferred_username)",
+    demo_claim_email: "E-posta (email)",
+    demo_claim_auth_time: "Oturum açma zamanı (auth_time)",
+    demo_claim_amr: "Yöntemler (amr)",
+    demo_claim_acr: "Güvence düzeyi (acr)",
+    demo_claim_absent: "verilmedi",
+    demo_again_link: "Yeniden oturum aç",
+    demo_failed_title: "Oturum açılmadı",
+    demo_no_session_line: "Bu tarayıcının demo uygulamasıyla süren bir oturum açma işlemi yok: \
+                           süresi doldu, başka bir sekme yenisini başlattı ya da demo yeniden \
+                           başlatıldı.",
+    demo_state_line: "Bu yanıt, bu tarayıcının başlattığı oturum açma işlemine ait değil (state \
+                      değeri eşleşmiyor); demo uygulaması bu yüzden reddetti.",
+    demo_issuer_line: "Bu yanıt countersign dışında bir yayıncı adı taşıyor; demo uygulaması bu \
+                       yüzden reddetti.",
+    demo_provider_line: "countersign sizi oturum açtırmadan geri gönderdi: {error}.",
+    demo_denied_line: "Oturum açma reddedildi, iptal edildi ya da süresi doldu.",
+    demo_no_code_line: "Yanıtta ne kod ne de hata var.",
+    demo_token_line: "countersign kodu kabul etmedi: {error}.",
+    demo_unreachable_line: "Demo uygulaması countersign'ın {endpoint} adresinden yanıt alamadı.",
+    demo_id_token_line: "Kimlik belirteci doğrulamadan geçmedi ({why}); demo uygulaması ona \
+                         güvenmiyor.",
 };
