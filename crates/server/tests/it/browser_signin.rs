@@ -279,3 +279,42 @@ async fn the_manager_page_in_english_has_the_same_look() {
     manager.wait_css("main.card.rejected", 10);
     b.wait_css("main[data-outcome=rejected]", 10);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn on_a_phone_the_sign_in_fits_and_works_from_the_keyboard() {
+    let rp = relying_party().await;
+    let callback = rp.same_site("/cb");
+    let p = provider_with("[\"password\"]", &callback).await;
+    let mut b = Browser::start(BrowserOptions::default().phone());
+    b.get(&authorize_url(&p, &callback, "k1"));
+    b.wait_css("form#signin", 10);
+    // Labels name the fields for screen readers; the first Tab reaches the language switch or
+    // the username, and the fields follow in order.
+    for field in ["username", "password"] {
+        assert!(
+            b.exists(&format!("label[for={field}]")),
+            "a label for {field}"
+        );
+    }
+    b.tab_to("#username", 6);
+    b.type_text("#username", "ivan");
+    assert_eq!(
+        b.tab_to("#password", 1),
+        1,
+        "password right after the username"
+    );
+    b.type_text("#password", "ivan-password");
+    let fit = b.execute(
+        "return { scroll: document.documentElement.scrollWidth, width: window.innerWidth,
+                  button: document.querySelector('#submit').getBoundingClientRect().height };",
+    );
+    assert!(
+        fit["scroll"].as_u64().unwrap() <= fit["width"].as_u64().unwrap(),
+        "{fit}"
+    );
+    assert!(fit["button"].as_f64().unwrap() >= 24.0, "{fit}");
+    b.screenshot("signin-en-phone");
+    b.press("ENTER");
+    let arrived = b.wait_url(&callback, 10);
+    assert!(arrived.contains("code="), "{arrived}");
+}
