@@ -50,11 +50,19 @@ struct Here {
     flow: Flow,
     app: Application,
     lang: Lang,
+    /// Who is asking (the client address, for rate limits and the audit).
+    caller: Caller,
 }
 
 /// The flow of the request, or the page that says the sign-in is gone.
 /// (The page is boxed: a `Response` is large for an `Err`.)
-fn here(s: &ApiState, uri: &Uri, headers: &HeaderMap, id: &str) -> Result<Here, Box<Response>> {
+fn here(
+    s: &ApiState,
+    uri: &Uri,
+    headers: &HeaderMap,
+    peer: Option<Extension<ConnectInfo<SocketAddr>>>,
+    id: &str,
+) -> Result<Here, Box<Response>> {
     let (lang, _) = language(uri, headers);
     // No flow, so no client to go back to: the page says to start again from the application.
     let gone = || {
@@ -69,7 +77,13 @@ fn here(s: &ApiState, uri: &Uri, headers: &HeaderMap, id: &str) -> Result<Here, 
         .by_name(&flow.request.client_id)
         .cloned()
         .ok_or_else(gone)?;
-    Ok(Here { o, flow, app, lang })
+    Ok(Here {
+        o,
+        flow,
+        app,
+        lang,
+        caller: caller(peer),
+    })
 }
 
 /// A form POST: the CSRF checks, then its fields.
@@ -121,8 +135,14 @@ fn advance(h: &Here, step: Step) -> Response {
     resp
 }
 
-pub async fn show(State(s): State<ApiState>, uri: Uri, headers: HeaderMap, id: FlowId) -> Response {
-    let h = match here(&s, &uri, &headers, &id) {
+pub async fn show(
+    State(s): State<ApiState>,
+    uri: Uri,
+    headers: HeaderMap,
+    peer: Option<Extension<ConnectInfo<SocketAddr>>>,
+    id: FlowId,
+) -> Response {
+    let h = match here(&s, &uri, &headers, peer, &id) {
         Ok(h) => h,
         Err(page) => return *page,
     };
@@ -176,14 +196,9 @@ fn sign_in_page(h: &Here, username: &str, error: Option<FormError>) -> Response 
 }
 
 async fn otp_pick_page(h: &Here, dn: &str, error: Option<FormError>) -> Response {
-    let caller = Caller {
-        front: countersign_core::attempt::Front::Http,
-        client: None,
-        bound_as: None,
-    };
     let found =
         h.o.otp
-            .supported_mechanisms(dn, &caller, RecipientView::Masked)
+            .supported_mechanisms(dn, &h.caller, RecipientView::Masked)
             .await
             .unwrap_or_default();
     let mechanisms: Vec<ShownMechanism> = found
@@ -254,7 +269,7 @@ pub async fn password(
     id: FlowId,
     body: Bytes,
 ) -> Response {
-    let h = match here(&s, &uri, &headers, &id) {
+    let h = match here(&s, &uri, &headers, peer, &id) {
         Ok(h) => h,
         Err(page) => return *page,
     };
@@ -267,7 +282,7 @@ pub async fn password(
     }
     let username = field(&fields, "username").unwrap_or_default();
     let password = Secret::new(field(&fields, "password").unwrap_or_default());
-    let caller = caller(peer);
+    let caller = h.caller.clone();
     let identity = identity_of(&username);
     let now = h.o.service.clock.now().0;
     // An application that may not take the password alone needs a delivered OTP after it.
@@ -404,7 +419,14 @@ async fn waiting(h: &Here, login: &str, auth_time: i64, mut amr: Vec<String>) ->
             html(StatusCode::OK, page.render(h.lang))
         }
         Ok(LoginStatus::Granted { user_dn, .. }) => {
-            let Some(user) = user_of(h, &user_dn).await else {
+            // The user the request was made for, in the same directory (a namesake DN in an
+            // earlier directory of the chain is not them).
+            let request = h.o.login.approvals.approval(login).await.ok().flatten();
+            let user = match (user_of(h, &user_dn).await, request) {
+                (Some(u), Some(r)) if u.key() == r.user => Some(u),
+                _ => None,
+            };
+            let Some(user) = user else {
                 return outcome_page(
                     StatusCode::FORBIDDEN,
                     OutcomeKind::Error,
@@ -473,7 +495,7 @@ pub async fn otp_send(
     id: FlowId,
     body: Bytes,
 ) -> Response {
-    let h = match here(&s, &uri, &headers, &id) {
+    let h = match here(&s, &uri, &headers, peer, &id) {
         Ok(h) => h,
         Err(page) => return *page,
     };
@@ -493,14 +515,9 @@ pub async fn otp_send(
     // The mechanism by its place in the list the page showed (never an address from the
     // browser).
     let index: Option<usize> = field(&fields, "mechanism").and_then(|v| v.parse().ok());
-    let plain = Caller {
-        front: countersign_core::attempt::Front::Http,
-        client: None,
-        bound_as: None,
-    };
     let found =
         h.o.otp
-            .supported_mechanisms(&dn, &plain, RecipientView::Masked)
+            .supported_mechanisms(&dn, &h.caller, RecipientView::Masked)
             .await
             .unwrap_or_default();
     let chosen = index.and_then(|i| found.into_iter().filter(|m| m.supported).nth(i));
@@ -511,7 +528,7 @@ pub async fn otp_send(
         return otp_pick_page(&h, &dn, Some(FormError::Unavailable)).await;
     };
     // Step-up (spec §7.1 step 3): the password was checked at the first step.
-    let mut caller = caller(peer);
+    let mut caller = h.caller.clone();
     caller.bound_as = Some(user.key());
     let request = DeliverRequest {
         authentication_id: format!("dn:{dn}"),
@@ -552,7 +569,7 @@ pub async fn otp_verify(
     id: FlowId,
     body: Bytes,
 ) -> Response {
-    let h = match here(&s, &uri, &headers, &id) {
+    let h = match here(&s, &uri, &headers, peer, &id) {
         Ok(h) => h,
         Err(page) => return *page,
     };
@@ -575,7 +592,7 @@ pub async fn otp_verify(
         authorization_id: None,
         otp: Secret::new(code.trim()),
     };
-    let caller = caller(peer);
+    let caller = h.caller.clone();
     let login = h.o.login.clone();
     let app = h.app.clone();
     let result = s
@@ -598,7 +615,7 @@ pub async fn cancel(
     id: FlowId,
     body: Bytes,
 ) -> Response {
-    let h = match here(&s, &uri, &headers, &id) {
+    let h = match here(&s, &uri, &headers, peer, &id) {
         Ok(h) => h,
         Err(page) => return *page,
     };
@@ -608,7 +625,7 @@ pub async fn cancel(
     if let Step::Waiting { login, .. } = &h.flow.step {
         let by = DecidedBy {
             channel: "sign-in page".to_owned(),
-            address: caller(peer).client,
+            address: h.caller.client.clone(),
             user_agent: None,
             operator: None,
         };
@@ -622,7 +639,7 @@ pub async fn cancel(
 
 /// Back to the client without a code: `access_denied` (RFC 6749 §4.1.2.1).
 pub async fn back(State(s): State<ApiState>, uri: Uri, headers: HeaderMap, id: FlowId) -> Response {
-    let h = match here(&s, &uri, &headers, &id) {
+    let h = match here(&s, &uri, &headers, None, &id) {
         Ok(h) => h,
         Err(page) => return *page,
     };
@@ -645,7 +662,7 @@ pub async fn events(
     headers: HeaderMap,
     id: FlowId,
 ) -> Response {
-    let h = match here(&s, &uri, &headers, &id) {
+    let h = match here(&s, &uri, &headers, None, &id) {
         Ok(h) => h,
         Err(page) => return *page,
     };
