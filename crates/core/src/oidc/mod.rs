@@ -88,8 +88,11 @@ pub struct CodeGrant {
     pub scope: Vec<String>,
     pub authentication: Authentication,
     pub expires_at: Timestamp,
-    /// The sign-in flow that issued it (one code per flow).
+    /// The sign-in flow that issued it (one redeemable code per flow).
     pub flow: String,
+    /// Until when the flow's cookie could come back: the store keeps the code (and so the
+    /// flow's "done") at least until then.
+    pub flow_expires_at: Timestamp,
 }
 
 /// What an access token allows: `/userinfo` for its subject, within its scope.
@@ -166,11 +169,15 @@ pub fn hash_secret(value: &str) -> Vec<u8> {
 
 impl OidcService {
     /// Ends a sign-in: a single-use code for `request`'s client, and the redirect that hands it
-    /// over (with `state` and, RFC 9207, `iss`). `Conflict` when `flow` already issued one.
+    /// over (with `state` and, RFC 9207, `iss`). A flow whose code is still unredeemed gets a
+    /// new one in its place (a double submit: the browser follows the second answer);
+    /// `Conflict` when the flow's code was redeemed. `flow_expires_at`: until when the flow's
+    /// cookie could come back.
     pub async fn issue_code(
         &self,
         request: &AuthorizeRequest,
         flow: &str,
+        flow_expires_at: Timestamp,
         authentication: Authentication,
     ) -> Result<String, StoreError> {
         let (code, hash) = fresh_secret(self.random.as_ref());
@@ -183,6 +190,7 @@ impl OidcService {
             authentication,
             expires_at: self.clock.now().plus(self.lifetimes.code),
             flow: flow.to_owned(),
+            flow_expires_at,
         };
         self.store.put_code(&hash, &grant).await?;
         let mut params = vec![("code", code.as_str())];

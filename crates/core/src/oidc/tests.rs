@@ -7,6 +7,7 @@ use super::authorize::{NoRedirect, check};
 use super::token::s256;
 use super::*;
 use crate::application::{Application, AuthMethod, OidcClient};
+use crate::ports::oidc::OidcStore;
 use crate::testkit::{MemStore, TestClock, UniqueRandom};
 
 const VERIFIER: &str = "dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk";
@@ -242,7 +243,7 @@ async fn code(w: &World, flow: &str) -> String {
     let request = check(&with(&[]), &w.service.applications).unwrap();
     let url = w
         .service
-        .issue_code(&request, flow, authentication())
+        .issue_code(&request, flow, Timestamp(0), authentication())
         .await
         .unwrap();
     assert!(url.starts_with("https://rp.example/cb?code="), "{url}");
@@ -320,15 +321,52 @@ async fn a_code_is_exchanged_once_for_the_claims_of_the_sign_in() {
 }
 
 #[tokio::test]
-async fn one_code_per_flow() {
+async fn a_flow_ends_in_one_redeemed_code() {
     let w = world();
-    code(&w, "flow-1").await;
-    let request = check(&with(&[]), &w.service.applications).unwrap();
-    let second = w
+    let first = code(&w, "flow-1").await;
+    // A double submit: the second answer's code replaces the first, unredeemed one.
+    let second = code(&w, "flow-1").await;
+    let e = w
         .service
-        .issue_code(&request, "flow-1", authentication())
+        .exchange(&exchange_request(&first), &basic("s3cret"))
         .await;
-    assert!(matches!(second, Err(StoreError::Conflict(_))));
+    assert_eq!(e.unwrap_err().error, "invalid_grant", "replaced");
+    w.service
+        .exchange(&exchange_request(&second), &basic("s3cret"))
+        .await
+        .unwrap();
+    // Redeemed: the flow issues no more.
+    let request = check(&with(&[]), &w.service.applications).unwrap();
+    let third = w
+        .service
+        .issue_code(&request, "flow-1", Timestamp(0), authentication())
+        .await;
+    assert!(matches!(third, Err(StoreError::Conflict(_))));
+}
+
+#[tokio::test]
+async fn a_token_written_after_its_code_was_replayed_is_born_revoked() {
+    let w = world();
+    let code = code(&w, "f").await;
+    let hash = hash_secret(&code);
+    // The first exchange's redemption, then a replay before its token is written.
+    assert!(matches!(
+        w.store.redeem_code(&hash).await.unwrap(),
+        crate::ports::oidc::Redeemed::Fresh(_)
+    ));
+    assert!(matches!(
+        w.store.redeem_code(&hash).await.unwrap(),
+        crate::ports::oidc::Redeemed::Replayed(_)
+    ));
+    let grant = AccessGrant {
+        client: "conf".into(),
+        code_hash: hash,
+        subject: authentication().subject,
+        scope: vec!["openid".into()],
+        expires_at: Timestamp(i64::MAX),
+    };
+    w.store.put_access_token(b"t", &grant).await.unwrap();
+    assert_eq!(w.store.access_token(b"t").await.unwrap(), None);
 }
 
 #[tokio::test]
@@ -487,7 +525,7 @@ async fn scopes_decide_the_claims_and_tokens_expire() {
     let request = check(&with(&[("scope", Some("openid"))]), &w.service.applications).unwrap();
     let url = w
         .service
-        .issue_code(&request, "f", authentication())
+        .issue_code(&request, "f", Timestamp(0), authentication())
         .await
         .unwrap();
     let code = url

@@ -34,12 +34,15 @@ pub struct SigningKeyRecord {
 
 #[async_trait]
 pub trait OidcStore: Send + Sync {
-    /// Records a code. `Conflict` when the sign-in `grant.flow` already issued one: a flow
-    /// ends in at most one code.
+    /// Records a code. The flow's earlier code is replaced while it is unredeemed; `Conflict`
+    /// when the sign-in `grant.flow` already issued a code that was redeemed: a flow ends in
+    /// at most one redeemed code.
     async fn put_code(&self, code_hash: &[u8], grant: &CodeGrant) -> Result<(), StoreError>;
-    /// Marks the code used, in one write, and returns it as it was.
+    /// Marks the code used, in one write, and returns it as it was; a second redemption marks
+    /// it replayed.
     async fn redeem_code(&self, code_hash: &[u8]) -> Result<Redeemed, StoreError>;
-    /// Records an access token issued from the code `grant.code_hash`.
+    /// Records an access token issued from the code `grant.code_hash`; revoked from the start
+    /// when that code was replayed meanwhile.
     async fn put_access_token(
         &self,
         token_hash: &[u8],
@@ -53,6 +56,7 @@ pub trait OidcStore: Send + Sync {
     async fn signing_keys(&self) -> Result<Vec<SigningKeyRecord>, StoreError>;
     /// Adds `key` as the signing key; every other unretired key is retired at `key.created_at`.
     async fn add_signing_key(&self, key: &SigningKeyRecord) -> Result<(), StoreError>;
-    /// Forgets codes and tokens that expired before `before`, and keys retired before it.
+    /// Forgets codes (whose flow also expired) and tokens that expired before `before`, and
+    /// keys retired before it.
     async fn prune_oidc(&self, before: Timestamp) -> Result<(), StoreError>;
 }

@@ -16,17 +16,21 @@ pub struct MemOidc {
     /// (token hash, grant, revoked)
     pub tokens: Vec<(Vec<u8>, AccessGrant, bool)>,
     pub keys: Vec<SigningKeyRecord>,
+    /// Hashes of codes presented more than once.
+    pub replayed: Vec<Vec<u8>>,
 }
 
 #[async_trait]
 impl OidcStore for MemStore {
     async fn put_code(&self, code_hash: &[u8], grant: &CodeGrant) -> Result<(), StoreError> {
         let mut o = self.oidc.lock().unwrap();
-        if o.codes.iter().any(|(_, g, _)| g.flow == grant.flow) {
-            return Err(StoreError::Conflict(
-                "the flow already issued a code".into(),
-            ));
+        if o.codes
+            .iter()
+            .any(|(_, g, used)| g.flow == grant.flow && *used)
+        {
+            return Err(StoreError::Conflict("the flow's code was redeemed".into()));
         }
+        o.codes.retain(|(_, g, _)| g.flow != grant.flow);
         o.codes.push((code_hash.to_vec(), grant.clone(), false));
         Ok(())
     }
@@ -37,11 +41,12 @@ impl OidcStore for MemStore {
             return Ok(Redeemed::Unknown);
         };
         let was_used = std::mem::replace(used, true);
-        Ok(if was_used {
-            Redeemed::Replayed(grant.clone())
-        } else {
-            Redeemed::Fresh(grant.clone())
-        })
+        let grant = grant.clone();
+        if was_used {
+            o.replayed.push(code_hash.to_vec());
+            return Ok(Redeemed::Replayed(grant));
+        }
+        Ok(Redeemed::Fresh(grant))
     }
 
     async fn put_access_token(
@@ -50,7 +55,8 @@ impl OidcStore for MemStore {
         grant: &AccessGrant,
     ) -> Result<(), StoreError> {
         let mut o = self.oidc.lock().unwrap();
-        o.tokens.push((token_hash.to_vec(), grant.clone(), false));
+        let revoked = o.replayed.contains(&grant.code_hash);
+        o.tokens.push((token_hash.to_vec(), grant.clone(), revoked));
         Ok(())
     }
 
@@ -89,7 +95,8 @@ impl OidcStore for MemStore {
 
     async fn prune_oidc(&self, before: Timestamp) -> Result<(), StoreError> {
         let mut o = self.oidc.lock().unwrap();
-        o.codes.retain(|(_, g, _)| g.expires_at >= before);
+        o.codes
+            .retain(|(_, g, _)| g.expires_at.max(g.flow_expires_at) >= before);
         o.tokens.retain(|(_, g, _)| g.expires_at >= before);
         o.keys.retain(|k| k.retired_at.is_none_or(|r| r >= before));
         Ok(())

@@ -33,6 +33,7 @@ fn grant(flow: &str, expires: i64) -> CodeGrant {
         },
         expires_at: Timestamp(expires),
         flow: flow.into(),
+        flow_expires_at: Timestamp(expires),
     }
 }
 
@@ -71,14 +72,56 @@ async fn oidc_a_code_is_redeemed_once_and_survives_a_restart<B: Backend>(b: &B) 
     assert_eq!(s.redeem_code(b"code-2").await.unwrap(), Redeemed::Unknown);
 }
 
-async fn oidc_one_code_per_flow<B: Backend>(b: &B) {
+async fn oidc_one_redeemed_code_per_flow<B: Backend>(b: &B) {
     let (_db, s) = fresh(b).await;
     s.put_code(b"code-1", &grant("flow-1", 60_000))
         .await
         .unwrap();
-    let second = s.put_code(b"code-2", &grant("flow-1", 60_000)).await;
-    assert!(matches!(second, Err(StoreError::Conflict(_))), "{second:?}");
-    assert_eq!(s.redeem_code(b"code-2").await.unwrap(), Redeemed::Unknown);
+    // Unredeemed: a second code of the flow replaces it.
+    s.put_code(b"code-2", &grant("flow-1", 60_000))
+        .await
+        .unwrap();
+    assert_eq!(s.redeem_code(b"code-1").await.unwrap(), Redeemed::Unknown);
+    assert!(matches!(
+        s.redeem_code(b"code-2").await.unwrap(),
+        Redeemed::Fresh(_)
+    ));
+    // Redeemed: the flow issues no more, and its code stays as it was.
+    let third = s.put_code(b"code-3", &grant("flow-1", 60_000)).await;
+    assert!(matches!(third, Err(StoreError::Conflict(_))), "{third:?}");
+    assert!(matches!(
+        s.redeem_code(b"code-2").await.unwrap(),
+        Redeemed::Replayed(_)
+    ));
+}
+
+async fn oidc_a_token_written_after_a_replay_is_born_revoked<B: Backend>(b: &B) {
+    let (_db, s) = fresh(b).await;
+    s.put_code(b"code-1", &grant("flow-1", 60_000))
+        .await
+        .unwrap();
+    s.redeem_code(b"code-1").await.unwrap();
+    s.redeem_code(b"code-1").await.unwrap();
+    s.put_access_token(b"late", &token(b"code-1", 90_000))
+        .await
+        .unwrap();
+    assert_eq!(s.access_token(b"late").await.unwrap(), None);
+}
+
+async fn oidc_a_code_is_kept_while_its_flow_could_come_back<B: Backend>(b: &B) {
+    let (_db, s) = fresh(b).await;
+    let mut g = grant("flow-1", 1_000);
+    g.flow_expires_at = Timestamp(9_000);
+    s.put_code(b"code-1", &g).await.unwrap();
+    s.redeem_code(b"code-1").await.unwrap();
+    s.prune_oidc(Timestamp(5_000)).await.unwrap();
+    let again = s.put_code(b"code-2", &grant("flow-1", 60_000)).await;
+    assert!(
+        matches!(again, Err(StoreError::Conflict(_))),
+        "still done: {again:?}"
+    );
+    s.prune_oidc(Timestamp(10_000)).await.unwrap();
+    assert_eq!(s.redeem_code(b"code-1").await.unwrap(), Redeemed::Unknown);
 }
 
 async fn oidc_concurrent_redemptions_have_exactly_one_winner<B: Backend>(b: &B) {
@@ -170,7 +213,9 @@ macro_rules! oidc_contract {
     ($backend:expr) => {
         oidc_contract!($backend;
             oidc_a_code_is_redeemed_once_and_survives_a_restart,
-            oidc_one_code_per_flow,
+            oidc_one_redeemed_code_per_flow,
+            oidc_a_token_written_after_a_replay_is_born_revoked,
+            oidc_a_code_is_kept_while_its_flow_could_come_back,
             oidc_concurrent_redemptions_have_exactly_one_winner,
             oidc_tokens_are_read_and_revoked_by_their_code,
             oidc_a_new_signing_key_retires_the_previous_one,

@@ -359,7 +359,12 @@ async fn issue(h: &Here, authentication: Authentication) -> Response {
     match h
         .o
         .service
-        .issue_code(&request, &h.flow.id, authentication)
+        .issue_code(
+            &request,
+            &h.flow.id,
+            Timestamp(h.flow.expires),
+            authentication,
+        )
         .await
     {
         Ok(to) => {

@@ -1,7 +1,7 @@
 //! `OidcStore` on SQLite: `oidc_codes`, `oidc_tokens`, `oidc_keys`. A code is redeemed by one
 //! write that reads and marks it (the writer applies writes one after another), so of two
 //! clients presenting the same code exactly one gets `Fresh`. `flow` is unique: a sign-in ends
-//! in at most one code.
+//! in at most one redeemed code.
 
 use async_trait::async_trait;
 use countersign_core::model::Timestamp;
@@ -13,7 +13,7 @@ use rusqlite::{Connection, OptionalExtension, Row, params};
 use super::{SqliteStore, unavailable};
 
 const CODE_COLUMNS: &str = "client, redirect_uri, code_challenge, nonce, scope, sub, username, \
-     name, email, auth_time, amr, acr, expires_at, flow, used_at";
+     name, email, auth_time, amr, acr, expires_at, flow, used_at, flow_expires_at";
 
 /// Lists (scopes, `amr`) are kept space-separated: their values never contain a space.
 fn list(text: &str) -> Vec<String> {
@@ -43,6 +43,7 @@ fn code_from_row(r: &Row<'_>) -> rusqlite::Result<(CodeGrant, bool)> {
         },
         expires_at: Timestamp(r.get(12)?),
         flow: r.get(13)?,
+        flow_expires_at: Timestamp(r.get(15)?),
     };
     let used: Option<i64> = r.get(14)?;
     Ok((grant, used.is_some()))
@@ -61,6 +62,11 @@ fn redeem(c: &Connection, hash: &[u8]) -> Result<Redeemed, StoreError> {
         return Ok(Redeemed::Unknown);
     };
     if used {
+        c.execute(
+            "UPDATE oidc_codes SET replayed = 1 WHERE code_hash = ?1",
+            params![hash],
+        )
+        .map_err(unavailable)?;
         return Ok(Redeemed::Replayed(grant));
     }
     // The time it was used matters only as "used"; the grant's own clock is the caller's.
@@ -78,36 +84,47 @@ impl OidcStore for SqliteStore {
         let (hash, g) = (code_hash.to_vec(), grant.clone());
         self.write(move |c| {
             let a = &g.authentication;
-            c.execute(
-                "INSERT INTO oidc_codes (code_hash, client, redirect_uri, code_challenge, nonce,
-                    scope, sub, username, name, email, auth_time, amr, acr, expires_at, flow)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)",
-                params![
-                    hash,
-                    g.client,
-                    g.redirect_uri,
-                    g.code_challenge,
-                    g.nonce,
-                    g.scope.join(" "),
-                    a.subject.sub,
-                    a.subject.username,
-                    a.subject.name,
-                    a.subject.email,
-                    a.auth_time.0,
-                    a.amr.join(" "),
-                    a.acr,
-                    g.expires_at.0,
-                    g.flow
-                ],
-            )
-            .map_err(|e| match e {
-                rusqlite::Error::SqliteFailure(f, _)
-                    if f.code == rusqlite::ErrorCode::ConstraintViolation =>
-                {
-                    StoreError::Conflict("the sign-in already issued a code".into())
-                }
-                e => unavailable(e),
-            })?;
+            // A flow's unredeemed code is replaced (the WHERE of the upsert); a redeemed one
+            // stays, and nothing changes.
+            let changed = c
+                .execute(
+                    "INSERT INTO oidc_codes (code_hash, client, redirect_uri, code_challenge, nonce,
+                        scope, sub, username, name, email, auth_time, amr, acr, expires_at, flow,
+                        flow_expires_at)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)
+                     ON CONFLICT (flow) DO UPDATE SET code_hash = excluded.code_hash,
+                        client = excluded.client, redirect_uri = excluded.redirect_uri,
+                        code_challenge = excluded.code_challenge, nonce = excluded.nonce,
+                        scope = excluded.scope, sub = excluded.sub, username = excluded.username,
+                        name = excluded.name, email = excluded.email,
+                        auth_time = excluded.auth_time, amr = excluded.amr, acr = excluded.acr,
+                        expires_at = excluded.expires_at, flow_expires_at = excluded.flow_expires_at
+                     WHERE oidc_codes.used_at IS NULL",
+                    params![
+                        hash,
+                        g.client,
+                        g.redirect_uri,
+                        g.code_challenge,
+                        g.nonce,
+                        g.scope.join(" "),
+                        a.subject.sub,
+                        a.subject.username,
+                        a.subject.name,
+                        a.subject.email,
+                        a.auth_time.0,
+                        a.amr.join(" "),
+                        a.acr,
+                        g.expires_at.0,
+                        g.flow,
+                        g.flow_expires_at.0
+                    ],
+                )
+                .map_err(unavailable)?;
+            if changed == 0 {
+                return Err(StoreError::Conflict(
+                    "the sign-in's code was redeemed".into(),
+                ));
+            }
             Ok(())
         })
         .await
@@ -115,6 +132,23 @@ impl OidcStore for SqliteStore {
 
     async fn redeem_code(&self, code_hash: &[u8]) -> Result<Redeemed, StoreError> {
         let hash = code_hash.to_vec();
+        // Looked up on a read connection first: guessed codes (anyone can send them) never
+        // take a turn on the one writer.
+        let probe = hash.clone();
+        let exists = self
+            .read(move |c| {
+                c.query_row(
+                    "SELECT 1 FROM oidc_codes WHERE code_hash = ?1",
+                    params![probe],
+                    |_| Ok(()),
+                )
+                .optional()
+                .map_err(unavailable)
+            })
+            .await?;
+        if exists.is_none() {
+            return Ok(Redeemed::Unknown);
+        }
         self.write(move |c| redeem(c, &hash)).await
     }
 
@@ -127,8 +161,9 @@ impl OidcStore for SqliteStore {
         self.write(move |c| {
             c.execute(
                 "INSERT INTO oidc_tokens (token_hash, code_hash, client, sub, username, name,
-                    email, scope, expires_at)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+                    email, scope, expires_at, revoked)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9,
+                    COALESCE((SELECT replayed FROM oidc_codes WHERE code_hash = ?2), 0))",
                 params![
                     hash,
                     g.code_hash,
@@ -231,7 +266,7 @@ impl OidcStore for SqliteStore {
     async fn prune_oidc(&self, before: Timestamp) -> Result<(), StoreError> {
         self.write(move |c| {
             c.execute(
-                "DELETE FROM oidc_codes WHERE expires_at < ?1",
+                "DELETE FROM oidc_codes WHERE MAX(expires_at, flow_expires_at) < ?1",
                 params![before.0],
             )
             .map_err(unavailable)?;

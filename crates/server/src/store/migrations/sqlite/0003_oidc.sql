@@ -3,8 +3,10 @@
 -- Times are milliseconds since the epoch.
 CREATE TABLE oidc_codes (
     code_hash BLOB PRIMARY KEY,
-    -- The sign-in flow that issued it: one code per flow.
+    -- The sign-in flow that issued it: one redeemable code per flow. Kept until the flow's
+    -- cookie has expired too, so a saved cookie can never mint a code after pruning.
     flow TEXT NOT NULL UNIQUE,
+    flow_expires_at INTEGER NOT NULL,
     client TEXT NOT NULL,
     redirect_uri TEXT NOT NULL,
     code_challenge TEXT,
@@ -19,8 +21,10 @@ CREATE TABLE oidc_codes (
     amr TEXT NOT NULL,
     acr TEXT NOT NULL,
     expires_at INTEGER NOT NULL,
-    -- When it was redeemed; a second redemption is a replay.
-    used_at INTEGER
+    -- When it was redeemed; a second redemption is a replay, and marks it so: tokens written
+    -- after that (a replay racing the first exchange) are revoked as they are written.
+    used_at INTEGER,
+    replayed INTEGER NOT NULL DEFAULT 0
 );
 
 CREATE TABLE oidc_tokens (
