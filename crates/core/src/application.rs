@@ -75,8 +75,13 @@ impl OidcClient {
         }
     }
 
+    /// Exact match (OpenID Connect Core §3.1.2.1), except that a registered `http` loopback
+    /// IP literal matches with any port (RFC 8252 §7.3: native apps listen on a port the
+    /// system gives them).
     pub fn allows_redirect(&self, uri: &str) -> bool {
-        self.redirect_uris.iter().any(|r| r == uri)
+        self.redirect_uris
+            .iter()
+            .any(|r| r == uri || same_loopback_ignoring_port(r, uri))
     }
 }
 
@@ -132,6 +137,32 @@ impl Application {
     }
 }
 
+/// `http://127.0.0.1[:port]/rest` or `http://[::1][:port]/rest` as (host, rest).
+fn loopback_parts(uri: &str) -> Option<(&str, &str)> {
+    let after = uri.strip_prefix("http://")?;
+    let end = after.find(['/', '?']).unwrap_or(after.len());
+    let (authority, rest) = after.split_at(end);
+    let host = if let Some(v6) = authority.strip_prefix("[::1]") {
+        (v6.is_empty() || is_port(v6)).then_some("[::1]")?
+    } else {
+        let (host, port) = authority.split_at(authority.find(':').unwrap_or(authority.len()));
+        (host == "127.0.0.1" && (port.is_empty() || is_port(port))).then_some(host)?
+    };
+    Some((host, rest))
+}
+
+fn is_port(p: &str) -> bool {
+    p.strip_prefix(':')
+        .is_some_and(|d| !d.is_empty() && d.len() <= 5 && d.bytes().all(|b| b.is_ascii_digit()))
+}
+
+fn same_loopback_ignoring_port(registered: &str, presented: &str) -> bool {
+    match (loopback_parts(registered), loopback_parts(presented)) {
+        (Some(a), Some(b)) => a == b,
+        _ => false,
+    }
+}
+
 fn hash_api_key(key: &str) -> [u8; 32] {
     Sha256::digest(key.as_bytes()).into()
 }
@@ -175,6 +206,41 @@ impl Applications {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn loopback_redirects_match_on_any_port_and_nothing_else_does() {
+        let c = OidcClient::new(
+            vec![
+                "http://127.0.0.1/cb".into(),
+                "http://[::1]:8080/cb?x=1".into(),
+                "https://rp.example/cb".into(),
+                "http://localhost:9/cb".into(),
+            ],
+            None,
+        );
+        for ok in [
+            "http://127.0.0.1/cb",
+            "http://127.0.0.1:51004/cb",
+            "http://[::1]/cb?x=1",
+            "http://[::1]:1/cb?x=1",
+            "https://rp.example/cb",
+            "http://localhost:9/cb",
+        ] {
+            assert!(c.allows_redirect(ok), "{ok}");
+        }
+        for bad in [
+            "http://127.0.0.1:80/cb/",
+            "http://127.0.0.1:x/cb",
+            "http://127.0.0.1.evil/cb",
+            "http://127.0.0.1:5@evil/cb",
+            "https://127.0.0.1:5/cb",
+            "http://[::1]:5/cb",
+            "https://rp.example:444/cb",
+            "http://localhost:10/cb",
+        ] {
+            assert!(!c.allows_redirect(bad), "{bad}");
+        }
+    }
 
     #[test]
     fn api_keys_are_found_by_hash_and_nothing_else_matches() {

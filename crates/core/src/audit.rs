@@ -19,6 +19,9 @@ pub enum AuditAction {
     Expiry,
     /// An outbox message sent, retried or given up.
     Message,
+    /// An OpenID Connect authorization code presented at the token endpoint: exchanged,
+    /// refused on its bindings, or replayed (with the tokens it gave revoked).
+    Token,
 }
 
 impl AuditAction {
@@ -31,10 +34,11 @@ impl AuditAction {
             AuditAction::Decision => "decision",
             AuditAction::Expiry => "expiry",
             AuditAction::Message => "message",
+            AuditAction::Token => "token",
         }
     }
 
-    pub const ALL: [AuditAction; 7] = [
+    pub const ALL: [AuditAction; 8] = [
         AuditAction::Deliver,
         AuditAction::Verify,
         AuditAction::Bind,
@@ -42,6 +46,7 @@ impl AuditAction {
         AuditAction::Decision,
         AuditAction::Expiry,
         AuditAction::Message,
+        AuditAction::Token,
     ];
 
     pub fn parse(s: &str) -> Option<Self> {

@@ -153,6 +153,10 @@ pub struct OidcService {
     pub clock: Arc<dyn Clock>,
     pub random: Arc<dyn Random>,
     pub lifetimes: Lifetimes,
+    /// Exchanges of real codes (and replays) are audited; unknown codes and failed client
+    /// authentications are not (anyone can send those, and a record each would be a write
+    /// each).
+    pub audit: crate::attempt::AuditTrail,
 }
 
 /// A fresh 256-bit value (codes, access tokens), hex, and the SHA-256 kept of it.

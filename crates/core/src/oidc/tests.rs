@@ -216,6 +216,7 @@ fn world() -> World {
         clock: clock.clone(),
         random: Arc::new(UniqueRandom::default()),
         lifetimes: Lifetimes::default(),
+        audit: crate::attempt::AuditTrail::new(store.clone(), clock.clone()),
     };
     World {
         service,
@@ -271,6 +272,14 @@ fn exchange_request(code: &str) -> TokenRequest {
     }
 }
 
+fn caller() -> crate::attempt::Caller {
+    crate::attempt::Caller {
+        front: crate::attempt::Front::Http,
+        client: Some("192.0.2.7".into()),
+        bound_as: None,
+    }
+}
+
 fn basic(secret: &str) -> ClientAuth {
     ClientAuth::Basic {
         id: "conf".into(),
@@ -284,7 +293,7 @@ async fn a_code_is_exchanged_once_for_the_claims_of_the_sign_in() {
     let code = code(&w, "flow-1").await;
     let issued = w
         .service
-        .exchange(&exchange_request(&code), &basic("s3cret"))
+        .exchange(&exchange_request(&code), &basic("s3cret"), &caller())
         .await
         .unwrap();
     let t = &issued.id_token;
@@ -311,7 +320,7 @@ async fn a_code_is_exchanged_once_for_the_claims_of_the_sign_in() {
     // Replayed: refused, and the access token it issued stops working.
     let again = w
         .service
-        .exchange(&exchange_request(&code), &basic("s3cret"))
+        .exchange(&exchange_request(&code), &basic("s3cret"), &caller())
         .await;
     assert_eq!(again.unwrap_err().error, "invalid_grant");
     assert_eq!(
@@ -328,11 +337,11 @@ async fn a_flow_ends_in_one_redeemed_code() {
     let second = code(&w, "flow-1").await;
     let e = w
         .service
-        .exchange(&exchange_request(&first), &basic("s3cret"))
+        .exchange(&exchange_request(&first), &basic("s3cret"), &caller())
         .await;
     assert_eq!(e.unwrap_err().error, "invalid_grant", "replaced");
     w.service
-        .exchange(&exchange_request(&second), &basic("s3cret"))
+        .exchange(&exchange_request(&second), &basic("s3cret"), &caller())
         .await
         .unwrap();
     // Redeemed: the flow issues no more.
@@ -351,11 +360,11 @@ async fn a_token_written_after_its_code_was_replayed_is_born_revoked() {
     let hash = hash_secret(&code);
     // The first exchange's redemption, then a replay before its token is written.
     assert!(matches!(
-        w.store.redeem_code(&hash).await.unwrap(),
+        w.store.redeem_code(&hash, "conf").await.unwrap(),
         crate::ports::oidc::Redeemed::Fresh(_)
     ));
     assert!(matches!(
-        w.store.redeem_code(&hash).await.unwrap(),
+        w.store.redeem_code(&hash, "conf").await.unwrap(),
         crate::ports::oidc::Redeemed::Replayed(_)
     ));
     let grant = AccessGrant {
@@ -410,13 +419,17 @@ async fn every_binding_of_the_code_is_checked_and_a_failure_spends_it() {
         let code = code(&w, &format!("flow-{i}")).await;
         request.code = Some(code.clone());
         assert_eq!(
-            w.service.exchange(&request, &auth).await.unwrap_err().error,
+            w.service
+                .exchange(&request, &auth, &caller())
+                .await
+                .unwrap_err()
+                .error,
             error
         );
         // Spent: the right request fails now too.
         let retry = w
             .service
-            .exchange(&exchange_request(&code), &basic("s3cret"))
+            .exchange(&exchange_request(&code), &basic("s3cret"), &caller())
             .await;
         assert_eq!(retry.unwrap_err().error, "invalid_grant");
     }
@@ -427,7 +440,11 @@ async fn clients_must_authenticate() {
     let w = world();
     let code = code(&w, "f").await;
     let r = exchange_request(&code);
-    let wrong = w.service.exchange(&r, &basic("wrong")).await.unwrap_err();
+    let wrong = w
+        .service
+        .exchange(&r, &basic("wrong"), &caller())
+        .await
+        .unwrap_err();
     assert_eq!(
         (wrong.error, wrong.status(), wrong.basic_challenge),
         ("invalid_client", 401, true)
@@ -436,11 +453,15 @@ async fn clients_must_authenticate() {
         id: "conf".into(),
         secret: "wrong".into(),
     };
-    let e = w.service.exchange(&r, &post).await.unwrap_err();
+    let e = w.service.exchange(&r, &post, &caller()).await.unwrap_err();
     assert_eq!((e.error, e.basic_challenge), ("invalid_client", false));
     let none = ClientAuth::None { id: "conf".into() };
     assert_eq!(
-        w.service.exchange(&r, &none).await.unwrap_err().error,
+        w.service
+            .exchange(&r, &none, &caller())
+            .await
+            .unwrap_err()
+            .error,
         "invalid_client"
     );
     let unknown = ClientAuth::Basic {
@@ -448,7 +469,11 @@ async fn clients_must_authenticate() {
         secret: "s3cret".into(),
     };
     assert_eq!(
-        w.service.exchange(&r, &unknown).await.unwrap_err().error,
+        w.service
+            .exchange(&r, &unknown, &caller())
+            .await
+            .unwrap_err()
+            .error,
         "invalid_client"
     );
     let spa_with_secret = ClientAuth::Post {
@@ -457,14 +482,19 @@ async fn clients_must_authenticate() {
     };
     assert_eq!(
         w.service
-            .exchange(&r, &spa_with_secret)
+            .exchange(&r, &spa_with_secret, &caller())
             .await
             .unwrap_err()
             .error,
         "invalid_client"
     );
     // None of these spent the code: client authentication comes first.
-    assert!(w.service.exchange(&r, &basic("s3cret")).await.is_ok());
+    assert!(
+        w.service
+            .exchange(&r, &basic("s3cret"), &caller())
+            .await
+            .is_ok()
+    );
 }
 
 #[tokio::test]
@@ -474,7 +504,7 @@ async fn codes_expire_and_grant_types_are_checked() {
     w.clock.advance(Duration::from_secs(61));
     let e = w
         .service
-        .exchange(&exchange_request(&code), &basic("s3cret"))
+        .exchange(&exchange_request(&code), &basic("s3cret"), &caller())
         .await
         .unwrap_err();
     assert_eq!(e.error, "invalid_grant");
@@ -484,7 +514,7 @@ async fn codes_expire_and_grant_types_are_checked() {
     };
     assert_eq!(
         w.service
-            .exchange(&r, &basic("s3cret"))
+            .exchange(&r, &basic("s3cret"), &caller())
             .await
             .unwrap_err()
             .error,
@@ -496,7 +526,7 @@ async fn codes_expire_and_grant_types_are_checked() {
     };
     assert_eq!(
         w.service
-            .exchange(&r, &basic("s3cret"))
+            .exchange(&r, &basic("s3cret"), &caller())
             .await
             .unwrap_err()
             .error,
@@ -505,7 +535,7 @@ async fn codes_expire_and_grant_types_are_checked() {
     let r = exchange_request("not-a-code");
     assert_eq!(
         w.service
-            .exchange(&r, &basic("s3cret"))
+            .exchange(&r, &basic("s3cret"), &caller())
             .await
             .unwrap_err()
             .error,
@@ -513,7 +543,11 @@ async fn codes_expire_and_grant_types_are_checked() {
     );
     let e = w
         .service
-        .exchange(&r, &ClientAuth::Invalid("two client authentications"))
+        .exchange(
+            &r,
+            &ClientAuth::Invalid("two client authentications"),
+            &caller(),
+        )
         .await;
     assert_eq!(e.unwrap_err().error, "invalid_request");
     assert_eq!(w.store.oidc.lock().unwrap().tokens.len(), 0);
@@ -537,7 +571,7 @@ async fn scopes_decide_the_claims_and_tokens_expire() {
         .unwrap();
     let issued = w
         .service
-        .exchange(&exchange_request(code), &basic("s3cret"))
+        .exchange(&exchange_request(code), &basic("s3cret"), &caller())
         .await
         .unwrap();
     assert_eq!(issued.id_token.name, None);
@@ -556,4 +590,69 @@ fn subjects_are_stable_and_say_nothing_of_the_dn() {
     assert_eq!(a, subject_id("corp", "uid=ayse,dc=example"));
     assert_ne!(a, subject_id("local", "uid=ayse,dc=example"));
     assert!(!a.contains("ayse"));
+}
+
+#[tokio::test]
+async fn another_client_cannot_spend_a_code_and_exchanges_are_audited() {
+    let w = world();
+    let code = code(&w, "f").await;
+    let spa = ClientAuth::None { id: "spa".into() };
+    let r = TokenRequest {
+        redirect_uri: Some("https://spa.example/cb?x=1".into()),
+        ..exchange_request(&code)
+    };
+    let e = w.service.exchange(&r, &spa, &caller()).await.unwrap_err();
+    assert_eq!(e.error, "invalid_grant");
+    // Untouched: its own client still exchanges it, once.
+    w.service
+        .exchange(&exchange_request(&code), &basic("s3cret"), &caller())
+        .await
+        .unwrap();
+    let replay = w
+        .service
+        .exchange(&exchange_request(&code), &basic("s3cret"), &caller())
+        .await;
+    assert_eq!(replay.unwrap_err().error, "invalid_grant");
+    let audit = w.store.audit.lock().unwrap().clone();
+    let tokens: Vec<_> = audit
+        .iter()
+        .filter(|r| r.action == crate::audit::AuditAction::Token)
+        .collect();
+    assert_eq!(
+        tokens.len(),
+        2,
+        "the exchange and the replay; not the other client's try"
+    );
+    assert!(tokens.iter().all(|r| r.identity == "ayse"));
+    assert!(
+        tokens
+            .iter()
+            .all(|r| r.client.as_deref() == Some("192.0.2.7"))
+    );
+    assert!(
+        tokens[1].reason.contains("presented again"),
+        "{:?}",
+        tokens[1]
+    );
+}
+
+#[tokio::test]
+async fn a_redirect_uri_removed_after_the_code_was_issued_gets_nothing() {
+    let w = world();
+    let code = code(&w, "f").await;
+    let narrowed = Applications::new(vec![
+        Application::new("conf", None, AuthMethod::ALL.to_vec(), true).with_oidc(OidcClient::new(
+            vec!["https://rp.example/other".into()],
+            Some("s3cret"),
+        )),
+    ]);
+    let service = OidcService {
+        applications: Arc::new(narrowed),
+        ..w.service
+    };
+    let e = service
+        .exchange(&exchange_request(&code), &basic("s3cret"), &caller())
+        .await
+        .unwrap_err();
+    assert_eq!(e.error, "invalid_grant");
 }

@@ -5,9 +5,12 @@
 
 use sha2::{Digest, Sha256};
 
-use super::{AccessGrant, IdTokenClaims, OidcService, fresh_secret, hash_secret};
+use super::{AccessGrant, CodeGrant, IdTokenClaims, OidcService, fresh_secret, hash_secret};
 use crate::application::OidcClient;
+use crate::attempt::{Attempt, Caller};
+use crate::audit::AuditAction;
 use crate::crypto::ct_eq;
+use crate::error::AuthError;
 use crate::ports::oidc::Redeemed;
 
 /// The form of a token request, as sent.
@@ -127,11 +130,32 @@ impl OidcService {
         Ok((id.clone(), client))
     }
 
-    /// Exchanges an authorization code (RFC 6749 §4.1.3).
+    /// Exchanges an authorization code (RFC 6749 §4.1.3). Once the code is known to be real,
+    /// the outcome is audited (action `token`): exchanged, refused on a binding, or replayed.
     pub async fn exchange(
         &self,
         request: &TokenRequest,
         auth: &ClientAuth,
+        caller: &Caller,
+    ) -> Result<Issued, OAuthError> {
+        let mut seen: Option<Attempt> = None;
+        let result = self.exchange_steps(request, auth, caller, &mut seen).await;
+        if let Some(attempt) = seen {
+            let audited = result
+                .as_ref()
+                .map(|_| ())
+                .map_err(|e| AuthError::InvalidRequest(format!("{}: {}", e.error, e.description)));
+            self.audit.record(attempt, &audited).await;
+        }
+        result
+    }
+
+    async fn exchange_steps(
+        &self,
+        request: &TokenRequest,
+        auth: &ClientAuth,
+        caller: &Caller,
+        seen: &mut Option<Attempt>,
     ) -> Result<Issued, OAuthError> {
         match request.grant_type.as_deref() {
             None => return Err(OAuthError::new("invalid_request", "grant_type is missing")),
@@ -143,7 +167,7 @@ impl OidcService {
                 ));
             }
         }
-        let (client_id, _) = self.authenticate_client(auth)?;
+        let (client_id, client) = self.authenticate_client(auth)?;
         let Some(code) = request.code.as_deref() else {
             return Err(OAuthError::new("invalid_request", "code is missing"));
         };
@@ -152,13 +176,21 @@ impl OidcService {
             tracing::warn!(error = %e, "the token endpoint could not reach the store");
             OAuthError::new("temporarily_unavailable", "try again shortly")
         };
-        // Marked used before anything else is checked: whatever follows, this code is spent.
-        let grant = match self
+        // Marked used before its other bindings are checked: whatever follows, this code is
+        // spent. Presented by another client it is left untouched (that client could be anyone
+        // naming a public client).
+        let redeemed = self
             .store
-            .redeem_code(&code_hash)
+            .redeem_code(&code_hash, &client_id)
             .await
-            .map_err(unavailable)?
-        {
+            .map_err(unavailable)?;
+        let attempt = |grant: &CodeGrant| {
+            let subject = &grant.authentication.subject;
+            let mut a = Attempt::new(AuditAction::Token, caller, &subject.username);
+            a.login_facts().application = Some(grant.client.clone());
+            a
+        };
+        let grant = match redeemed {
             Redeemed::Fresh(grant) => grant,
             Redeemed::Replayed(grant) => {
                 let revoked = self
@@ -171,23 +203,43 @@ impl OidcService {
                     revoked,
                     "an authorization code was presented again; its tokens are revoked"
                 );
+                let mut a = attempt(&grant);
+                a.note(format!(
+                    "authorization code presented again: {revoked} access token(s) revoked"
+                ));
+                *seen = Some(a);
                 return Err(OAuthError::new(
                     "invalid_grant",
                     "the code was already used",
+                ));
+            }
+            Redeemed::OtherClient => {
+                return Err(OAuthError::new(
+                    "invalid_grant",
+                    "the code was issued to another client",
                 ));
             }
             Redeemed::Unknown => {
                 return Err(OAuthError::new("invalid_grant", "the code is not valid"));
             }
         };
+        *seen = Some(attempt(&grant));
         let now = self.clock.now();
         if grant.expires_at <= now {
             return Err(OAuthError::new("invalid_grant", "the code has expired"));
         }
-        if grant.client != client_id {
+        // The registration as it is now: a redirect URI the operator removed (or a client made
+        // public since) gets nothing from a code issued before.
+        if !client.allows_redirect(&grant.redirect_uri) {
             return Err(OAuthError::new(
                 "invalid_grant",
-                "the code was issued to another client",
+                "the redirect_uri is no longer registered",
+            ));
+        }
+        if client.is_public() && grant.code_challenge.is_none() {
+            return Err(OAuthError::new(
+                "invalid_grant",
+                "a public client must use PKCE",
             ));
         }
         match request.redirect_uri.as_deref() {

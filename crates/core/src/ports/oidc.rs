@@ -16,6 +16,8 @@ pub enum Redeemed {
     /// The code had been redeemed before: a replay (RFC 6749 §4.1.2: the tokens it issued
     /// should be revoked).
     Replayed(CodeGrant),
+    /// The code exists but was issued to another client; left as it was.
+    OtherClient,
     Unknown,
 }
 
@@ -39,8 +41,8 @@ pub trait OidcStore: Send + Sync {
     /// at most one redeemed code.
     async fn put_code(&self, code_hash: &[u8], grant: &CodeGrant) -> Result<(), StoreError>;
     /// Marks the code used, in one write, and returns it as it was; a second redemption marks
-    /// it replayed.
-    async fn redeem_code(&self, code_hash: &[u8]) -> Result<Redeemed, StoreError>;
+    /// it replayed. A code of another client than `client` is left untouched.
+    async fn redeem_code(&self, code_hash: &[u8], client: &str) -> Result<Redeemed, StoreError>;
     /// Records an access token issued from the code `grant.code_hash`; revoked from the start
     /// when that code was replayed meanwhile.
     async fn put_access_token(

@@ -35,11 +35,14 @@ impl OidcStore for MemStore {
         Ok(())
     }
 
-    async fn redeem_code(&self, code_hash: &[u8]) -> Result<Redeemed, StoreError> {
+    async fn redeem_code(&self, code_hash: &[u8], client: &str) -> Result<Redeemed, StoreError> {
         let mut o = self.oidc.lock().unwrap();
         let Some((_, grant, used)) = o.codes.iter_mut().find(|(h, _, _)| h == code_hash) else {
             return Ok(Redeemed::Unknown);
         };
+        if grant.client != client {
+            return Ok(Redeemed::OtherClient);
+        }
         let was_used = std::mem::replace(used, true);
         let grant = grant.clone();
         if was_used {

@@ -51,6 +51,7 @@ impl super::App {
             return None;
         }
         let o = &config.oidc;
+        let store_all = store.clone();
         let store: Arc<dyn countersign_core::ports::oidc::OidcStore> = store.clone();
         let service = OidcService {
             issuer: issuer(config.public_url.as_deref().unwrap_or_default()),
@@ -63,6 +64,7 @@ impl super::App {
                 access_token: o.access_token_lifetime,
                 id_token: o.id_token_lifetime,
             },
+            audit: countersign_core::attempt::AuditTrail::new(store_all.clone(), clock.clone()),
         };
         let seal = SealKey::derive(server_key);
         let keys = SigningKeys::new(store, seal.clone(), clock.clone(), o.id_token_lifetime);

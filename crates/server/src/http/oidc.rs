@@ -278,7 +278,12 @@ fn read_token_request(
     Ok((request, auth))
 }
 
-async fn token(State(s): State<ApiState>, headers: HeaderMap, body: Bytes) -> Response {
+async fn token(
+    State(s): State<ApiState>,
+    peer: Option<axum::Extension<axum::extract::ConnectInfo<std::net::SocketAddr>>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
     let Some(o) = api(&s) else {
         return not_enabled();
     };
@@ -293,7 +298,8 @@ async fn token(State(s): State<ApiState>, headers: HeaderMap, body: Bytes) -> Re
         Ok(r) => r,
         Err(why) => return oauth_error(StatusCode::BAD_REQUEST, "invalid_request", why),
     };
-    let issued = match o.service.exchange(&request, &auth).await {
+    let caller = super::api::caller(peer);
+    let issued = match o.service.exchange(&request, &auth, &caller).await {
         Ok(issued) => issued,
         Err(e) => {
             let status = StatusCode::from_u16(e.status()).unwrap_or(StatusCode::BAD_REQUEST);

@@ -62,14 +62,22 @@ async fn oidc_a_code_is_redeemed_once_and_survives_a_restart<B: Backend>(b: &B) 
     s.put_code(b"code-1", &g).await.unwrap();
     let again = b.open(&db).await;
     assert_eq!(
-        again.redeem_code(b"code-1").await.unwrap(),
+        again.redeem_code(b"code-1", "spa").await.unwrap(),
+        Redeemed::OtherClient,
+        "another client's try leaves it as it was"
+    );
+    assert_eq!(
+        again.redeem_code(b"code-1", "wiki").await.unwrap(),
         Redeemed::Fresh(g.clone())
     );
     assert_eq!(
-        s.redeem_code(b"code-1").await.unwrap(),
+        s.redeem_code(b"code-1", "wiki").await.unwrap(),
         Redeemed::Replayed(g)
     );
-    assert_eq!(s.redeem_code(b"code-2").await.unwrap(), Redeemed::Unknown);
+    assert_eq!(
+        s.redeem_code(b"code-2", "wiki").await.unwrap(),
+        Redeemed::Unknown
+    );
 }
 
 async fn oidc_one_redeemed_code_per_flow<B: Backend>(b: &B) {
@@ -81,16 +89,19 @@ async fn oidc_one_redeemed_code_per_flow<B: Backend>(b: &B) {
     s.put_code(b"code-2", &grant("flow-1", 60_000))
         .await
         .unwrap();
-    assert_eq!(s.redeem_code(b"code-1").await.unwrap(), Redeemed::Unknown);
+    assert_eq!(
+        s.redeem_code(b"code-1", "wiki").await.unwrap(),
+        Redeemed::Unknown
+    );
     assert!(matches!(
-        s.redeem_code(b"code-2").await.unwrap(),
+        s.redeem_code(b"code-2", "wiki").await.unwrap(),
         Redeemed::Fresh(_)
     ));
     // Redeemed: the flow issues no more, and its code stays as it was.
     let third = s.put_code(b"code-3", &grant("flow-1", 60_000)).await;
     assert!(matches!(third, Err(StoreError::Conflict(_))), "{third:?}");
     assert!(matches!(
-        s.redeem_code(b"code-2").await.unwrap(),
+        s.redeem_code(b"code-2", "wiki").await.unwrap(),
         Redeemed::Replayed(_)
     ));
 }
@@ -100,8 +111,8 @@ async fn oidc_a_token_written_after_a_replay_is_born_revoked<B: Backend>(b: &B) 
     s.put_code(b"code-1", &grant("flow-1", 60_000))
         .await
         .unwrap();
-    s.redeem_code(b"code-1").await.unwrap();
-    s.redeem_code(b"code-1").await.unwrap();
+    s.redeem_code(b"code-1", "wiki").await.unwrap();
+    s.redeem_code(b"code-1", "wiki").await.unwrap();
     s.put_access_token(b"late", &token(b"code-1", 90_000))
         .await
         .unwrap();
@@ -113,7 +124,7 @@ async fn oidc_a_code_is_kept_while_its_flow_could_come_back<B: Backend>(b: &B) {
     let mut g = grant("flow-1", 1_000);
     g.flow_expires_at = Timestamp(9_000);
     s.put_code(b"code-1", &g).await.unwrap();
-    s.redeem_code(b"code-1").await.unwrap();
+    s.redeem_code(b"code-1", "wiki").await.unwrap();
     s.prune_oidc(Timestamp(5_000)).await.unwrap();
     let again = s.put_code(b"code-2", &grant("flow-1", 60_000)).await;
     assert!(
@@ -121,7 +132,10 @@ async fn oidc_a_code_is_kept_while_its_flow_could_come_back<B: Backend>(b: &B) {
         "still done: {again:?}"
     );
     s.prune_oidc(Timestamp(10_000)).await.unwrap();
-    assert_eq!(s.redeem_code(b"code-1").await.unwrap(), Redeemed::Unknown);
+    assert_eq!(
+        s.redeem_code(b"code-1", "wiki").await.unwrap(),
+        Redeemed::Unknown
+    );
 }
 
 async fn oidc_concurrent_redemptions_have_exactly_one_winner<B: Backend>(b: &B) {
@@ -133,7 +147,7 @@ async fn oidc_concurrent_redemptions_have_exactly_one_winner<B: Backend>(b: &B) 
     for _ in 0..16 {
         let s = Arc::clone(&s);
         tasks.push(tokio::spawn(async move {
-            s.redeem_code(b"code-1").await.unwrap()
+            s.redeem_code(b"code-1", "wiki").await.unwrap()
         }));
     }
     let mut fresh_count = 0;
@@ -190,9 +204,12 @@ async fn oidc_pruning_removes_only_what_is_past_use<B: Backend>(b: &B) {
     s.add_signing_key(&key("k2", 2_000)).await.unwrap();
     s.add_signing_key(&key("k3", 8_000)).await.unwrap();
     s.prune_oidc(Timestamp(5_000)).await.unwrap();
-    assert_eq!(s.redeem_code(b"old").await.unwrap(), Redeemed::Unknown);
+    assert_eq!(
+        s.redeem_code(b"old", "wiki").await.unwrap(),
+        Redeemed::Unknown
+    );
     assert!(matches!(
-        s.redeem_code(b"new").await.unwrap(),
+        s.redeem_code(b"new", "wiki").await.unwrap(),
         Redeemed::Fresh(_)
     ));
     assert_eq!(s.access_token(b"t-old").await.unwrap(), None);

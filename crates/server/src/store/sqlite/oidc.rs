@@ -49,7 +49,7 @@ fn code_from_row(r: &Row<'_>) -> rusqlite::Result<(CodeGrant, bool)> {
     Ok((grant, used.is_some()))
 }
 
-fn redeem(c: &Connection, hash: &[u8]) -> Result<Redeemed, StoreError> {
+fn redeem(c: &Connection, hash: &[u8], client: &str) -> Result<Redeemed, StoreError> {
     let found = c
         .query_row(
             &format!("SELECT {CODE_COLUMNS} FROM oidc_codes WHERE code_hash = ?1"),
@@ -61,6 +61,9 @@ fn redeem(c: &Connection, hash: &[u8]) -> Result<Redeemed, StoreError> {
     let Some((grant, used)) = found else {
         return Ok(Redeemed::Unknown);
     };
+    if grant.client != client {
+        return Ok(Redeemed::OtherClient);
+    }
     if used {
         c.execute(
             "UPDATE oidc_codes SET replayed = 1 WHERE code_hash = ?1",
@@ -130,8 +133,8 @@ impl OidcStore for SqliteStore {
         .await
     }
 
-    async fn redeem_code(&self, code_hash: &[u8]) -> Result<Redeemed, StoreError> {
-        let hash = code_hash.to_vec();
+    async fn redeem_code(&self, code_hash: &[u8], client: &str) -> Result<Redeemed, StoreError> {
+        let (hash, client) = (code_hash.to_vec(), client.to_owned());
         // Looked up on a read connection first: guessed codes (anyone can send them) never
         // take a turn on the one writer.
         let probe = hash.clone();
@@ -149,7 +152,7 @@ impl OidcStore for SqliteStore {
         if exists.is_none() {
             return Ok(Redeemed::Unknown);
         }
-        self.write(move |c| redeem(c, &hash)).await
+        self.write(move |c| redeem(c, &hash, &client)).await
     }
 
     async fn put_access_token(
