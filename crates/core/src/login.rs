@@ -230,6 +230,46 @@ impl LoginService {
             .await
     }
 
+    /// The password step of a sign-in that goes on with a delivered OTP (an application whose
+    /// methods do not include the password alone): the first factor only, audited as a login
+    /// of `app` under the password limits. Nothing is granted yet, so the client is not
+    /// "recently signed in" on success.
+    pub async fn password_step(
+        &self,
+        app: &Application,
+        authentication_id: &str,
+        password: &Secret,
+        caller: &Caller,
+    ) -> Result<User, AuthError> {
+        let mut attempt = Attempt::new(AuditAction::Login, caller, authentication_id);
+        attempt.login_facts().application = Some(app.name.clone());
+        let admission = self.passwords.admit(&attempt, caller, authentication_id);
+        let result = match &admission {
+            Ok(_) => match Identity::parse(authentication_id) {
+                Ok(identity) => {
+                    self.passwords
+                        .first_factor(&identity, password, &mut attempt)
+                        .await
+                }
+                Err(e) => Err(e),
+            },
+            Err(e) => Err(e.clone()),
+        };
+        match (admission, &result) {
+            (Ok(admission), Ok(_)) => {
+                attempt.note("password right; a delivered OTP comes next");
+                self.passwords.limits.settle_without_trust(admission);
+                self.passwords.audit.record(attempt, &result).await;
+            }
+            (admission, _) => {
+                self.passwords
+                    .finish(attempt, admission, caller, &result)
+                    .await;
+            }
+        }
+        result
+    }
+
     /// An OTP login by `app`: the OTP check (audited as a verify, under its limits), then the
     /// approval step (audited as a login).
     pub async fn login_otp(

@@ -131,11 +131,14 @@ pub fn check(
     if !client.allows_redirect(redirect_uri) {
         return Err(no_redirect(NoRedirect::UnregisteredRedirectUri));
     }
-    // From here on, problems go back to the client. `state` first, so they carry it.
+    // From here on, problems go back to the client. `state` first, so they carry it: as it
+    // was sent, or not at all when it cannot be (too long, or not UTF-8 and so already
+    // changed by decoding).
     let state = p.one("state").ok().flatten();
+    let echo = state.filter(|s| s.len() <= MAX_STATE && !s.contains('\u{FFFD}'));
     let fail = |error: &'static str, description: &str| AuthorizeError::Redirect {
         redirect_uri: redirect_uri.to_owned(),
-        state: state.map(str::to_owned),
+        state: echo.map(str::to_owned),
         error,
         description: description.to_owned(),
     };
@@ -211,10 +214,13 @@ fn check_rest(p: &Params<'_>, r: &mut AuthorizeRequest, public: bool) -> Result<
             r.scope.push(s.to_owned());
         }
     }
-    if let Some(state) = &r.state
-        && state.len() > MAX_STATE
-    {
-        return Err(invalid(format!("state is longer than {MAX_STATE} bytes")));
+    if let Some(state) = &r.state {
+        if state.len() > MAX_STATE {
+            return Err(invalid(format!("state is longer than {MAX_STATE} bytes")));
+        }
+        if state.contains('\u{FFFD}') {
+            return Err(invalid("state is not UTF-8"));
+        }
     }
     r.nonce = one("nonce")?.map(str::to_owned);
     if r.nonce.as_ref().is_some_and(|n| n.len() > MAX_NONCE) {

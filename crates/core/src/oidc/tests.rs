@@ -148,6 +148,23 @@ fn later_problems_go_back_to_the_client_with_the_oauth_error() {
     );
     assert_eq!(e(&[("response_mode", Some("fragment"))]), "invalid_request");
     assert_eq!(e(&[("max_age", Some("soon"))]), "invalid_request");
+    let long_state = "s".repeat(authorize::MAX_STATE + 1);
+    match check(&with(&[("state", Some(&long_state))]), &a) {
+        Err(AuthorizeError::Redirect { error, state, .. }) => {
+            assert_eq!((error, state), ("invalid_request", None), "not echoed");
+        }
+        other => panic!("{other:?}"),
+    }
+    match check(&with(&[("state", Some("ab\u{FFFD}"))]), &a) {
+        Err(AuthorizeError::Redirect { error, state, .. }) => {
+            assert_eq!(
+                (error, state),
+                ("invalid_request", None),
+                "not echoed changed"
+            );
+        }
+        other => panic!("{other:?}"),
+    }
     let long_nonce = "n".repeat(authorize::MAX_NONCE + 1);
     assert_eq!(e(&[("nonce", Some(&long_nonce))]), "invalid_request");
     let mut twice = with(&[]);

@@ -13,8 +13,8 @@ use crate::crypto::ct_eq;
 use crate::error::AuthError;
 use crate::ports::oidc::Redeemed;
 
-/// The form of a token request, as sent.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+/// The form of a token request, as sent. (`Debug` leaves the code and verifier out.)
+#[derive(Clone, Default, PartialEq, Eq)]
 pub struct TokenRequest {
     pub grant_type: Option<String>,
     pub code: Option<String>,
@@ -22,8 +22,20 @@ pub struct TokenRequest {
     pub code_verifier: Option<String>,
 }
 
-/// How the client authenticated (RFC 6749 §2.3.1).
-#[derive(Debug, Clone, PartialEq, Eq)]
+impl std::fmt::Debug for TokenRequest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let redacted = |v: &Option<String>| v.as_ref().map(|_| "<redacted>");
+        f.debug_struct("TokenRequest")
+            .field("grant_type", &self.grant_type)
+            .field("code", &redacted(&self.code))
+            .field("redirect_uri", &self.redirect_uri)
+            .field("code_verifier", &redacted(&self.code_verifier))
+            .finish()
+    }
+}
+
+/// How the client authenticated (RFC 6749 §2.3.1). (`Debug` leaves the secret out.)
+#[derive(Clone, PartialEq, Eq)]
 pub enum ClientAuth {
     /// `client_secret_basic`: the Authorization header.
     Basic { id: String, secret: String },
@@ -33,6 +45,17 @@ pub enum ClientAuth {
     None { id: String },
     /// No client named at all, or more than one way used at once.
     Invalid(&'static str),
+}
+
+impl std::fmt::Debug for ClientAuth {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ClientAuth::Basic { id, .. } => write!(f, "Basic({id}, <redacted>)"),
+            ClientAuth::Post { id, .. } => write!(f, "Post({id}, <redacted>)"),
+            ClientAuth::None { id } => write!(f, "None({id})"),
+            ClientAuth::Invalid(why) => write!(f, "Invalid({why})"),
+        }
+    }
 }
 
 /// An error of the token endpoint (RFC 6749 §5.2).
@@ -53,10 +76,11 @@ impl OAuthError {
         }
     }
 
-    /// The HTTP status RFC 6749 §5.2 gives it.
+    /// The HTTP status RFC 6749 §5.2 gives it: 401 for `invalid_client` only with the
+    /// `WWW-Authenticate` challenge, which answers an `Authorization` header; 400 otherwise.
     pub fn status(&self) -> u16 {
         match self.error {
-            "invalid_client" => 401,
+            "invalid_client" if self.basic_challenge => 401,
             "server_error" => 500,
             "temporarily_unavailable" => 503,
             _ => 400,

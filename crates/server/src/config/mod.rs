@@ -236,13 +236,16 @@ impl Validator<'_> {
         let applications = self.application_list(&s, &ldap, &ldap_span);
         let (oidc_section, oidc_span) = self.optional::<oidc::OidcSection>("oidc", s.get("oidc"));
         let oidc = self.oidc(&oidc_section, &oidc_span);
-        if public_url.is_none() && applications.iter().any(|a| a.oidc.is_some()) {
-            self.error(
-                s.get("application").map(|v| v.span()),
-                "server.public_url",
-                "missing: OpenID Connect clients need [server] public_url (the issuer their \
-                 users' browsers and servers reach)",
-            );
+        if applications.iter().any(|a| a.oidc.is_some()) {
+            match &public_url {
+                None => self.error(
+                    s.get("application").map(|v| v.span()),
+                    "server.public_url",
+                    "missing: OpenID Connect clients need [server] public_url (the issuer \
+                     their users' browsers and servers reach)",
+                ),
+                Some(url) => self.issuer(url, s.get("server").map(|v| v.span())),
+            }
         }
         let rate_limits = self.rate_limits(&limits, &limits_span);
 

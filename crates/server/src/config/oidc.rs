@@ -66,6 +66,11 @@ impl Default for OidcConfig {
 /// `http` to a loopback host only (RFC 8252 §7.3; RFC 9700 §2.1: no plain-text redirects
 /// elsewhere). Anything else is `Err(why)`.
 fn check_redirect_uri(text: &str) -> Result<(), String> {
+    if !text.is_ascii() {
+        return Err(format!(
+            "{text:?}: write non-ASCII characters percent-encoded"
+        ));
+    }
     let url = url::Url::parse(text).map_err(|e| format!("{text:?} is not an absolute URL: {e}"))?;
     if url.fragment().is_some() || text.contains('#') {
         return Err(format!(
@@ -165,6 +170,19 @@ impl Validator<'_> {
                     message,
                 );
             }
+            // RFC 6749 Appendix A: a client secret is printable ASCII; clients form-encode it
+            // in Basic credentials, which some forget, so spaces and `+` are refused too.
+            (Some((s, _)), false)
+                if !s
+                    .expose()
+                    .trim()
+                    .bytes()
+                    .all(|b| b.is_ascii_graphic() && b != b'+') =>
+            {
+                let message = "the client secret must be printable ASCII without spaces or '+' \
+                               (e.g. `openssl rand -hex 32`)";
+                self.key_error(span, field, format!("{key}.{field}"), message);
+            }
             (Some((s, _)), false) if s.expose().trim().chars().count() < MIN_API_KEY_CHARS => {
                 let message = format!(
                     "the client secret is shorter than {MIN_API_KEY_CHARS} characters; make one \
@@ -186,6 +204,31 @@ impl Validator<'_> {
             secret,
             secret_from,
         })
+    }
+
+    /// `[server] public_url` as an issuer (OpenID Connect Discovery §3: https, no query or
+    /// fragment; ours also no path, since the pages' paths and cookies are absolute): `http`
+    /// only to a loopback host (a demo or a test).
+    pub(super) fn issuer(&mut self, public_url: &str, span: Option<Span>) {
+        let problem = match url::Url::parse(public_url) {
+            Err(e) => Some(format!("{public_url:?} is not a URL: {e}")),
+            Ok(u) if u.query().is_some() || u.fragment().is_some() => Some(format!(
+                "{public_url:?}: an issuer has no query or fragment"
+            )),
+            Ok(u) if u.path() != "/" => Some(format!(
+                "{public_url:?}: serve countersign at the root of its host name (no path) to \
+                 be an OpenID Connect issuer"
+            )),
+            Ok(u) if u.scheme() == "https" => None,
+            Ok(_) if check_redirect_uri(public_url).is_ok() => None,
+            Ok(_) => Some(format!(
+                "{public_url:?}: an OpenID Connect issuer must be https (http only to a loopback \
+                 host)"
+            )),
+        };
+        if let Some(message) = problem {
+            self.error(span, "server.public_url", message);
+        }
     }
 
     /// `[oidc]`, with its defaults.

@@ -112,6 +112,14 @@ async fn oauth_edge(req: Request, next: Next) -> Response {
     h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     h.insert(header::PRAGMA, HeaderValue::from_static("no-cache"));
     h.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    h.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("no-referrer"),
+    );
+    h.insert(
         header::ACCESS_CONTROL_ALLOW_ORIGIN,
         HeaderValue::from_static("*"),
     );
@@ -238,20 +246,40 @@ fn basic_credentials(headers: &HeaderMap) -> Result<Option<(String, String)>, &'
     Ok(Some((unescape(id), unescape(secret))))
 }
 
+/// Why a token request could not be read.
+enum TokenRequestError {
+    /// The `Authorization` header.
+    Basic(&'static str),
+    Form(&'static str),
+}
+
+fn basic_challenge(why: &str) -> Response {
+    let mut resp = oauth_error(StatusCode::UNAUTHORIZED, "invalid_client", why);
+    resp.headers_mut().insert(
+        header::WWW_AUTHENTICATE,
+        HeaderValue::from_static("Basic realm=\"countersign\""),
+    );
+    resp
+}
+
 /// The token request's form and client authentication. Every parameter at most once
 /// (RFC 6749 §3.2); one way of authenticating only (§2.3).
 fn read_token_request(
     headers: &HeaderMap,
     body: &[u8],
-) -> Result<(TokenRequest, ClientAuth), &'static str> {
+) -> Result<(TokenRequest, ClientAuth), TokenRequestError> {
     if !super::pages::is_form(headers) {
-        return Err("the body must be application/x-www-form-urlencoded");
+        return Err(TokenRequestError::Form(
+            "the body must be application/x-www-form-urlencoded",
+        ));
     }
     let mut seen = std::collections::BTreeSet::new();
     let mut form = std::collections::BTreeMap::new();
     for (name, value) in form_urlencoded::parse(body) {
         if !seen.insert(name.clone().into_owned()) {
-            return Err("a parameter is given more than once");
+            return Err(TokenRequestError::Form(
+                "a parameter is given more than once",
+            ));
         }
         if !value.is_empty() {
             form.insert(name.into_owned(), value.into_owned());
@@ -265,7 +293,8 @@ fn read_token_request(
         code_verifier: take("code_verifier"),
     };
     let (form_id, form_secret) = (take("client_id"), take("client_secret"));
-    let auth = match (basic_credentials(headers)?, form_id, form_secret) {
+    let basic = basic_credentials(headers).map_err(TokenRequestError::Basic)?;
+    let auth = match (basic, form_id, form_secret) {
         (Some(_), _, Some(_)) => ClientAuth::Invalid("more than one client authentication"),
         (Some((id, _)), Some(form_id), None) if form_id != id => {
             ClientAuth::Invalid("client_id differs from the Basic credentials")
@@ -296,21 +325,22 @@ async fn token(
     }
     let (request, auth) = match read_token_request(&headers, &body) {
         Ok(r) => r,
-        Err(why) => return oauth_error(StatusCode::BAD_REQUEST, "invalid_request", why),
+        // Credentials in the Authorization header that cannot be read: the client tried to
+        // authenticate (RFC 6749 §5.2: 401 with the challenge).
+        Err(TokenRequestError::Basic(why)) => return basic_challenge(why),
+        Err(TokenRequestError::Form(why)) => {
+            return oauth_error(StatusCode::BAD_REQUEST, "invalid_request", why);
+        }
     };
     let caller = super::api::caller(peer);
     let issued = match o.service.exchange(&request, &auth, &caller).await {
         Ok(issued) => issued,
         Err(e) => {
-            let status = StatusCode::from_u16(e.status()).unwrap_or(StatusCode::BAD_REQUEST);
-            let mut resp = oauth_error(status, e.error, &e.description);
             if e.basic_challenge {
-                resp.headers_mut().insert(
-                    header::WWW_AUTHENTICATE,
-                    HeaderValue::from_static("Basic realm=\"countersign\""),
-                );
+                return basic_challenge(&e.description);
             }
-            return resp;
+            let status = StatusCode::from_u16(e.status()).unwrap_or(StatusCode::BAD_REQUEST);
+            return oauth_error(status, e.error, &e.description);
         }
     };
     let id_token = match o.keys.sign(&issued.id_token).await {
@@ -341,29 +371,49 @@ async fn userinfo(State(s): State<ApiState>, headers: HeaderMap) -> Response {
     let Some(o) = api(&s) else {
         return not_enabled();
     };
+    // RFC 6750 §3: no token at all is a bare challenge (no error code); a token we do not
+    // accept is `invalid_token`; a malformed header is `invalid_request` (400).
     let challenge = |error: Option<&str>| {
-        let value = match error {
-            Some(e) => format!("Bearer realm=\"countersign\", error=\"{e}\""),
-            None => "Bearer realm=\"countersign\"".to_owned(),
+        let (value, body) = match error {
+            Some(e) => (
+                format!("Bearer realm=\"countersign\", error=\"{e}\""),
+                json!({ "error": e, "error_description": "the access token is not valid" }),
+            ),
+            None => (
+                "Bearer realm=\"countersign\"".to_owned(),
+                json!({ "error_description": "an access token is required" }),
+            ),
         };
-        let mut resp = oauth_error(
-            StatusCode::UNAUTHORIZED,
-            error.unwrap_or("invalid_request"),
-            "a valid access token is required",
-        );
+        let mut resp = json_response(StatusCode::UNAUTHORIZED, &body);
         if let Ok(v) = HeaderValue::from_str(&value) {
             resp.headers_mut().insert(header::WWW_AUTHENTICATE, v);
         }
         resp
     };
-    let token = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
+    let mut values = headers.get_all(header::AUTHORIZATION).iter();
+    let (Some(value), None) = (values.next(), values.next()) else {
+        return if headers.contains_key(header::AUTHORIZATION) {
+            oauth_error(
+                StatusCode::BAD_REQUEST,
+                "invalid_request",
+                "more than one Authorization header",
+            )
+        } else {
+            challenge(None)
+        };
+    };
+    let token = value
+        .to_str()
+        .ok()
         .and_then(|v| v.split_once(' '))
-        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+        .filter(|(scheme, t)| scheme.eq_ignore_ascii_case("bearer") && !t.trim().is_empty())
         .map(|(_, t)| t.trim().to_owned());
     let Some(token) = token else {
-        return challenge(None);
+        return oauth_error(
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+            "the Authorization header is not a Bearer token",
+        );
     };
     let grant = match o.service.userinfo(&token).await {
         Ok(Some(g)) => g,

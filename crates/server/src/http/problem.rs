@@ -294,7 +294,11 @@ pub async fn every_answer(req: Request, next: Next) -> Response {
         parts.headers.remove(header::CONTENT_LENGTH);
         resp = Response::from_parts(parts, body);
     }
-    resp.headers_mut()
-        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    let h = resp.headers_mut();
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    h.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
     resp
 }

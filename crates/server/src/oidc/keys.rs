@@ -93,8 +93,8 @@ impl SealKey {
 /// A key opened for use.
 struct OpenKey {
     kid: String,
-    /// PKCS#1 DER of the private key, for `jsonwebtoken`.
-    der: Vec<u8>,
+    /// PKCS#1 DER of the private key, for `jsonwebtoken`; zeroed when dropped.
+    der: zeroize::Zeroizing<Vec<u8>>,
     jwk: Value,
 }
 
@@ -102,7 +102,7 @@ fn open_key(seal: &SealKey, record: &SigningKeyRecord) -> Result<OpenKey, KeyErr
     let unseal = || KeyError::Unseal {
         kid: record.kid.clone(),
     };
-    let der = seal.open(&record.kid, &record.sealed).ok_or_else(unseal)?;
+    let der = zeroize::Zeroizing::new(seal.open(&record.kid, &record.sealed).ok_or_else(unseal)?);
     let private = rsa::RsaPrivateKey::from_pkcs1_der(&der).map_err(|_| unseal())?;
     let (n, e) = (
         URL_SAFE_NO_PAD.encode(private.n().to_bytes_be()),
@@ -230,7 +230,12 @@ impl SigningKeys {
     /// from the store each time, so a key made on another node is published at once.
     pub async fn jwks(&self) -> Result<Value, KeyError> {
         self.signing().await?;
-        let cutoff = self.clock.now().minus(self.publish_after_retirement);
+        // A minute's margin: a token signed just before the retirement, or on a node whose
+        // clock is a little behind, is still verifiable to its last second.
+        let cutoff = self
+            .clock
+            .now()
+            .minus(self.publish_after_retirement + Duration::from_secs(60));
         let mut records = self.store.signing_keys().await?;
         // The signing key first, then the most recently retired.
         records.sort_by_key(|r| {
@@ -245,7 +250,15 @@ impl SigningKeys {
             if record.retired_at.is_some_and(|r| r < cutoff) {
                 continue;
             }
-            keys.push(open_key(&self.seal, record)?.jwk);
+            // A retired key that no longer opens (the server key was changed) is left out and
+            // logged; it must not take the keys that work down with it.
+            match open_key(&self.seal, record) {
+                Ok(key) => keys.push(key.jwk.clone()),
+                Err(e) if record.retired_at.is_some() => {
+                    tracing::warn!(error = %e, "a retired signing key is left out of the JWKS");
+                }
+                Err(e) => return Err(e),
+            }
         }
         Ok(json!({ "keys": keys }))
     }

@@ -203,7 +203,7 @@ async fn wrong_verifiers_secrets_and_expired_codes_are_refused_with_the_oauth_er
             "not-the-secret-0123456789abcdef0000",
             "",
             "post",
-            401,
+            400,
             "invalid_client",
         ),
     ];
@@ -273,9 +273,9 @@ async fn unknown_clients_and_unregistered_redirects_are_told_on_our_page_not_red
     assert!(location.contains("&state=s1&"));
     // Wrong passwords: the form again, one message, no code.
     let stopped = p.login("ivan", "wrong").await;
-    assert_eq!(stopped["status"], 401, "{stopped}");
+    assert_eq!(stopped["status"], 200, "the form again: {stopped}");
     let unknown = p.login("nobody", "wrong").await;
-    assert_eq!(unknown["status"], 401, "{unknown}");
+    assert_eq!(unknown["status"], 200, "the form again: {unknown}");
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -487,8 +487,8 @@ async fn a_rotated_key_signs_at_once_and_the_old_one_stays_published_until_its_t
         "the new key signs from the next token on"
     );
     assert_eq!(jwks_kids(&p).await, [second.clone(), first.clone()]);
-    // Ten minutes (the ID tokens' lifetime) after the rotation, the old key is gone.
-    p.cs.clock.advance(Duration::from_secs(601));
+    // Ten minutes (the ID tokens' lifetime) and a minute's margin after the rotation.
+    p.cs.clock.advance(Duration::from_secs(661));
     assert_eq!(jwks_kids(&p).await, [second]);
 }
 

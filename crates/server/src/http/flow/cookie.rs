@@ -17,7 +17,7 @@ use sha2::Sha256;
 pub const COOKIE: &str = "cs_flow";
 
 /// Longest cookie accepted (browsers keep 4 KiB per cookie).
-const MAX_COOKIE: usize = 4096;
+pub const MAX_COOKIE: usize = 4096;
 
 const LABEL: &[u8] = b"countersign sign-in flow v1";
 
@@ -79,6 +79,9 @@ pub struct Request {
     pub nonce: Option<String>,
     pub code_challenge: Option<String>,
     pub login_hint: Option<String>,
+    /// The first language of `ui_locales` (OpenID Connect Core §3.1.2.1) the pages have.
+    #[serde(default)]
+    pub lang: Option<String>,
 }
 
 impl Request {
@@ -91,6 +94,11 @@ impl Request {
             nonce: r.nonce.clone(),
             code_challenge: r.code_challenge.clone(),
             login_hint: r.login_hint.clone(),
+            lang: r.ui_locales.as_deref().and_then(|l| {
+                l.split(' ')
+                    .find_map(crate::http::i18n::Lang::parse)
+                    .map(|lang| lang.code().to_owned())
+            }),
         }
     }
 
@@ -191,6 +199,7 @@ mod tests {
                 nonce: None,
                 code_challenge: None,
                 login_hint: None,
+                lang: None,
             },
             step: Step::Waiting {
                 login: "l".into(),

@@ -54,6 +54,22 @@ pub(super) fn language(uri: &Uri, headers: &HeaderMap) -> (Lang, Option<HeaderVa
     Lang::of_request(uri, headers)
 }
 
+/// The client's language hint (`ui_locales`), when the user chose no language themselves
+/// (no `?lang=`, no `cs_lang` cookie): it comes before `Accept-Language`.
+pub(super) fn language_with_hint(
+    uri: &Uri,
+    headers: &HeaderMap,
+    hint: Option<Lang>,
+) -> Option<Lang> {
+    let hint = hint?;
+    let by_query = uri.query().is_some_and(|q| {
+        form_urlencoded::parse(q.as_bytes()).any(|(n, v)| n == "lang" && Lang::parse(&v).is_some())
+    });
+    let by_cookie = super::i18n::cookie_value(headers, super::i18n::LANG_COOKIE)
+        .is_some_and(|c| Lang::parse(&c).is_some());
+    (!by_query && !by_cookie).then_some(hint)
+}
+
 pub(super) fn html(status: StatusCode, page: Result<String, askama::Error>) -> Response {
     super::pages::html(status, page)
 }
@@ -163,16 +179,19 @@ fn authorize(
         request: cookie::Request::of(&request),
         step: Step::SignIn,
     };
-    // `ui_locales` (OpenID Connect Core §3.1.2.1) picks the pages' language when it names one.
-    let lang_hint = request
-        .ui_locales
-        .as_deref()
-        .and_then(|l| l.split(' ').find_map(Lang::parse));
-    let to = match lang_hint {
-        Some(l) => format!("/flow/{id}?lang={}", l.code()),
-        None => format!("/flow/{id}"),
-    };
-    let mut resp = see_other(&to);
+    // Browsers keep 4 KiB per cookie: a request whose state (JSON-escaped) would not fit is
+    // refused now rather than lost at the next page.
+    if o.flow_key.seal(&flow).len() > cookie::MAX_COOKIE - 256 {
+        let to = authorize::error_redirect(
+            &request.redirect_uri,
+            None,
+            &o.service.issuer,
+            "invalid_request",
+            "the request's state, nonce and login_hint are too large",
+        );
+        return see_other(&to);
+    }
+    let mut resp = see_other(&format!("/flow/{id}"));
     set_flow_cookie(&mut resp, &o, &flow);
     resp
 }

@@ -43,6 +43,9 @@ use crate::http::views::{
     Waiting,
 };
 
+/// How long past the approval link's expiry a waiting sign-in's cookie lives.
+const WAIT_MARGIN_MS: i64 = 5 * 60 * 1000;
+
 /// What every step starts from: the provider, the flow from its cookie, its application,
 /// the language.
 struct Here {
@@ -72,11 +75,22 @@ fn here(
     };
     let o = oidc(s).ok_or_else(gone)?;
     let flow = read_flow(&o, headers, id).ok_or_else(gone)?;
+    // The registration as it is now: a client or redirect URI the operator removed (or a
+    // client made public since, which needs PKCE) ends the sign-in.
     let app = o
         .applications
         .by_name(&flow.request.client_id)
+        .filter(|a| {
+            a.oidc.as_ref().is_some_and(|c| {
+                c.allows_redirect(&flow.request.redirect_uri)
+                    && (!c.is_public() || flow.request.code_challenge.is_some())
+            })
+        })
         .cloned()
         .ok_or_else(gone)?;
+    // The client's `ui_locales` counts when the user chose nothing (no `?lang=`, no cookie).
+    let hint = flow.request.lang.as_deref().and_then(Lang::parse);
+    let lang = super::language_with_hint(uri, headers, hint).unwrap_or(lang);
     Ok(Here {
         o,
         flow,
@@ -101,8 +115,12 @@ fn form(
             h.lang,
         ))
     };
-    if body.len() > MAX_FORM || !crate::http::pages::is_form(headers) {
-        return Err(refused());
+    let page = |status| Box::new(crate::http::pages::status_page(status, h.lang));
+    if body.len() > MAX_FORM {
+        return Err(page(StatusCode::PAYLOAD_TOO_LARGE));
+    }
+    if !crate::http::pages::is_form(headers) {
+        return Err(page(StatusCode::UNSUPPORTED_MEDIA_TYPE));
     }
     if crate::http::csrf::check_headers(headers, &h.o.own_origins).is_err() {
         return Err(refused());
@@ -110,6 +128,12 @@ fn form(
     let fields: Vec<(String, String)> = form_urlencoded::parse(body)
         .map(|(n, v)| (n.into_owned(), v.into_owned()))
         .collect();
+    // Each field once: which of two usernames would be meant?
+    let mut names: Vec<&str> = fields.iter().map(|(n, _)| n.as_str()).collect();
+    names.sort_unstable();
+    if names.windows(2).any(|w| w[0] == w[1]) {
+        return Err(page(StatusCode::BAD_REQUEST));
+    }
     let csrf = field(&fields, "csrf").unwrap_or_default();
     if !h.o.flow_key.csrf_ok(&h.flow.id, &csrf) {
         return Err(refused());
@@ -126,8 +150,14 @@ fn field(fields: &[(String, String)], name: &str) -> Option<String> {
 
 /// The flow with a new step, and the redirect to its page.
 fn advance(h: &Here, step: Step) -> Response {
+    advance_until(h, step, h.flow.expires)
+}
+
+/// As [`advance`], the flow now valid until `expires` (ms).
+fn advance_until(h: &Here, step: Step, expires: i64) -> Response {
     let flow = Flow {
         step,
+        expires,
         ..h.flow.clone()
     };
     let mut resp = see_other(&format!("/flow/{}", flow.id));
@@ -146,8 +176,8 @@ pub async fn show(
         Ok(h) => h,
         Err(page) => return *page,
     };
-    let (_, set_lang) = language(&uri, &headers);
-    let mut resp = match h.flow.step.clone() {
+    // (`?lang=`'s cookie is set by the page edge.)
+    match h.flow.step.clone() {
         Step::SignIn => sign_in_page(&h, h.flow.request.login_hint.as_deref().unwrap_or(""), None),
         Step::Otp { dn, sent, .. } => match sent {
             None => otp_pick_page(&h, &dn, None).await,
@@ -158,11 +188,7 @@ pub async fn show(
             auth_time,
             amr,
         } => waiting(&h, &login, auth_time, amr).await,
-    };
-    if let Some(v) = set_lang {
-        resp.headers_mut().append(axum::http::header::SET_COOKIE, v);
     }
-    resp
 }
 
 /// A page whose form may end in a redirect to the client: Chromium applies CSP `form-action`
@@ -187,11 +213,9 @@ fn sign_in_page(h: &Here, username: &str, error: Option<FormError>) -> Response 
         username,
         error,
     };
-    let status = if error.is_some() {
-        StatusCode::UNAUTHORIZED
-    } else {
-        StatusCode::OK
-    };
+    // A refused form is shown again as a page like any other: 401 would need a
+    // WWW-Authenticate challenge (RFC 9110 §15.5.2), which a form is not.
+    let status = StatusCode::OK;
     to_client_allowed(h, html(status, page.render(h.lang)))
 }
 
@@ -233,11 +257,9 @@ fn otp_code_page(h: &Here, sent: &Sent, error: Option<FormError>) -> Response {
         resend: &resend,
         error,
     };
-    let status = if error.is_some() {
-        StatusCode::UNAUTHORIZED
-    } else {
-        StatusCode::OK
-    };
+    // A refused form is shown again as a page like any other: 401 would need a
+    // WWW-Authenticate challenge (RFC 9110 §15.5.2), which a form is not.
+    let status = StatusCode::OK;
     to_client_allowed(h, html(status, page.render(h.lang)))
 }
 
@@ -287,11 +309,16 @@ pub async fn password(
     let now = h.o.service.clock.now().0;
     // An application that may not take the password alone needs a delivered OTP after it.
     if !h.app.allows(AuthMethod::Password) && h.app.allows(AuthMethod::DeliveredOtp) {
-        let checked =
-            h.o.login
-                .passwords
-                .authenticate(&identity, &password, &caller)
-                .await;
+        let (login, app, caller) = (h.o.login.clone(), h.app.clone(), caller.clone());
+        let (identity, password) = (identity.clone(), password.clone());
+        let checked = s
+            .detached(async move {
+                login
+                    .password_step(&app, &identity, &password, &caller)
+                    .await
+            })
+            .await
+            .unwrap_or_else(|_| Err(AuthError::Unavailable("timed out".into())));
         return match checked {
             Ok(user) => advance(
                 &h,
@@ -342,13 +369,16 @@ async fn finish(h: &Here, outcome: LoginOutcome, auth_time: i64, mut amr: Vec<St
             };
             issue(h, authentication).await
         }
-        LoginOutcome::Pending { login, .. } => advance(
+        // The wait may outlast the sign-in's own time: the cookie lives until the link
+        // expires, and a little more so the expiry itself is shown.
+        LoginOutcome::Pending { login, expires_at } => advance_until(
             h,
             Step::Waiting {
                 login,
                 auth_time,
                 amr,
             },
+            h.flow.expires.max(expires_at.0 + WAIT_MARGIN_MS),
         ),
     }
 }
@@ -380,14 +410,16 @@ async fn issue(h: &Here, authentication: Authentication) -> Response {
             h.lang,
         ),
         Err(e) => {
+            // Told to the client (RFC 6749 §4.1.2.1), which can start again.
             tracing::warn!(error = %e, "an authorization code could not be stored");
-            outcome_page(
-                StatusCode::SERVICE_UNAVAILABLE,
-                OutcomeKind::Error,
-                &h.flow.id,
-                &h.app.name,
-                h.lang,
-            )
+            let to = h.o.service.error_redirect(
+                &h.flow.request.authorize_request(),
+                "temporarily_unavailable",
+                "the sign-in could not be completed; try again",
+            );
+            let mut resp = see_other(&to);
+            clear_flow_cookie(&mut resp, &h.o, &h.flow.id);
+            resp
         }
     }
 }
@@ -648,6 +680,16 @@ pub async fn back(State(s): State<ApiState>, uri: Uri, headers: HeaderMap, id: F
         Ok(h) => h,
         Err(page) => return *page,
     };
+    // A GET changes nothing: a sign-in still waiting for the manager is not abandoned by a
+    // link, only by the waiting page's cancel button (which withdraws the request).
+    if let Step::Waiting { login, .. } = &h.flow.step
+        && matches!(
+            h.o.login.status(&h.app.name, login).await,
+            Ok(LoginStatus::Pending { .. })
+        )
+    {
+        return see_other(&format!("/flow/{}", h.flow.id));
+    }
     let to = h.o.service.error_redirect(
         &h.flow.request.authorize_request(),
         "access_denied",
