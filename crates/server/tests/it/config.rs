@@ -452,6 +452,13 @@ type Case<'a> = (&'a str, Vec<(&'a str, &'a str)>, &'a str, Option<&'a str>);
 
 #[test]
 fn approved_otp_mistakes_are_named_with_their_key_and_line() {
+    let secrets = tempfile::tempdir().unwrap();
+    let spaced = secrets.path().join("spaced.secret");
+    std::fs::write(&spaced, "a client secret with spaces in it, long enough\n").unwrap();
+    let spaced_client = format!(
+        "name = \"vpn\"\nredirect_uris = [\"https://vpn.example.com/cb\"]\nclient_secret_file = \"{}\"\n",
+        spaced.display()
+    );
     let critical = "name = \"critical\"\n";
     let notice = "name = \"notice\"\n";
     let first_policy = "directory = \"local\"\nattribute = \"memberOf\"\n";
@@ -491,6 +498,42 @@ fn approved_otp_mistakes_are_named_with_their_key_and_line() {
             )],
             "application[0].client_secret_file: missing: set client_secret_file (or client_secret_env), or public_client = true",
             Some("redirect_uris ="),
+        ),
+        (
+            "an OpenID Connect issuer with a path",
+            vec![
+                (
+                    "public_url = \"https://mfa.example.com\"\n",
+                    "public_url = \"https://mfa.example.com/sso\"\n",
+                ),
+                (
+                    "name = \"vpn\"\n",
+                    "name = \"vpn\"\nredirect_uris = [\"https://vpn.example.com/cb\"]\npublic_client = true\n",
+                ),
+            ],
+            "server.public_url: \"https://mfa.example.com/sso\": serve countersign at the root of its host name (no path)",
+            Some("[server]"),
+        ),
+        (
+            "an OpenID Connect issuer over plain http to another host",
+            vec![
+                (
+                    "public_url = \"https://mfa.example.com\"\n",
+                    "public_url = \"http://mfa.example.com\"\n",
+                ),
+                (
+                    "name = \"vpn\"\n",
+                    "name = \"vpn\"\nredirect_uris = [\"https://vpn.example.com/cb\"]\npublic_client = true\n",
+                ),
+            ],
+            "server.public_url: \"http://mfa.example.com\": an OpenID Connect issuer must be https",
+            Some("[server]"),
+        ),
+        (
+            "a client secret with a space",
+            vec![("name = \"vpn\"\n", spaced_client.as_str())],
+            "application[0].client_secret_file: the client secret must be printable ASCII without spaces or '+'",
+            Some("client_secret_file ="),
         ),
         (
             "a redirect URI over plain http to another host",

@@ -28,6 +28,7 @@ mod ldap_binds;
 mod ldap_front;
 mod ldap_wire;
 mod mechanism_order;
+mod oidc_flow_http;
 mod oidc_rp;
 mod otp_lifecycle;
 mod rate_limits;
