@@ -135,8 +135,7 @@ impl World {
             .smtp
             .wait_for(1)
             .into_iter()
-            .filter(|m| m.rcpt_tos.iter().any(|r| r == "bob@example.com"))
-            .last()
+            .rfind(|m| m.rcpt_tos.iter().any(|r| r == "bob@example.com"))
             .unwrap();
         let token = link_token(&mail);
         let login = self.cs.app.login.clone();
