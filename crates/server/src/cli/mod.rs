@@ -3,8 +3,10 @@
 //! ([`approvals`]), and the OpenID Connect signing `keys` ([`keys`]).
 
 mod approvals;
+mod config;
 mod keys;
 
+pub use config::{ConfigCommand, run_config};
 pub use keys::{KeysCommand, run_keys};
 
 pub use approvals::{
@@ -86,16 +88,6 @@ pub enum Command {
     /// The OpenID Connect ID-token signing keys: list, rotate.
     #[command(subcommand)]
     Keys(KeysCommand),
-}
-
-#[derive(Debug, Subcommand)]
-pub enum ConfigCommand {
-    /// Print the configuration in effect, every default filled in and secrets left out (a
-    /// secret shows the file or environment variable it is read from), as TOML.
-    Show {
-        /// Only this section, e.g. `deliver_otp` or `directory`.
-        section: Option<String>,
-    },
 }
 
 #[derive(Debug, Args)]
@@ -252,16 +244,6 @@ pub fn load_app(path: &std::path::Path) -> anyhow::Result<App> {
 }
 
 /// `countersign config show [SECTION]`.
-pub fn run_config(path: &std::path::Path, cmd: ConfigCommand) -> anyhow::Result<()> {
-    match cmd {
-        ConfigCommand::Show { section } => {
-            let text = load_config(path)?.show(section.as_deref())?;
-            std::io::stdout().lock().write_all(text.as_bytes())?;
-        }
-    }
-    Ok(())
-}
-
 /// Reads a password: from the terminal (twice, not echoed) or one line of standard input.
 fn read_password() -> anyhow::Result<Secret> {
     if std::io::stdin().is_terminal() {

@@ -7,6 +7,8 @@
 //! code and sends the browser back to the client (as `/authorize` itself would with a session).
 
 pub mod cookie;
+mod events;
+mod otp;
 mod steps;
 
 use std::sync::Arc;
@@ -37,11 +39,11 @@ pub fn routes(body_read_timeout: Duration) -> Router<ApiState> {
         .route("/authorize", get(authorize_get).post(authorize_post))
         .route("/flow/{id}", get(steps::show))
         .route("/flow/{id}/password", axum::routing::post(steps::password))
-        .route("/flow/{id}/otp/send", axum::routing::post(steps::otp_send))
-        .route("/flow/{id}/otp", axum::routing::post(steps::otp_verify))
+        .route("/flow/{id}/otp/send", axum::routing::post(otp::send))
+        .route("/flow/{id}/otp", axum::routing::post(otp::verify))
         .route("/flow/{id}/cancel", axum::routing::post(steps::cancel))
         .route("/flow/{id}/back", get(steps::back))
-        .route("/flow/{id}/events", get(steps::events))
+        .route("/flow/{id}/events", get(events::events))
         .layer(axum::middleware::from_fn_with_state(
             body_read_timeout,
             read_whole,

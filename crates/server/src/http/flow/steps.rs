@@ -1,36 +1,29 @@
 //! The steps of a hosted sign-in, each a handler of `/flow/{id}`: show where the user is,
-//! take the password, send and check a delivered OTP, cancel the wait, go back to the client,
-//! and the wait's event stream. Refusals are one message whatever the reason (the audit keeps
-//! the real one).
+//! take the password, wait for the manager, cancel the wait, go back to the client; and what
+//! every step shares (the flow from its cookie, the form checks, issuing the code). The OTP
+//! step is [`super::otp`], the wait's event stream [`super::events`]. Refusals are one
+//! message whatever the reason (the audit keeps the real one).
 
-use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
 
 use axum::Extension;
 use axum::body::Bytes;
 use axum::extract::{ConnectInfo, State};
 use axum::http::{HeaderMap, StatusCode, Uri};
-use axum::response::sse::{Event, KeepAlive, Sse};
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use countersign_core::application::{Application, AuthMethod};
 use countersign_core::approval::ApprovalState;
 use countersign_core::approval::DecidedBy;
 use countersign_core::attempt::Caller;
 use countersign_core::identity::Identity;
 use countersign_core::login::{Admitted, LoginOutcome, LoginStatus};
-use countersign_core::mechanism::MechanismChoice;
 use countersign_core::oidc::{
-    ACR_APPROVAL, ACR_INFORMATION, ACR_NONE, AMR_MANAGER, AMR_OTP, AMR_PASSWORD, Authentication,
-    Subject,
+    ACR_APPROVAL, ACR_INFORMATION, ACR_NONE, AMR_MANAGER, AMR_PASSWORD, Authentication, Subject,
 };
-use countersign_core::otp::{DeliverRequest, RecipientView, VerifyRequest};
 use countersign_core::{AuthError, Denial, Dn, Secret, Timestamp, User};
-use futures_util::stream;
-use tokio_util::sync::CancellationToken;
 
-use super::cookie::{Flow, Sent, Step};
+use super::cookie::{Flow, Step};
 use super::{
     FlowId, MAX_FORM, clear_flow_cookie, html, language, oidc, outcome_page, read_flow, see_other,
     set_flow_cookie,
@@ -38,28 +31,25 @@ use super::{
 use crate::http::api::{ApiState, caller};
 use crate::http::i18n::Lang;
 use crate::http::oidc::OidcApi;
-use crate::http::views::{
-    FormError, MechanismChoice as ShownMechanism, OtpCode, OtpPick, Outcome, OutcomeKind, SignIn,
-    Waiting,
-};
+use crate::http::views::{FormError, Outcome, OutcomeKind, SignIn, Waiting};
 
 /// How long past the approval link's expiry a waiting sign-in's cookie lives.
 const WAIT_MARGIN_MS: i64 = 5 * 60 * 1000;
 
 /// What every step starts from: the provider, the flow from its cookie, its application,
 /// the language.
-struct Here {
-    o: Arc<OidcApi>,
-    flow: Flow,
-    app: Application,
-    lang: Lang,
+pub(super) struct Here {
+    pub(super) o: Arc<OidcApi>,
+    pub(super) flow: Flow,
+    pub(super) app: Application,
+    pub(super) lang: Lang,
     /// Who is asking (the client address, for rate limits and the audit).
-    caller: Caller,
+    pub(super) caller: Caller,
 }
 
 /// The flow of the request, or the page that says the sign-in is gone.
 /// (The page is boxed: a `Response` is large for an `Err`.)
-fn here(
+pub(super) fn here(
     s: &ApiState,
     uri: &Uri,
     headers: &HeaderMap,
@@ -101,7 +91,7 @@ fn here(
 }
 
 /// A form POST: the CSRF checks, then its fields.
-fn form(
+pub(super) fn form(
     h: &Here,
     headers: &HeaderMap,
     body: &[u8],
@@ -141,7 +131,7 @@ fn form(
     Ok(fields)
 }
 
-fn field(fields: &[(String, String)], name: &str) -> Option<String> {
+pub(super) fn field(fields: &[(String, String)], name: &str) -> Option<String> {
     fields
         .iter()
         .find(|(n, _)| n == name)
@@ -149,12 +139,12 @@ fn field(fields: &[(String, String)], name: &str) -> Option<String> {
 }
 
 /// The flow with a new step, and the redirect to its page.
-fn advance(h: &Here, step: Step) -> Response {
+pub(super) fn advance(h: &Here, step: Step) -> Response {
     advance_until(h, step, h.flow.expires)
 }
 
 /// As [`advance`], the flow now valid until `expires` (ms).
-fn advance_until(h: &Here, step: Step, expires: i64) -> Response {
+pub(super) fn advance_until(h: &Here, step: Step, expires: i64) -> Response {
     let flow = Flow {
         step,
         expires,
@@ -180,8 +170,8 @@ pub async fn show(
     match h.flow.step.clone() {
         Step::SignIn => sign_in_page(&h, h.flow.request.login_hint.as_deref().unwrap_or(""), None),
         Step::Otp { dn, sent, .. } => match sent {
-            None => otp_pick_page(&h, &dn, None).await,
-            Some(sent) => otp_code_page(&h, &sent, None),
+            None => super::otp::pick_page(&h, &dn, None).await,
+            Some(sent) => super::otp::code_page(&h, &sent, None),
         },
         Step::Waiting {
             login,
@@ -193,7 +183,7 @@ pub async fn show(
 
 /// A page whose form may end in a redirect to the client: Chromium applies CSP `form-action`
 /// to the redirects after a submission, so the client's redirect origin is allowed there too.
-fn to_client_allowed(h: &Here, mut resp: Response) -> Response {
+pub(super) fn to_client_allowed(h: &Here, mut resp: Response) -> Response {
     let origin = url::Url::parse(&h.flow.request.redirect_uri)
         .ok()
         .map(|u| u.origin().ascii_serialization());
@@ -219,52 +209,8 @@ fn sign_in_page(h: &Here, username: &str, error: Option<FormError>) -> Response 
     to_client_allowed(h, html(status, page.render(h.lang)))
 }
 
-async fn otp_pick_page(h: &Here, dn: &str, error: Option<FormError>) -> Response {
-    let found =
-        h.o.otp
-            .supported_mechanisms(dn, &h.caller, RecipientView::Masked)
-            .await
-            .unwrap_or_default();
-    let mechanisms: Vec<ShownMechanism> = found
-        .into_iter()
-        .filter(|m| m.supported)
-        .enumerate()
-        .map(|(index, m)| ShownMechanism {
-            index,
-            name: m.mechanism,
-            address: m.recipient.unwrap_or_default(),
-        })
-        .collect();
-    let csrf = h.o.flow_key.csrf(&h.flow.id);
-    let page = OtpPick {
-        flow: &h.flow.id,
-        csrf: &csrf,
-        application: &h.app.name,
-        mechanisms,
-        error,
-    };
-    html(StatusCode::OK, page.render(h.lang))
-}
-
-fn otp_code_page(h: &Here, sent: &Sent, error: Option<FormError>) -> Response {
-    let csrf = h.o.flow_key.csrf(&h.flow.id);
-    let resend = format!("/flow/{}/otp/send", h.flow.id);
-    let page = OtpCode {
-        flow: &h.flow.id,
-        csrf: &csrf,
-        mechanism: &sent.mechanism,
-        address: &sent.address,
-        resend: &resend,
-        error,
-    };
-    // A refused form is shown again as a page like any other: 401 would need a
-    // WWW-Authenticate challenge (RFC 9110 §15.5.2), which a form is not.
-    let status = StatusCode::OK;
-    to_client_allowed(h, html(status, page.render(h.lang)))
-}
-
 /// What a refused form says: one message for every wrong credential.
-fn form_error(e: &AuthError) -> FormError {
+pub(super) fn form_error(e: &AuthError) -> FormError {
     match e {
         AuthError::RateLimited { .. } => FormError::TooManyAttempts,
         AuthError::Unavailable(_) => FormError::Unavailable,
@@ -350,7 +296,12 @@ pub async fn password(
 }
 
 /// After the user's part: straight back to the client, or the wait for the manager.
-async fn finish(h: &Here, outcome: LoginOutcome, auth_time: i64, mut amr: Vec<String>) -> Response {
+pub(super) async fn finish(
+    h: &Here,
+    outcome: LoginOutcome,
+    auth_time: i64,
+    mut amr: Vec<String>,
+) -> Response {
     match outcome {
         LoginOutcome::Granted { user, admitted } => {
             let acr = match admitted {
@@ -424,7 +375,7 @@ async fn issue(h: &Here, authentication: Authentication) -> Response {
     }
 }
 
-fn denied_page(h: &Here, denial: Denial) -> Response {
+pub(super) fn denied_page(h: &Here, denial: Denial) -> Response {
     let kind = match denial {
         Denial::Rejected => OutcomeKind::Rejected,
         Denial::Expired => OutcomeKind::Expired,
@@ -496,7 +447,7 @@ async fn waiting(h: &Here, login: &str, auth_time: i64, mut amr: Vec<String>) ->
 }
 
 /// The user as the directory now describes them (name and address for the claims).
-async fn user_of(h: &Here, dn: &str) -> Option<User> {
+pub(super) async fn user_of(h: &Here, dn: &str) -> Option<User> {
     let identity = Identity::Dn(Dn::new(dn));
     h.o.login
         .directories
@@ -521,126 +472,6 @@ fn mask(address: &str) -> String {
         Channel::Email.mask(address)
     } else {
         Channel::Sms.mask(address)
-    }
-}
-
-pub async fn otp_send(
-    State(s): State<ApiState>,
-    uri: Uri,
-    headers: HeaderMap,
-    peer: Option<Extension<ConnectInfo<SocketAddr>>>,
-    id: FlowId,
-    body: Bytes,
-) -> Response {
-    let h = match here(&s, &uri, &headers, peer, &id) {
-        Ok(h) => h,
-        Err(page) => return *page,
-    };
-    let fields = match form(&h, &headers, &body) {
-        Ok(f) => f,
-        Err(page) => return *page,
-    };
-    let Step::Otp {
-        dn,
-        username,
-        auth_time,
-        ..
-    } = h.flow.step.clone()
-    else {
-        return see_other(&format!("/flow/{}", h.flow.id));
-    };
-    // The mechanism by its place in the list the page showed (never an address from the
-    // browser).
-    let index: Option<usize> = field(&fields, "mechanism").and_then(|v| v.parse().ok());
-    let found =
-        h.o.otp
-            .supported_mechanisms(&dn, &h.caller, RecipientView::Masked)
-            .await
-            .unwrap_or_default();
-    let chosen = index.and_then(|i| found.into_iter().filter(|m| m.supported).nth(i));
-    let Some(chosen) = chosen else {
-        return otp_pick_page(&h, &dn, Some(FormError::NotSent)).await;
-    };
-    let Some(user) = user_of(&h, &dn).await else {
-        return otp_pick_page(&h, &dn, Some(FormError::Unavailable)).await;
-    };
-    // Step-up (spec §7.1 step 3): the password was checked at the first step.
-    let mut caller = h.caller.clone();
-    caller.bound_as = Some(user.key());
-    let request = DeliverRequest {
-        authentication_id: format!("dn:{dn}"),
-        static_password: None,
-        mechanisms: Some(vec![MechanismChoice {
-            name: chosen.mechanism.clone(),
-            recipient: chosen.recipient.clone(),
-        }]),
-        texts: Default::default(),
-    };
-    let otp = h.o.otp.clone();
-    let delivered = s
-        .detached(async move { otp.deliver(request, &caller).await })
-        .await;
-    match delivered {
-        Ok(Ok(_)) => advance(
-            &h,
-            Step::Otp {
-                dn,
-                username,
-                auth_time,
-                sent: Some(Sent {
-                    mechanism: chosen.mechanism,
-                    address: chosen.recipient.unwrap_or_default(),
-                }),
-            },
-        ),
-        Ok(Err(e)) => otp_pick_page(&h, &dn, Some(form_error(&e))).await,
-        Err(_) => otp_pick_page(&h, &dn, Some(FormError::Unavailable)).await,
-    }
-}
-
-pub async fn otp_verify(
-    State(s): State<ApiState>,
-    uri: Uri,
-    headers: HeaderMap,
-    peer: Option<Extension<ConnectInfo<SocketAddr>>>,
-    id: FlowId,
-    body: Bytes,
-) -> Response {
-    let h = match here(&s, &uri, &headers, peer, &id) {
-        Ok(h) => h,
-        Err(page) => return *page,
-    };
-    let fields = match form(&h, &headers, &body) {
-        Ok(f) => f,
-        Err(page) => return *page,
-    };
-    let Step::Otp {
-        dn,
-        auth_time,
-        sent: Some(sent),
-        ..
-    } = h.flow.step.clone()
-    else {
-        return see_other(&format!("/flow/{}", h.flow.id));
-    };
-    let code = field(&fields, "code").unwrap_or_default();
-    let request = VerifyRequest {
-        authentication_id: format!("dn:{dn}"),
-        authorization_id: None,
-        otp: Secret::new(code.trim()),
-    };
-    let caller = h.caller.clone();
-    let login = h.o.login.clone();
-    let app = h.app.clone();
-    let result = s
-        .detached(async move { login.login_otp(&app, request, &caller).await })
-        .await;
-    let amr = vec![AMR_PASSWORD.into(), AMR_OTP.into()];
-    match result {
-        Ok(Ok(outcome)) => finish(&h, outcome, auth_time, amr).await,
-        Ok(Err(AuthError::Denied(denial))) => denied_page(&h, denial),
-        Ok(Err(e)) => otp_code_page(&h, &sent, Some(form_error(&e))),
-        Err(_) => otp_code_page(&h, &sent, Some(FormError::Unavailable)),
     }
 }
 
@@ -698,77 +529,4 @@ pub async fn back(State(s): State<ApiState>, uri: Uri, headers: HeaderMap, id: F
     let mut resp = see_other(&to);
     clear_flow_cookie(&mut resp, &h.o, &h.flow.id);
     resp
-}
-
-/// The wait as Server-Sent Events: `status` events with `{"status": "pending" | "granted" |
-/// "denied"}`, ending on a final state, the link's expiry or shutdown. The page then loads
-/// `/flow/{id}`, which continues.
-pub async fn events(
-    State(s): State<ApiState>,
-    uri: Uri,
-    headers: HeaderMap,
-    id: FlowId,
-) -> Response {
-    let h = match here(&s, &uri, &headers, None, &id) {
-        Ok(h) => h,
-        Err(page) => return *page,
-    };
-    let Step::Waiting { login, .. } = h.flow.step.clone() else {
-        return StatusCode::NOT_FOUND.into_response();
-    };
-    let watch = Watch::First(Box::new(h), login, s.stopping.clone());
-    let events = stream::unfold(watch, |mut w| async move {
-        loop {
-            match w {
-                Watch::Done => return None,
-                Watch::First(h, login, stopping) => {
-                    let status = h.o.login.status(&h.app.name, &login).await;
-                    let (event, last) = status_event(&status);
-                    let next = if last {
-                        Watch::Done
-                    } else {
-                        Watch::Waiting(h, login, stopping)
-                    };
-                    return Some((Ok::<_, Infallible>(event), next));
-                }
-                Watch::Waiting(h, login, stopping) => {
-                    // The wait ends by itself at the link's expiry (then: expired).
-                    let far = h.o.service.clock.now().plus(Duration::from_secs(86_400));
-                    let status = tokio::select! {
-                        s = h.o.login.wait(&h.app.name, &login, far) => s,
-                        () = stopping.cancelled() => return None,
-                    };
-                    if matches!(status, Ok(LoginStatus::Pending { .. })) {
-                        // Woken without a change: nothing to send.
-                        w = Watch::Waiting(h, login, stopping);
-                        continue;
-                    }
-                    let (event, _) = status_event(&status);
-                    return Some((Ok(event), Watch::Done));
-                }
-            }
-        }
-    });
-    Sse::new(events)
-        .keep_alive(KeepAlive::new().interval(Duration::from_secs(15)))
-        .into_response()
-}
-
-enum Watch {
-    First(Box<Here>, String, CancellationToken),
-    Waiting(Box<Here>, String, CancellationToken),
-    Done,
-}
-
-/// The event for a status, and whether it is the last.
-fn status_event(status: &Result<LoginStatus, AuthError>) -> (Event, bool) {
-    let (name, last) = match status {
-        Ok(LoginStatus::Pending { .. }) => ("pending", false),
-        Ok(LoginStatus::Granted { .. }) => ("granted", true),
-        _ => ("denied", true),
-    };
-    let event = Event::default()
-        .event("status")
-        .data(format!(r#"{{"status":"{name}"}}"#));
-    (event, last)
 }
