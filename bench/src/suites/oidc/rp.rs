@@ -314,3 +314,92 @@ fn random_hex() -> anyhow::Result<String> {
         .map(|x| format!("{x:02x}"))
         .collect())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn redirect(location: &str) -> Response {
+        Response {
+            status: 303,
+            headers: vec![("location".into(), location.into())],
+            body: Vec::new(),
+        }
+    }
+
+    fn request() -> Request {
+        Request {
+            state: "s1".into(),
+            nonce: "n1".into(),
+            verifier: "v".repeat(43),
+        }
+    }
+
+    const ISS: &str = "http://127.0.0.1:8080";
+
+    #[test]
+    fn a_code_counts_only_with_the_requests_state_and_the_issuer() {
+        let ok = format!("{REDIRECT_URI}?code=abc&state=s1&iss=http%3A%2F%2F127.0.0.1%3A8080");
+        assert_eq!(code_of(&redirect(&ok), &request(), ISS).unwrap(), "abc");
+        let wrong_state = ok.replace("state=s1", "state=s2");
+        assert!(code_of(&redirect(&wrong_state), &request(), ISS).is_err());
+        let no_state = format!("{REDIRECT_URI}?code=abc&iss=http%3A%2F%2F127.0.0.1%3A8080");
+        assert!(code_of(&redirect(&no_state), &request(), ISS).is_err());
+        assert!(code_of(&redirect(&ok), &request(), "http://other").is_err());
+        let error = format!("{REDIRECT_URI}?error=access_denied&state=s1");
+        assert!(code_of(&redirect(&error), &request(), ISS).is_err());
+        let elsewhere = ok.replace(REDIRECT_URI, "http://127.0.0.1:10/x");
+        assert!(code_of(&redirect(&elsewhere), &request(), ISS).is_err());
+        let mut page = redirect(&ok);
+        page.status = 200;
+        assert!(code_of(&page, &request(), ISS).is_err(), "not a redirect");
+    }
+
+    #[test]
+    fn the_flow_cookie_is_taken_from_a_set_cookie_that_sets_it_not_one_that_clears_it() {
+        let mut r = redirect("/flow/x");
+        r.headers.push((
+            "set-cookie".into(),
+            "cs_lang=tr; Path=/; SameSite=Lax".into(),
+        ));
+        r.headers.push((
+            "set-cookie".into(),
+            "cs_flow=; Path=/flow/x; Max-Age=0".into(),
+        ));
+        assert_eq!(flow_cookie(&r), None);
+        r.headers.push((
+            "set-cookie".into(),
+            "cs_flow=abc.def; Path=/flow/x; Max-Age=900; HttpOnly".into(),
+        ));
+        assert_eq!(flow_cookie(&r).as_deref(), Some("cs_flow=abc.def"));
+    }
+
+    #[test]
+    fn the_csrf_field_is_read_from_the_form_and_its_absence_is_an_error() {
+        let page = r#"<form><input type="hidden" name="csrf" value="f00d"><input name="x"></form>"#;
+        assert_eq!(csrf_of(page).unwrap(), "f00d");
+        assert!(csrf_of("<form></form>").is_err());
+    }
+
+    #[test]
+    fn the_authorize_request_carries_the_s256_challenge_of_its_verifier() {
+        let req = request();
+        let path = req.authorize_path();
+        let url = url::Url::parse(&format!("http://h{path}")).unwrap();
+        let param = |n: &str| {
+            url.query_pairs()
+                .find(|(k, _)| k == n)
+                .map(|(_, v)| v.into_owned())
+        };
+        // RFC 7636 §4.2: BASE64URL(SHA256(ASCII(code_verifier))).
+        let expected = URL_SAFE_NO_PAD.encode(Sha256::digest("v".repeat(43).as_bytes()));
+        assert_eq!(param("code_challenge"), Some(expected));
+        assert_eq!(param("code_challenge_method").as_deref(), Some("S256"));
+        assert_eq!(param("redirect_uri").as_deref(), Some(REDIRECT_URI));
+        assert_eq!(param("state").as_deref(), Some("s1"));
+        assert_eq!(param("nonce").as_deref(), Some("n1"));
+        let fresh = Request::new().unwrap();
+        assert_eq!(fresh.verifier.len(), 43);
+        assert_ne!(fresh.state, Request::new().unwrap().state);
+    }
+}

@@ -34,6 +34,9 @@ struct Sample {
 }
 
 pub async fn latency(h: &Harness, samples: usize) -> anyhow::Result<()> {
+    if samples == 0 {
+        bail!("oidc-waiting-latency needs --latency-samples of at least 1");
+    }
     println!("### OpenID Connect: decision to waiting page latency ({samples} samples)\n");
     println!(
         "A directory user under the approval profile signs in through the client and waits on \
