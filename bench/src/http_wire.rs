@@ -18,10 +18,37 @@ pub struct Conn {
     host: String,
 }
 
-/// A response's status and its body.
+/// A response's status, its header fields (names lower-cased, in order) and its body.
 pub struct Response {
     pub status: u16,
+    pub headers: Vec<(String, String)>,
     pub body: Vec<u8>,
+}
+
+impl Response {
+    /// The first value of header field `name` (lower case).
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// Every value of header field `name` (lower case), e.g. each `set-cookie`.
+    pub fn all<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a str> + 'a {
+        self.headers
+            .iter()
+            .filter(move |(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+/// A response's head: status, how its body is framed, its header fields.
+struct Head {
+    status: u16,
+    length: Option<usize>,
+    chunked: bool,
+    headers: Vec<(String, String)>,
 }
 
 impl Conn {
@@ -59,19 +86,29 @@ impl Conn {
         Ok(())
     }
 
-    /// The status line and headers of the next response.
+    /// The status line and headers of the next response: status, `Content-Length`, chunked.
     pub async fn head(&mut self) -> anyhow::Result<(u16, Option<usize>, bool)> {
+        let h = self.full_head().await?;
+        Ok((h.status, h.length, h.chunked))
+    }
+
+    async fn full_head(&mut self) -> anyhow::Result<Head> {
         let status_line = self.line().await?;
         let status = status_line
             .split(' ')
             .nth(1)
             .and_then(|s| s.parse().ok())
             .ok_or_else(|| anyhow!("bad status line {status_line:?}"))?;
-        let (mut length, mut chunked) = (None, false);
+        let (mut length, mut chunked, mut headers) = (None, false, Vec::new());
         loop {
             let line = self.line().await?;
             if line.is_empty() {
-                return Ok((status, length, chunked));
+                return Ok(Head {
+                    status,
+                    length,
+                    chunked,
+                    headers,
+                });
             }
             let Some((name, value)) = line.split_once(':') else {
                 bail!("bad header line {line:?}");
@@ -82,12 +119,18 @@ impl Conn {
             } else if name.eq_ignore_ascii_case("transfer-encoding") {
                 chunked = value.eq_ignore_ascii_case("chunked");
             }
+            headers.push((name.trim().to_ascii_lowercase(), value.to_owned()));
         }
     }
 
     /// A whole response: head and body.
     pub async fn response(&mut self) -> anyhow::Result<Response> {
-        let (status, length, chunked) = self.head().await?;
+        let Head {
+            status,
+            length,
+            chunked,
+            headers,
+        } = self.full_head().await?;
         let mut body = Vec::new();
         if chunked {
             while let Some(chunk) = self.chunk().await? {
@@ -103,7 +146,11 @@ impl Conn {
             body.resize(n, 0);
             self.stream.read_exact(&mut body).await?;
         }
-        Ok(Response { status, body })
+        Ok(Response {
+            status,
+            headers,
+            body,
+        })
     }
 
     /// The next chunk of a chunked body (RFC 9112 §7.1), `None` after the last one.

@@ -3,7 +3,8 @@
 //! suites ([`suites`]): HTTP and LDAP logins of local users, directory users' binds, delivers
 //! and e-mail logins beside the same work sent straight to slapd, memory under password
 //! checks, and Approved OTP (pending logins' memory, decision latency, the information
-//! profile's cost; [`suites::approval`]). See bench/README.md.
+//! profile's cost; [`suites::approval`]), and web sign-in (OpenID Connect code flows per
+//! second, decision to waiting page latency; [`suites::oidc`]). See bench/README.md.
 
 mod harness;
 mod http_wire;
@@ -20,6 +21,7 @@ use clap::Parser;
 use crate::harness::{Harness, argon2_cost, describe, ms, raise_fd_limit};
 use crate::suites::Report;
 use crate::suites::approval::{self, WaiterKind};
+use crate::suites::oidc;
 
 #[derive(Parser)]
 struct Args {
@@ -40,7 +42,8 @@ struct Args {
     seconds: u64,
     /// Suites to run, comma-separated (`memory` measures RSS around --memory-checks). The
     /// Approved OTP suites (`pending-memory`, `decision-latency`, `login-information`,
-    /// `login-plain`) run only when named, each on a countersign configured for them.
+    /// `login-plain`) and the OpenID Connect ones (`oidc-flow`, `oidc-waiting-latency`) run
+    /// only when named, each group on a countersign configured for it.
     #[arg(
         long,
         default_value = "http,ldap-bind-new,ldap-bind-persistent,ldap-otp,dir-bind,dir-bind-direct,dir-deliver,dir-deliver-direct,dir-email-login,dir-login,dir-login-direct,memory",
@@ -59,7 +62,7 @@ struct Args {
     /// How each pending login is waited on: `poll` (long-polls, wait=60) or `sse`.
     #[arg(long, default_value = "poll")]
     pending_waiter: String,
-    /// Decisions timed per kind of waiter by `decision-latency`.
+    /// Decisions timed per kind of waiter by `decision-latency`, and by `oidc-waiting-latency`.
     #[arg(long, default_value_t = 300)]
     latency_samples: usize,
 }
@@ -75,11 +78,21 @@ async fn main() -> anyhow::Result<()> {
         .map(String::as_str)
         .filter(|s| approval::NAMES.contains(s))
         .collect();
+    let oidc_suites: Vec<&str> = args
+        .suite
+        .iter()
+        .map(String::as_str)
+        .filter(|s| oidc::NAMES.contains(s))
+        .collect();
     let waiter = WaiterKind::parse(&args.pending_waiter)?;
     let suites = args
         .suite
         .iter()
-        .filter(|s| *s != "memory" && !approval::NAMES.contains(&s.as_str()))
+        .filter(|s| {
+            *s != "memory"
+                && !approval::NAMES.contains(&s.as_str())
+                && !oidc::NAMES.contains(&s.as_str())
+        })
         .map(|s| suites::find(s))
         .collect::<anyhow::Result<Vec<_>>>()?;
     let fd_limit = raise_fd_limit();
@@ -137,6 +150,15 @@ async fn main() -> anyhow::Result<()> {
             measure,
         };
         approval::run(bin, &approval_suites, &options, &report).await?;
+        oidc::run(
+            bin,
+            &oidc_suites,
+            &args.clients,
+            measure,
+            args.latency_samples,
+            &report,
+        )
+        .await?;
     }
     Ok(())
 }

@@ -7,6 +7,7 @@ pub mod directory;
 pub mod http;
 pub mod ldap;
 pub mod memory;
+pub mod oidc;
 
 use std::collections::HashMap;
 use std::time::Duration;
