@@ -18,7 +18,7 @@ use countersign_core::{AuthError, Secret};
 
 use super::cookie::{Sent, Step};
 use super::steps::{
-    Here, advance, denied_page, field, finish, form, form_error, here, to_client_allowed, user_of,
+    Here, advance, denied_page, field, finish, form_error, posted, to_client_allowed, user_of,
 };
 use super::{FlowId, html, see_other};
 use crate::http::api::ApiState;
@@ -76,12 +76,8 @@ pub async fn send(
     id: FlowId,
     body: Bytes,
 ) -> Response {
-    let h = match here(&s, &uri, &headers, peer, &id) {
-        Ok(h) => h,
-        Err(page) => return *page,
-    };
-    let fields = match form(&h, &headers, &body) {
-        Ok(f) => f,
+    let (h, fields) = match posted(&s, &uri, &headers, peer, &id, &body) {
+        Ok(posted) => posted,
         Err(page) => return *page,
     };
     let Step::Otp {
@@ -150,12 +146,8 @@ pub async fn verify(
     id: FlowId,
     body: Bytes,
 ) -> Response {
-    let h = match here(&s, &uri, &headers, peer, &id) {
-        Ok(h) => h,
-        Err(page) => return *page,
-    };
-    let fields = match form(&h, &headers, &body) {
-        Ok(f) => f,
+    let (h, fields) = match posted(&s, &uri, &headers, peer, &id, &body) {
+        Ok(posted) => posted,
         Err(page) => return *page,
     };
     let Step::Otp {

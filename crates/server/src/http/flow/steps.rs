@@ -91,7 +91,7 @@ pub(super) fn here(
 }
 
 /// A form POST: the CSRF checks, then its fields.
-pub(super) fn form(
+fn form(
     h: &Here,
     headers: &HeaderMap,
     body: &[u8],
@@ -129,6 +129,20 @@ pub(super) fn form(
         return Err(refused());
     }
     Ok(fields)
+}
+
+/// A form POST to a flow: the flow from its cookie, then the form's checks and fields.
+pub(super) fn posted(
+    s: &ApiState,
+    uri: &Uri,
+    headers: &HeaderMap,
+    peer: Option<Extension<ConnectInfo<SocketAddr>>>,
+    id: &str,
+    body: &[u8],
+) -> Result<(Here, Vec<(String, String)>), Box<Response>> {
+    let h = here(s, uri, headers, peer, id)?;
+    let fields = form(&h, headers, body)?;
+    Ok((h, fields))
 }
 
 pub(super) fn field(fields: &[(String, String)], name: &str) -> Option<String> {
@@ -237,12 +251,8 @@ pub async fn password(
     id: FlowId,
     body: Bytes,
 ) -> Response {
-    let h = match here(&s, &uri, &headers, peer, &id) {
-        Ok(h) => h,
-        Err(page) => return *page,
-    };
-    let fields = match form(&h, &headers, &body) {
-        Ok(f) => f,
+    let (h, fields) = match posted(&s, &uri, &headers, peer, &id, &body) {
+        Ok(posted) => posted,
         Err(page) => return *page,
     };
     if h.flow.step != Step::SignIn {
@@ -483,13 +493,10 @@ pub async fn cancel(
     id: FlowId,
     body: Bytes,
 ) -> Response {
-    let h = match here(&s, &uri, &headers, peer, &id) {
-        Ok(h) => h,
+    let (h, _) = match posted(&s, &uri, &headers, peer, &id, &body) {
+        Ok(posted) => posted,
         Err(page) => return *page,
     };
-    if let Err(page) = form(&h, &headers, &body) {
-        return *page;
-    }
     if let Step::Waiting { login, .. } = &h.flow.step {
         let by = DecidedBy {
             channel: "sign-in page".to_owned(),
