@@ -131,6 +131,9 @@ fn form(
     Ok(fields)
 }
 
+/// A form's fields, in order.
+pub(super) type Fields = Vec<(String, String)>;
+
 /// A form POST to a flow: the flow from its cookie, then the form's checks and fields.
 pub(super) fn posted(
     s: &ApiState,
@@ -139,7 +142,7 @@ pub(super) fn posted(
     peer: Option<Extension<ConnectInfo<SocketAddr>>>,
     id: &str,
     body: &[u8],
-) -> Result<(Here, Vec<(String, String)>), Box<Response>> {
+) -> Result<(Here, Fields), Box<Response>> {
     let h = here(s, uri, headers, peer, id)?;
     let fields = form(&h, headers, body)?;
     Ok((h, fields))
