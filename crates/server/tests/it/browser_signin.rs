@@ -83,6 +83,21 @@ async fn decide(p: &Provider, n: usize, decision: &str) {
     assert_eq!(r.status(), 200);
 }
 
+/// The six-digit code in the one-time-password mail to `to`.
+fn otp_mailed_to(p: &Provider, to: &str) -> String {
+    let mail = p
+        .smtp
+        .messages()
+        .into_iter()
+        .find(|m| m.rcpt_tos.iter().any(|r| r == to) && m.body().contains("one-time password"))
+        .unwrap_or_else(|| panic!("no OTP mail to {to}: {:?}", p.smtp.messages()));
+    mail.body()
+        .split(|c: char| !c.is_ascii_digit())
+        .find(|w| w.len() == 6)
+        .unwrap()
+        .to_owned()
+}
+
 /// The code in the callback URL, exchanged as the client would: the ID token's claims.
 async fn claims_of(p: &Provider, callback_url: &str, redirect: &str) -> Value {
     let code = callback_url
@@ -206,21 +221,7 @@ async fn an_application_requiring_a_delivered_otp_gets_the_otp_step() {
     b.click("#send");
     b.wait_css("form#otp-verify", 10);
     b.screenshot("otp-code-en");
-    let mail = p
-        .smtp
-        .messages()
-        .into_iter()
-        .find(|m| {
-            m.rcpt_tos.iter().any(|r| r == "ivan@example.com")
-                && m.body().contains("one-time password")
-        })
-        .unwrap_or_else(|| panic!("no OTP mail: {:?}", p.smtp.messages()));
-    let body = mail.body();
-    let code: String = body
-        .split(|c: char| !c.is_ascii_digit())
-        .find(|w| w.len() == 6)
-        .unwrap()
-        .to_owned();
+    let code = otp_mailed_to(&p, "ivan@example.com");
     b.type_text("#code", "000000");
     b.click("#verify");
     b.wait_css("#error", 10);
@@ -275,9 +276,34 @@ async fn the_manager_page_in_english_has_the_same_look() {
         "one stylesheet for every page: {sheet}"
     );
     manager.screenshot("approve-en-phone");
-    manager.click("button.reject");
-    manager.wait_css("main.card.rejected", 10);
+    manager.click("button.approve");
+    manager.wait_css("main.card.approved", 10);
+    manager.screenshot("approved-manager-en-phone");
+    b.wait_url(&callback, 10);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_otp_step_and_a_rejection_in_turkish() {
+    let rp = relying_party().await;
+    let callback = rp.same_site("/cb");
+    let p = provider_with("[\"delivered_otp\"]", &callback).await;
+    let mut b = Browser::start(BrowserOptions::default().lang("tr"));
+    b.get(&authorize_url(&p, &callback, "t2"));
+    sign_in(&mut b, "dora");
+    b.wait_css("form#otp-send", 10);
+    assert_eq!(b.attr("html", "lang").as_deref(), Some("tr"));
+    b.screenshot("otp-pick-tr");
+    b.click("#send");
+    b.wait_css("form#otp-verify", 10);
+    b.screenshot("otp-code-tr");
+    let code = otp_mailed_to(&p, "dora@example.com");
+    b.type_text("#code", &code);
+    b.click("#verify");
+    b.wait_css("main.waiting", 10);
+    decide(&p, 1, "reject").await;
     b.wait_css("main[data-outcome=rejected]", 10);
+    assert_eq!(b.attr("html", "lang").as_deref(), Some("tr"));
+    b.screenshot("rejected-tr");
 }
 
 #[tokio::test(flavor = "multi_thread")]
