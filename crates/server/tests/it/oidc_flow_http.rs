@@ -346,3 +346,27 @@ async fn token_and_userinfo_answer_with_the_statuses_of_rfc_6749_and_6750() {
         assert_eq!(r.headers()["cache-control"], "no-store", "{path}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_refused_sign_in_says_the_same_whoever_the_user_is() {
+    let w = world().await;
+    // ivan exists (wrong password), nobody does not: the same page apart from the echoed
+    // username and the flow's own id and field.
+    let mut pages = Vec::new();
+    for (user, password) in [("ivan", "wrong"), ("nobody", "wrong")] {
+        let (flow, _) = w.start("").await;
+        let body = format!("csrf={}&username={user}&password={password}", flow.csrf);
+        let r = w.post(&flow, "/password", &body).await;
+        assert_eq!(r.status(), 200);
+        assert!(r.headers().get("location").is_none());
+        let html = r.text().await.unwrap();
+        assert!(html.contains("id=\"error\""), "{html}");
+        let id = flow.path.trim_start_matches("/flow/");
+        pages.push(
+            html.replace(id, "ID")
+                .replace(&flow.csrf, "CSRF")
+                .replace(&format!("value=\"{user}\""), "value=\"USER\""),
+        );
+    }
+    assert_eq!(pages[0], pages[1]);
+}
