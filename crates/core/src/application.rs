@@ -151,9 +151,11 @@ fn loopback_parts(uri: &str) -> Option<(&str, &str)> {
     Some((host, rest))
 }
 
+/// `:N` with N a port a socket can have (1 to 65535, no leading zero).
 fn is_port(p: &str) -> bool {
-    p.strip_prefix(':')
-        .is_some_and(|d| !d.is_empty() && d.len() <= 5 && d.bytes().all(|b| b.is_ascii_digit()))
+    p.strip_prefix(':').is_some_and(|d| {
+        !d.starts_with('0') && d.bytes().all(|b| b.is_ascii_digit()) && d.parse::<u16>().is_ok()
+    })
 }
 
 fn same_loopback_ignoring_port(registered: &str, presented: &str) -> bool {
@@ -231,6 +233,9 @@ mod tests {
         for bad in [
             "http://127.0.0.1:80/cb/",
             "http://127.0.0.1:x/cb",
+            "http://127.0.0.1:0/cb",
+            "http://127.0.0.1:65536/cb",
+            "http://127.0.0.1:08080/cb",
             "http://127.0.0.1.evil/cb",
             "http://127.0.0.1:5@evil/cb",
             "https://127.0.0.1:5/cb",

@@ -171,16 +171,16 @@ impl Validator<'_> {
                 );
             }
             // RFC 6749 Appendix A: a client secret is printable ASCII; clients form-encode it
-            // in Basic credentials, which some forget, so spaces and `+` are refused too.
+            // in Basic credentials, which some forget, so spaces, `+` and `%` are refused too.
             (Some((s, _)), false)
                 if !s
                     .expose()
                     .trim()
                     .bytes()
-                    .all(|b| b.is_ascii_graphic() && b != b'+') =>
+                    .all(|b| b.is_ascii_graphic() && b != b'+' && b != b'%') =>
             {
-                let message = "the client secret must be printable ASCII without spaces or '+' \
-                               (e.g. `openssl rand -hex 32`)";
+                let message = "the client secret must be printable ASCII without spaces, '+' \
+                               or '%' (e.g. `openssl rand -hex 32`)";
                 self.key_error(span, field, format!("{key}.{field}"), message);
             }
             (Some((s, _)), false) if s.expose().trim().chars().count() < MIN_API_KEY_CHARS => {
@@ -214,6 +214,9 @@ impl Validator<'_> {
             Err(e) => Some(format!("{public_url:?} is not a URL: {e}")),
             Ok(u) if u.query().is_some() || u.fragment().is_some() => Some(format!(
                 "{public_url:?}: an issuer has no query or fragment"
+            )),
+            Ok(u) if !u.username().is_empty() || u.password().is_some() => Some(format!(
+                "{public_url:?}: an issuer has no user name or password in it"
             )),
             Ok(u) if u.path() != "/" => Some(format!(
                 "{public_url:?}: serve countersign at the root of its host name (no path) to \

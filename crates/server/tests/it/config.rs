@@ -515,6 +515,21 @@ fn approved_otp_mistakes_are_named_with_their_key_and_line() {
             Some("[server]"),
         ),
         (
+            "an OpenID Connect issuer with a user name in it",
+            vec![
+                (
+                    "public_url = \"https://mfa.example.com\"\n",
+                    "public_url = \"https://u:p@mfa.example.com\"\n",
+                ),
+                (
+                    "name = \"vpn\"\n",
+                    "name = \"vpn\"\nredirect_uris = [\"https://vpn.example.com/cb\"]\npublic_client = true\n",
+                ),
+            ],
+            "server.public_url: \"https://u:p@mfa.example.com\": an issuer has no user name or password in it",
+            Some("[server]"),
+        ),
+        (
             "an OpenID Connect issuer over plain http to another host",
             vec![
                 (
@@ -532,7 +547,7 @@ fn approved_otp_mistakes_are_named_with_their_key_and_line() {
         (
             "a client secret with a space",
             vec![("name = \"vpn\"\n", spaced_client.as_str())],
-            "application[0].client_secret_file: the client secret must be printable ASCII without spaces or '+'",
+            "application[0].client_secret_file: the client secret must be printable ASCII without spaces, '+' or '%'",
             Some("client_secret_file ="),
         ),
         (

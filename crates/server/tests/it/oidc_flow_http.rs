@@ -216,6 +216,14 @@ async fn back_during_the_wait_abandons_nothing_and_forms_must_be_well_formed() {
         .clone();
     let status = w.cs.app.login.status(CLIENT, &id).await.unwrap();
     assert!(status.is_pending(), "{status:?}");
+    // Approved: back does not tell the client "denied" while the code is there to fetch.
+    w.approve().await;
+    let back = w
+        .send(Method::GET, &format!("{}/back", flow.path), &flow.cookie)
+        .await;
+    assert_eq!(back.headers()["location"], flow.path.as_str());
+    let on = w.send(Method::GET, &flow.path, &flow.cookie).await;
+    assert!(on.headers()["location"].to_str().unwrap().contains("code="));
 
     let (fresh, _) = w.start("").await;
     let big = format!(
@@ -265,6 +273,14 @@ async fn the_clients_ui_locales_come_before_accept_language_but_not_before_the_u
         chosen.text().await.unwrap().contains("<html lang=\"en\""),
         "?lang= wins"
     );
+    let (regional, _) = w.start("&ui_locales=tr-TR").await;
+    let html = w
+        .send(Method::GET, &regional.path, &regional.cookie)
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(html.contains("<html lang=\"tr\""), "tr-TR is Turkish");
     let with_cookie = format!("{}; cs_lang=en", flow.cookie);
     let html = page(with_cookie, "", "tr")
         .await

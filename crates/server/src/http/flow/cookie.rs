@@ -96,7 +96,8 @@ impl Request {
             login_hint: r.login_hint.clone(),
             lang: r.ui_locales.as_deref().and_then(|l| {
                 l.split(' ')
-                    .find_map(crate::http::i18n::Lang::parse)
+                    // BCP 47 tags: `tr-TR` is Turkish.
+                    .find_map(|tag| crate::http::i18n::Lang::parse(tag.split('-').next()?))
                     .map(|lang| lang.code().to_owned())
             }),
         }

@@ -523,10 +523,12 @@ pub async fn back(State(s): State<ApiState>, uri: Uri, headers: HeaderMap, id: F
     };
     // A GET changes nothing: a sign-in still waiting for the manager is not abandoned by a
     // link, only by the waiting page's cancel button (which withdraws the request).
+    // An approved one is not refused either (the client would hear "denied" while the
+    // sign-in's page could still fetch its code): it goes on to the client with the code.
     if let Step::Waiting { login, .. } = &h.flow.step
         && matches!(
             h.o.login.status(&h.app.name, login).await,
-            Ok(LoginStatus::Pending { .. })
+            Ok(LoginStatus::Pending { .. } | LoginStatus::Granted { .. })
         )
     {
         return see_other(&format!("/flow/{}", h.flow.id));
