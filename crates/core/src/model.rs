@@ -242,6 +242,10 @@ pub struct User {
     /// Name of the `[[directory]]` the user lives in.
     pub directory: String,
     pub dn: Dn,
+    /// The entry's immutable identifier, when its directory has one (LDAP `entryUUID`, Active
+    /// Directory `objectGUID` as hex; a local user's id made when it was added): unlike the
+    /// DN it survives a rename and is never given to another entry.
+    pub id: Option<String>,
     pub username: String,
     pub display_name: Option<String>,
     pub mail: Vec<String>,
@@ -261,6 +265,7 @@ impl User {
         User {
             directory: directory.into(),
             dn,
+            id: None,
             username: username.into(),
             display_name: None,
             mail: Vec::new(),

@@ -287,6 +287,7 @@ pub fn alice() -> User {
     User {
         directory: "local".into(),
         dn: Dn::new("uid=alice,ou=people,dc=example,dc=com"),
+        id: None,
         username: "alice".into(),
         display_name: Some("Alice".into()),
         mail: vec!["alice@example.com".into(), "alice@home.example".into()],

@@ -37,7 +37,7 @@ pub const ACR_APPROVAL: &str = "urn:countersign:acr:approval";
 /// Who signed in, as the claims show them.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Subject {
-    /// Stable per user: see [`subject_id`].
+    /// Stable per user: see [`Subject::of`].
     pub sub: String,
     pub username: String,
     pub name: Option<String>,
@@ -46,8 +46,12 @@ pub struct Subject {
 
 impl Subject {
     pub fn of(user: &User) -> Self {
+        let sub = match &user.id {
+            Some(id) => subject_id_of_entry(&user.directory, id),
+            None => subject_id(&user.directory, &user.dn.normalized()),
+        };
         Self {
-            sub: subject_id(&user.directory, &user.dn.normalized()),
+            sub,
             username: user.username.clone(),
             name: user.display_name.clone(),
             email: user.mail.first().cloned(),
@@ -55,9 +59,21 @@ impl Subject {
     }
 }
 
-/// The `sub` of a user: 160 bits of SHA-256 over the directory's name and the normalized DN,
-/// hex. Stable across sign-ins and nodes (no key involved, so no secret to keep in step), and
-/// it tells a client nothing about the DN. A user renamed in the directory gets a new one.
+/// The `sub` of an entry with an immutable identifier (OpenID Connect Core §2: never
+/// reassigned): 160 bits of SHA-256 over the directory's name and the entry's id, hex. It
+/// survives a rename, is never another person's, and tells a client nothing it could use.
+pub fn subject_id_of_entry(directory: &str, entry_id: &str) -> String {
+    let mut h = Sha256::new();
+    h.update(b"countersign sub v2\0");
+    h.update(directory.as_bytes());
+    h.update([0]);
+    h.update(entry_id.trim().to_ascii_lowercase().as_bytes());
+    to_hex(&h.finalize()[..20])
+}
+
+/// The `sub` of a user whose directory gives no immutable identifier: 160 bits of SHA-256
+/// over the directory's name and the normalized DN, hex. Stable across sign-ins and nodes,
+/// but a renamed user gets a new one and a DN given to someone else later carries it on.
 pub fn subject_id(directory: &str, normalized_dn: &str) -> String {
     let mut h = Sha256::new();
     h.update(b"countersign sub v1\0");

@@ -602,6 +602,28 @@ async fn scopes_decide_the_claims_and_tokens_expire() {
 }
 
 #[test]
+fn an_entry_with_an_id_keeps_its_subject_through_a_rename() {
+    let mut u =
+        crate::model::User::new("corp", crate::model::Dn::new("uid=ayse,dc=example"), "ayse");
+    let by_dn = Subject::of(&u).sub;
+    u.id = Some("6A1F0C2E-0000-4000-8000-000000000001".into());
+    let by_id = Subject::of(&u).sub;
+    assert_ne!(by_id, by_dn);
+    u.dn = crate::model::Dn::new("uid=ayse.yilmaz,dc=example");
+    assert_eq!(Subject::of(&u).sub, by_id, "renamed, same person");
+    u.id = Some("6a1f0c2e-0000-4000-8000-000000000001".into());
+    assert_eq!(Subject::of(&u).sub, by_id, "UUIDs compare without case");
+    let mut newcomer =
+        crate::model::User::new("corp", crate::model::Dn::new("uid=ayse,dc=example"), "ayse");
+    newcomer.id = Some("6a1f0c2e-0000-4000-8000-000000000002".into());
+    assert_ne!(
+        Subject::of(&newcomer).sub,
+        by_id,
+        "a reused DN is someone else"
+    );
+}
+
+#[test]
 fn subjects_are_stable_and_say_nothing_of_the_dn() {
     let a = subject_id("corp", "uid=ayse,dc=example");
     assert_eq!(a, subject_id("corp", "uid=ayse,dc=example"));

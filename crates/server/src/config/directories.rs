@@ -40,6 +40,9 @@ pub(super) struct DirectorySection {
     display_name_attribute: Option<String>,
     manager_attribute: Option<String>,
     preferred_mechanism_attribute: Option<String>,
+    /// ldap: the entry's immutable identifier (the OpenID Connect `sub` is made from it);
+    /// default: `entryUUID` (RFC 4530; OpenLDAP, 389 DS), else `objectGUID` (Active Directory).
+    id_attribute: Option<String>,
     /// ldap: more attributes to read for policies, e.g. `["memberOf"]`.
     attributes: Option<Vec<String>>,
     /// ldap: per-operation timeout (default 10s).
@@ -110,6 +113,8 @@ pub struct LdapDirectoryConfig {
     pub display_name_attribute: String,
     pub manager_attribute: String,
     pub preferred_mechanism_attribute: String,
+    /// `None`: `entryUUID`, else `objectGUID`, whichever the entry has.
+    pub id_attribute: Option<String>,
     pub attributes: Vec<String>,
     pub timeout: Duration,
     pub stop_when_unavailable: bool,
@@ -319,6 +324,7 @@ impl Validator<'_> {
                 &d.preferred_mechanism_attribute,
                 "ds-auth-preferred-otp-delivery-mechanism",
             ),
+            id_attribute: d.id_attribute.clone(),
             attributes: d.attributes.clone().unwrap_or_default(),
             timeout: self.duration(
                 span,

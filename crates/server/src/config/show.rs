@@ -299,6 +299,12 @@ fn write_ldap_directory(d: &LdapDirectoryConfig, out: &mut Toml) {
     out.str("mail_attribute", &d.mail_attribute);
     out.str("mobile_attribute", &d.mobile_attribute);
     out.str("display_name_attribute", &d.display_name_attribute);
+    out.str(
+        "id_attribute",
+        d.id_attribute
+            .as_deref()
+            .unwrap_or("entryUUID, else objectGUID"),
+    );
     out.str("manager_attribute", &d.manager_attribute);
     out.str(
         "preferred_mechanism_attribute",

@@ -309,6 +309,7 @@ async fn seed_users(app: &App) -> anyhow::Result<()> {
         let user = User {
             directory: dir.name().to_owned(),
             dn: dir.dn_for(d.username),
+            id: None,
             username: d.username.to_owned(),
             display_name: Some(d.display_name.to_owned()),
             mail: vec![d.mail.to_owned()],

@@ -146,6 +146,22 @@ async fn users_are_mapped_checked_and_never_injected() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn entries_carry_their_immutable_id() {
+    let slapd = Slapd::start();
+    let d = adapter(&slapd, &plain(&slapd));
+    let by_name = |name: &str| countersign_core::identity::Identity::parse(&format!("u:{name}"));
+    let alice = found(d.find_user(&by_name("alice").unwrap()).await.unwrap());
+    let bob = found(d.find_user(&by_name("bob").unwrap()).await.unwrap());
+    // OpenLDAP's entryUUID (RFC 4530), as text, lower-cased.
+    let id = alice.id.clone().expect("an entryUUID");
+    assert_eq!(id.len(), 36, "{id}");
+    assert_eq!(id, id.to_ascii_lowercase());
+    assert_ne!(bob.id, alice.id);
+    let again = found(d.find_user(&by_name("alice").unwrap()).await.unwrap());
+    assert_eq!(again.id, alice.id, "the same entry, the same id");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn managers_in_every_shape() {
     let slapd = Slapd::start();
     let d = adapter(&slapd, &plain(&slapd));

@@ -525,6 +525,7 @@ pub(crate) fn local_user(directory: &str, username: &str, mail: &str) -> LocalUs
         user: User {
             directory: directory.into(),
             dn: Dn::new(format!("uid={username},ou=people,dc=example,dc=org")),
+            id: Some(format!("id-of-{username}")),
             username: username.into(),
             display_name: Some(format!("{username} Example")),
             mail: vec![mail.into()],
@@ -551,6 +552,31 @@ pub(crate) fn local_user(directory: &str, username: &str, mail: &str) -> LocalUs
 
 fn usernames(users: &[LocalUser]) -> Vec<&str> {
     users.iter().map(|u| u.user.username.as_str()).collect()
+}
+
+async fn local_users_get_an_id_when_added_and_keep_it<B: Backend>(b: &B) {
+    let (_db, s) = fresh(b).await;
+    let mut bob = local_user("local", "bob", "bob@example.org");
+    bob.user.id = None;
+    s.insert_local_user(&bob).await.unwrap();
+    let stored = s.local_user("local", "bob").await.unwrap().unwrap();
+    let id = stored.user.id.clone().unwrap();
+    assert!(
+        id.len() == 32 && id.bytes().all(|b| b.is_ascii_hexdigit()),
+        "{id}"
+    );
+    // An update that knows no id (as the command line's) keeps the one it has.
+    let mut changed = bob.clone();
+    changed.user.mail = vec!["b@example.org".into()];
+    s.update_local_user(&changed).await.unwrap();
+    let after = s.local_user("local", "bob").await.unwrap().unwrap();
+    assert_eq!(after.user.id.as_deref(), Some(id.as_str()));
+    // Another user, added the same way, gets another.
+    let mut carol = local_user("local", "carol", "carol@example.org");
+    carol.user.id = None;
+    s.insert_local_user(&carol).await.unwrap();
+    let carol = s.local_user("local", "carol").await.unwrap().unwrap();
+    assert_ne!(carol.user.id, Some(id));
 }
 
 async fn local_users_can_be_added_read_changed_and_removed<B: Backend>(b: &B) {
@@ -733,6 +759,7 @@ macro_rules! contract {
             audit_login_facts_are_kept_and_filter_exactly,
             everything_written_is_there_after_reopening,
             local_users_can_be_added_read_changed_and_removed,
+            local_users_get_an_id_when_added_and_keep_it,
             local_users_are_listed_by_directory_and_name,
             local_user_duplicates_are_refused,
             local_users_match_on_attributes_ignoring_case,

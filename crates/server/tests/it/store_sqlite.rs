@@ -170,8 +170,10 @@ async fn a_version_1_database_is_brought_to_the_latest_version_with_its_data() {
     let store = SqliteStore::open(&path).unwrap();
     assert_eq!(store.schema_version().unwrap(), 3);
     let after = schema(&path);
+    // Version 2 added columns to `audit`, version 3 to `local_user`; everything else of
+    // version 1 is as it was.
     for object in &schema_before {
-        if object.1 != "audit" {
+        if object.1 != "audit" && object.1 != "local_user" {
             assert!(after.contains(object), "{} kept as it was", object.1);
         }
     }
@@ -181,6 +183,10 @@ async fn a_version_1_database_is_brought_to_the_latest_version_with_its_data() {
         "approval_requests_one_pending",
         "outbox",
         "audit_login",
+        "oidc_codes",
+        "oidc_tokens",
+        "oidc_keys",
+        "local_user_entry_id",
     ] {
         assert!(names.contains(&new), "{new} in {names:?}");
     }
@@ -198,6 +204,9 @@ async fn a_version_1_database_is_brought_to_the_latest_version_with_its_data() {
     assert_eq!(legacy.user.display_name.as_deref(), Some("Legacy User"));
     assert_eq!(legacy.user.mail, ["Legacy@Example.org"]);
     assert_eq!(legacy.user.attributes["department"], ["Sales"]);
+    // An id made for the user that was there (its OpenID Connect `sub` comes from it).
+    let id = legacy.user.id.clone().unwrap();
+    assert!(id.len() == 32 && id.bytes().all(|b| b.is_ascii_hexdigit()), "{id}");
     assert_eq!(
         legacy.user.sponsor.unwrap().email.as_deref(),
         Some("sam@example.org")

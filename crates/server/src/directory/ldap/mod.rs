@@ -256,7 +256,38 @@ impl LdapDirectory {
         );
         attrs.extend(c.match_attributes.iter().cloned());
         attrs.extend(c.attributes.iter().cloned());
+        // Operational attributes come only when asked for by name.
+        attrs.extend(self.id_attributes().into_iter().map(str::to_owned));
         attrs
+    }
+
+    /// Where the entry's immutable id is read, in order.
+    fn id_attributes(&self) -> Vec<&str> {
+        match &self.config.id_attribute {
+            Some(a) => vec![a.as_str()],
+            None => vec!["entryUUID", "objectGUID"],
+        }
+    }
+
+    /// The entry's immutable id: a text value as it is (lower-cased: UUIDs are compared so), a
+    /// binary one (`objectGUID`) as hex.
+    fn entry_id(&self, e: &SearchEntry) -> Option<String> {
+        self.id_attributes().into_iter().find_map(|name| {
+            let text = e
+                .attrs
+                .iter()
+                .find(|(k, _)| k.eq_ignore_ascii_case(name))
+                .and_then(|(_, v)| v.first())
+                .map(|v| v.trim().to_ascii_lowercase());
+            let binary = || {
+                e.bin_attrs
+                    .iter()
+                    .find(|(k, _)| k.eq_ignore_ascii_case(name))
+                    .and_then(|(_, v)| v.first())
+                    .map(|v| countersign_core::crypto::to_hex(v))
+            };
+            text.filter(|t| !t.is_empty()).or_else(binary)
+        })
     }
 
     /// Searches with the service connection, returning at most `limit` entries (0: no limit;
@@ -331,7 +362,13 @@ impl LdapDirectory {
         }
     }
 
-    fn user_from(&self, dn: Dn, attrs: Attributes, account: AccountState) -> User {
+    fn user_from(
+        &self,
+        dn: Dn,
+        id: Option<String>,
+        attrs: Attributes,
+        account: AccountState,
+    ) -> User {
         let c = &self.config;
         let get = |name: &str| attrs.get(&name.to_lowercase()).cloned().unwrap_or_default();
         let username = c
@@ -342,6 +379,7 @@ impl LdapDirectory {
         User {
             directory: c.name.clone(),
             dn,
+            id,
             username,
             display_name: get(&c.display_name_attribute).into_iter().next(),
             mail: get(&c.mail_attribute),
@@ -432,10 +470,11 @@ impl LdapDirectory {
 
     /// A user from a found entry, account state included.
     async fn user_from_entry(&self, e: SearchEntry) -> Result<User, DirectoryError> {
+        let id = self.entry_id(&e);
         let dn = Dn::new(e.dn);
         let mut attrs = lower_cased(e.attrs);
         let account = self.account_of(&dn, &mut attrs).await?;
-        Ok(self.user_from(dn, attrs, account))
+        Ok(self.user_from(dn, id, attrs, account))
     }
 }
 
@@ -581,6 +620,7 @@ impl Directory for LdapDirectory {
         // A manager's own account state is not theirs to pass: not read.
         let m = self.user_from(
             Dn::new(entry.dn),
+            None,
             lower_cased(entry.attrs),
             AccountState::default(),
         );

@@ -14,7 +14,7 @@ fn json_list(v: &[String]) -> String {
 
 const USER_COLUMNS: &str = "u.directory, u.username, u.dn, u.password_hash, u.display_name, u.mail, \
      u.mobile, u.attributes, u.sponsor_name, u.sponsor_email, u.sponsor_phone, \
-     u.preferred_mechanisms, u.disabled, u.locked_until, u.password_expires_at";
+     u.preferred_mechanisms, u.disabled, u.locked_until, u.password_expires_at, u.entry_id";
 
 fn user_from_row(r: &Row<'_>) -> rusqlite::Result<LocalUser> {
     let list = |i: usize| -> rusqlite::Result<Vec<String>> {
@@ -32,6 +32,7 @@ fn user_from_row(r: &Row<'_>) -> rusqlite::Result<LocalUser> {
             directory: r.get(0)?,
             username: r.get(1)?,
             dn: Dn::new(r.get::<_, String>(2)?),
+            id: r.get(15)?,
             display_name: r.get(4)?,
             mail: list(5)?,
             mobile: list(6)?,
@@ -75,13 +76,14 @@ fn write_user(tx: &Connection, lu: &LocalUser, insert: bool) -> Result<(), Store
     let sql = if insert {
         "INSERT INTO local_user (directory, username, dn, dn_norm, password_hash, display_name, mail,
             mobile, attributes, sponsor_name, sponsor_email, sponsor_phone, preferred_mechanisms,
-            disabled, locked_until, password_expires_at)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)"
+            disabled, locked_until, password_expires_at, entry_id)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16,
+            COALESCE(?17, lower(hex(randomblob(16)))))"
     } else {
         "UPDATE local_user SET dn = ?3, dn_norm = ?4, password_hash = ?5, display_name = ?6,
             mail = ?7, mobile = ?8, attributes = ?9, sponsor_name = ?10, sponsor_email = ?11,
             sponsor_phone = ?12, preferred_mechanisms = ?13, disabled = ?14, locked_until = ?15,
-            password_expires_at = ?16
+            password_expires_at = ?16, entry_id = COALESCE(entry_id, ?17)
          WHERE directory = ?1 AND username = ?2"
     };
     let n = tx
@@ -104,6 +106,9 @@ fn write_user(tx: &Connection, lu: &LocalUser, insert: bool) -> Result<(), Store
                 i64::from(u.account.disabled),
                 u.account.locked_until.map(|t| t.0),
                 u.account.password_expires_at.map(|t| t.0),
+                // A local user's id is made when it is added (random, 128 bits) and never
+                // changed: an update keeps the one it has.
+                u.id,
             ],
         )
         .map_err(|e| match e {

@@ -1,5 +1,6 @@
 -- Schema version 3: the OpenID Connect provider. Authorization codes and access tokens are kept
--- by the SHA-256 of their value; signing keys sealed under the server key (never in the clear).
+-- by the SHA-256 of their value; signing keys sealed under the server key (never in the clear);
+-- local users get an immutable id.
 -- Times are milliseconds since the epoch.
 CREATE TABLE oidc_codes (
     code_hash BLOB PRIMARY KEY,
@@ -47,3 +48,10 @@ CREATE TABLE oidc_keys (
     retired_at INTEGER,
     sealed BLOB NOT NULL
 );
+
+-- A local user's immutable id (the OpenID Connect `sub` is made from it, so a user keeps theirs
+-- and a username given to someone else later does not carry it on). Made for the users there
+-- are; new users get one when added.
+ALTER TABLE local_user ADD COLUMN entry_id TEXT;
+UPDATE local_user SET entry_id = lower(hex(randomblob(16))) WHERE entry_id IS NULL;
+CREATE UNIQUE INDEX local_user_entry_id ON local_user (directory, entry_id);
