@@ -21,6 +21,11 @@ struct World {
 
 /// The provider of oidc_rp.rs, with a one-minute sign-in lifetime (the link lives ten).
 async fn world() -> World {
+    world_sending_to(None).await
+}
+
+/// As [`world`]; mail goes to `smtp_port` when given (e.g. a closed port).
+async fn world_sending_to(smtp_port: Option<u16>) -> World {
     let smtp = SmtpServer::start(SmtpOptions::default());
     let keys = tempfile::TempDir::new().unwrap();
     let key_file = keys.path().join("vpn.key");
@@ -32,7 +37,7 @@ async fn world() -> World {
         .unwrap()
         .port();
     let cs = Countersign::start(&Setup {
-        smtp: Some(Setup::smtp_plain(smtp.port)),
+        smtp: Some(Setup::smtp_plain(smtp_port.unwrap_or(smtp.port))),
         http_port: Some(port),
         extra: extra
             + &client_config(keys.path(), "[\"password\"]", "http://127.0.0.1:9/cb")
@@ -385,4 +390,17 @@ async fn a_refused_sign_in_says_the_same_whoever_the_user_is() {
         );
     }
     assert_eq!(pages[0], pages[1]);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_sign_in_whose_manager_cannot_be_asked_says_so_with_a_way_back() {
+    let w = world_sending_to(Some(crate::fixtures::smtp::closed_port())).await;
+    let (flow, _) = w.start("").await;
+    let body = format!("csrf={}&username=dora&password=dora-password", flow.csrf);
+    let r = w.post(&flow, "/password", &body).await;
+    assert_eq!(r.status(), 403);
+    let html = r.text().await.unwrap();
+    assert!(html.contains("data-outcome=\"error\""), "{html}");
+    assert!(html.contains("could not be asked for approval"), "{html}");
+    assert!(html.contains("id=\"back\""), "a way back: {html}");
 }

@@ -206,7 +206,10 @@ async fn a_version_1_database_is_brought_to_the_latest_version_with_its_data() {
     assert_eq!(legacy.user.attributes["department"], ["Sales"]);
     // An id made for the user that was there (its OpenID Connect `sub` comes from it).
     let id = legacy.user.id.clone().unwrap();
-    assert!(id.len() == 32 && id.bytes().all(|b| b.is_ascii_hexdigit()), "{id}");
+    assert!(
+        id.len() == 32 && id.bytes().all(|b| b.is_ascii_hexdigit()),
+        "{id}"
+    );
     assert_eq!(
         legacy.user.sponsor.unwrap().email.as_deref(),
         Some("sam@example.org")

@@ -393,14 +393,28 @@ pub(super) fn denied_page(h: &Here, denial: Denial) -> Response {
         Denial::Rejected => OutcomeKind::Rejected,
         Denial::Expired => OutcomeKind::Expired,
         Denial::Cancelled => OutcomeKind::Cancelled,
-        _ => OutcomeKind::Error,
+        other => return refused_page(h, other),
     };
-    let status = if kind == OutcomeKind::Error {
-        StatusCode::FORBIDDEN
-    } else {
-        StatusCode::OK
+    outcome_page(StatusCode::OK, kind, &h.flow.id, &h.app.name, h.lang)
+}
+
+/// A sign-in the policies or the approval step refused, saying which kind of refusal (the
+/// user's password was right by then, so there is nothing to hide from them).
+fn refused_page(h: &Here, denial: Denial) -> Response {
+    let t = h.lang.catalogue();
+    let line = match denial {
+        Denial::NoMatchingPolicy | Denial::MethodNotAllowed => t.outcome_not_allowed_line,
+        Denial::ApproverUnreachable | Denial::ApprovalNotSent => t.outcome_unreachable_line,
+        Denial::PendingElsewhere => t.outcome_elsewhere_line,
+        _ => t.outcome_error_line,
     };
-    outcome_page(status, kind, &h.flow.id, &h.app.name, h.lang)
+    let mut page = Outcome::standard(OutcomeKind::Error, &h.flow.id, &h.app.name, h.lang);
+    page.title = t.outcome_denied_title.to_owned();
+    page.lines = vec![crate::http::i18n::fill(
+        line,
+        &[("application", &h.app.name)],
+    )];
+    html(StatusCode::FORBIDDEN, page.render(h.lang))
 }
 
 /// The waiting step: still pending (the page), granted (the code), or over (the outcome).

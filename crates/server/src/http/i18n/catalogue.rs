@@ -127,6 +127,14 @@ pub struct Catalogue {
     pub outcome_error_line: &'static str,
     pub outcome_used_title: &'static str,
     pub outcome_used_line: &'static str,
+    /// A sign-in the policies or the approval step refused (not the manager).
+    pub outcome_denied_title: &'static str,
+    /// `no_matching_policy`, `method_not_allowed`; `{application}`.
+    pub outcome_not_allowed_line: &'static str,
+    /// `approver_unreachable`, `approval_not_sent`.
+    pub outcome_unreachable_line: &'static str,
+    /// `approval_pending_elsewhere`; `{application}`.
+    pub outcome_elsewhere_line: &'static str,
     pub back_link: &'static str,
 
     // ── The demo relying party, `/demo` (only under `countersign demo`) ─────────────────────

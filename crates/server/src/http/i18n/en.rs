@@ -118,6 +118,14 @@ pub const CATALOGUE: Catalogue = Catalogue {
     outcome_used_title: "This sign-in is over",
     outcome_used_line: "This sign-in was already completed or has run out. Please start again \
                         from the application.",
+    outcome_denied_title: "You cannot sign in now",
+    outcome_not_allowed_line: "You cannot sign in to {application} this way. If you need access, \
+                               ask your administrator.",
+    outcome_unreachable_line: "Your manager could not be asked for approval right now. Please \
+                               try again later, or ask your administrator.",
+    outcome_elsewhere_line: "A sign-in to {application} for your account is already waiting for \
+                             approval on another device. Finish or cancel it there, or wait \
+                             until it runs out.",
     back_link: "Back to the application",
 
     demo_title: "Demo application",

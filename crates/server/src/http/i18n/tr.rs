@@ -123,6 +123,14 @@ pub const CATALOGUE: Catalogue = Catalogue {
     outcome_used_title: "Bu oturum açma işlemi sona erdi",
     outcome_used_line: "Bu oturum açma işlemi zaten tamamlandı veya süresi doldu. Lütfen \
                         uygulamadan yeniden başlayın.",
+    outcome_denied_title: "Şu anda oturum açamazsınız",
+    outcome_not_allowed_line: "{application} uygulamasında bu şekilde oturum açamazsınız. \
+                               Erişime ihtiyacınız varsa sistem yöneticinize başvurun.",
+    outcome_unreachable_line: "Şu anda yöneticinizden onay istenemedi. Lütfen daha sonra \
+                               yeniden deneyin veya sistem yöneticinize başvurun.",
+    outcome_elsewhere_line: "Hesabınız için {application} uygulamasında başka bir cihazda onay \
+                             bekleyen bir oturum açma isteği var. Orada tamamlayın veya iptal \
+                             edin ya da süresinin dolmasını bekleyin.",
     back_link: "Uygulamaya dön",
 
     demo_title: "Demo uygulaması",
