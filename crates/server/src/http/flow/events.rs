@@ -4,7 +4,7 @@ use std::convert::Infallible;
 use std::time::Duration;
 
 use axum::extract::State;
-use axum::http::{HeaderMap, StatusCode, Uri};
+use axum::http::StatusCode;
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use countersign_core::AuthError;
@@ -12,24 +12,14 @@ use countersign_core::login::LoginStatus;
 use futures_util::stream;
 use tokio_util::sync::CancellationToken;
 
-use super::FlowId;
 use super::cookie::Step;
-use super::steps::{Here, here};
+use super::steps::{Current, Here};
 use crate::http::api::ApiState;
 
 /// The wait as Server-Sent Events: `status` events with `{"status": "pending" | "granted" |
 /// "denied"}`, ending on a final state, the link's expiry or shutdown. The page then loads
 /// `/flow/{id}`, which continues.
-pub async fn events(
-    State(s): State<ApiState>,
-    uri: Uri,
-    headers: HeaderMap,
-    id: FlowId,
-) -> Response {
-    let h = match here(&s, &uri, &headers, None, &id) {
-        Ok(h) => h,
-        Err(page) => return *page,
-    };
+pub async fn events(State(s): State<ApiState>, Current(h): Current) -> Response {
     let Step::Waiting { login, .. } = h.flow.step.clone() else {
         return StatusCode::NOT_FOUND.into_response();
     };

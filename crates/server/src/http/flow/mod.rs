@@ -16,7 +16,7 @@ use std::time::Duration;
 
 use axum::Router;
 use axum::body::Bytes;
-use axum::extract::{Path, RawQuery, State};
+use axum::extract::{RawQuery, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
@@ -235,6 +235,3 @@ pub(super) fn read_flow(o: &OidcApi, headers: &HeaderMap, id: &str) -> Option<Fl
         .filter(|(name, _)| *name == cookie::COOKIE)
         .find_map(|(_, value)| o.flow_key.open(value, id, now))
 }
-
-/// `Path` of the flow routes.
-pub(super) type FlowId = Path<String>;

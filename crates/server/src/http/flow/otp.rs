@@ -4,12 +4,8 @@
 //! code sent as a Deliver OTP step-up (spec §7.1 step 3: the password was checked), then the
 //! code entered, which is an OTP login of the application.
 
-use std::net::SocketAddr;
-
-use axum::Extension;
-use axum::body::Bytes;
-use axum::extract::{ConnectInfo, State};
-use axum::http::{HeaderMap, StatusCode, Uri};
+use axum::extract::State;
+use axum::http::StatusCode;
 use axum::response::Response;
 use countersign_core::mechanism::MechanismChoice;
 use countersign_core::oidc::{AMR_OTP, AMR_PASSWORD};
@@ -18,9 +14,9 @@ use countersign_core::{AuthError, Secret};
 
 use super::cookie::{Sent, Step};
 use super::steps::{
-    Here, advance, denied_page, field, finish, form_error, posted, to_client_allowed, user_of,
+    Here, Posted, advance, denied_page, field, finish, form_error, form_page, user_of,
 };
-use super::{FlowId, html, see_other};
+use super::{html, see_other};
 use crate::http::api::ApiState;
 use crate::http::views::{FormError, MechanismChoice as ShownMechanism, OtpCode, OtpPick};
 
@@ -62,24 +58,10 @@ pub(super) fn code_page(h: &Here, sent: &Sent, error: Option<FormError>) -> Resp
         resend: &resend,
         error,
     };
-    // A refused form is shown again as a page like any other: 401 would need a
-    // WWW-Authenticate challenge (RFC 9110 §15.5.2), which a form is not.
-    let status = StatusCode::OK;
-    to_client_allowed(h, html(status, page.render(h.lang)))
+    form_page(h, page.render(h.lang))
 }
 
-pub async fn send(
-    State(s): State<ApiState>,
-    uri: Uri,
-    headers: HeaderMap,
-    peer: Option<Extension<ConnectInfo<SocketAddr>>>,
-    id: FlowId,
-    body: Bytes,
-) -> Response {
-    let (h, fields) = match posted(&s, &uri, &headers, peer, &id, &body) {
-        Ok(posted) => posted,
-        Err(page) => return *page,
-    };
+pub async fn send(State(s): State<ApiState>, Posted { h, fields }: Posted) -> Response {
     let Step::Otp {
         dn,
         username,
@@ -138,18 +120,7 @@ pub async fn send(
     }
 }
 
-pub async fn verify(
-    State(s): State<ApiState>,
-    uri: Uri,
-    headers: HeaderMap,
-    peer: Option<Extension<ConnectInfo<SocketAddr>>>,
-    id: FlowId,
-    body: Bytes,
-) -> Response {
-    let (h, fields) = match posted(&s, &uri, &headers, peer, &id, &body) {
-        Ok(posted) => posted,
-        Err(page) => return *page,
-    };
+pub async fn verify(State(s): State<ApiState>, Posted { h, fields }: Posted) -> Response {
     let Step::Otp {
         dn,
         auth_time,

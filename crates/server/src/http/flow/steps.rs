@@ -8,10 +8,10 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use axum::Extension;
-use axum::body::Bytes;
-use axum::extract::{ConnectInfo, State};
+use axum::extract::{ConnectInfo, FromRequest, FromRequestParts, Path, Request, State};
+use axum::http::request::Parts;
 use axum::http::{HeaderMap, StatusCode, Uri};
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
 use countersign_core::application::{Application, AuthMethod};
 use countersign_core::approval::ApprovalState;
 use countersign_core::approval::DecidedBy;
@@ -25,10 +25,11 @@ use countersign_core::{AuthError, Denial, Dn, Secret, Timestamp, User};
 
 use super::cookie::{Flow, Step};
 use super::{
-    FlowId, MAX_FORM, clear_flow_cookie, html, language, oidc, outcome_page, read_flow, see_other,
+    MAX_FORM, clear_flow_cookie, html, language, oidc, outcome_page, read_flow, see_other,
     set_flow_cookie,
 };
 use crate::http::api::{ApiState, caller};
+use crate::http::body::MAX_BODY;
 use crate::http::i18n::Lang;
 use crate::http::oidc::OidcApi;
 use crate::http::views::{FormError, Outcome, OutcomeKind, SignIn, Waiting};
@@ -49,7 +50,7 @@ pub(super) struct Here {
 
 /// The flow of the request, or the page that says the sign-in is gone.
 /// (The page is boxed: a `Response` is large for an `Err`.)
-pub(super) fn here(
+fn here(
     s: &ApiState,
     uri: &Uri,
     headers: &HeaderMap,
@@ -134,18 +135,47 @@ fn form(
 /// A form's fields, in order.
 pub(super) type Fields = Vec<(String, String)>;
 
+/// A flow page's request (GET): the flow from its cookie; otherwise the page that says the
+/// sign-in is gone is the answer.
+pub(super) struct Current(pub(super) Here);
+
+impl FromRequestParts<ApiState> for Current {
+    type Rejection = Response;
+
+    async fn from_request_parts(parts: &mut Parts, s: &ApiState) -> Result<Self, Response> {
+        let Path(id) = Path::<String>::from_request_parts(parts, s)
+            .await
+            .map_err(IntoResponse::into_response)?;
+        let peer = parts
+            .extensions
+            .get::<ConnectInfo<SocketAddr>>()
+            .copied()
+            .map(Extension);
+        here(s, &parts.uri, &parts.headers, peer, &id)
+            .map(Current)
+            .map_err(|page| *page)
+    }
+}
+
 /// A form POST to a flow: the flow from its cookie, then the form's checks and fields.
-pub(super) fn posted(
-    s: &ApiState,
-    uri: &Uri,
-    headers: &HeaderMap,
-    peer: Option<Extension<ConnectInfo<SocketAddr>>>,
-    id: &str,
-    body: &[u8],
-) -> Result<(Here, Fields), Box<Response>> {
-    let h = here(s, uri, headers, peer, id)?;
-    let fields = form(&h, headers, body)?;
-    Ok((h, fields))
+pub(super) struct Posted {
+    pub(super) h: Here,
+    pub(super) fields: Fields,
+}
+
+impl FromRequest<ApiState> for Posted {
+    type Rejection = Response;
+
+    async fn from_request(req: Request, s: &ApiState) -> Result<Self, Response> {
+        let (mut parts, body) = req.into_parts();
+        let Current(h) = Current::from_request_parts(&mut parts, s).await?;
+        // The body was read whole (within its limit) by the layer in front.
+        let body = axum::body::to_bytes(body, MAX_BODY)
+            .await
+            .map_err(|_| crate::http::pages::status_page(StatusCode::BAD_REQUEST, h.lang))?;
+        let fields = form(&h, &parts.headers, &body).map_err(|page| *page)?;
+        Ok(Posted { h, fields })
+    }
 }
 
 pub(super) fn field(fields: &[(String, String)], name: &str) -> Option<String> {
@@ -172,17 +202,7 @@ pub(super) fn advance_until(h: &Here, step: Step, expires: i64) -> Response {
     resp
 }
 
-pub async fn show(
-    State(s): State<ApiState>,
-    uri: Uri,
-    headers: HeaderMap,
-    peer: Option<Extension<ConnectInfo<SocketAddr>>>,
-    id: FlowId,
-) -> Response {
-    let h = match here(&s, &uri, &headers, peer, &id) {
-        Ok(h) => h,
-        Err(page) => return *page,
-    };
+pub async fn show(Current(h): Current) -> Response {
     // (`?lang=`'s cookie is set by the page edge.)
     match h.flow.step.clone() {
         Step::SignIn => sign_in_page(&h, h.flow.request.login_hint.as_deref().unwrap_or(""), None),
@@ -198,9 +218,12 @@ pub async fn show(
     }
 }
 
-/// A page whose form may end in a redirect to the client: Chromium applies CSP `form-action`
+/// A page whose form may end in a redirect to the client. Chromium applies CSP `form-action`
 /// to the redirects after a submission, so the client's redirect origin is allowed there too.
-pub(super) fn to_client_allowed(h: &Here, mut resp: Response) -> Response {
+/// Always 200, a refused form included: 401 would need a `WWW-Authenticate` challenge
+/// (RFC 9110 §15.5.2), which a form is not.
+pub(super) fn form_page(h: &Here, page: Result<String, askama::Error>) -> Response {
+    let mut resp = html(StatusCode::OK, page);
     let origin = url::Url::parse(&h.flow.request.redirect_uri)
         .ok()
         .map(|u| u.origin().ascii_serialization());
@@ -220,10 +243,7 @@ fn sign_in_page(h: &Here, username: &str, error: Option<FormError>) -> Response 
         username,
         error,
     };
-    // A refused form is shown again as a page like any other: 401 would need a
-    // WWW-Authenticate challenge (RFC 9110 §15.5.2), which a form is not.
-    let status = StatusCode::OK;
-    to_client_allowed(h, html(status, page.render(h.lang)))
+    form_page(h, page.render(h.lang))
 }
 
 /// What a refused form says: one message for every wrong credential.
@@ -246,18 +266,7 @@ fn identity_of(typed: &str) -> String {
     }
 }
 
-pub async fn password(
-    State(s): State<ApiState>,
-    uri: Uri,
-    headers: HeaderMap,
-    peer: Option<Extension<ConnectInfo<SocketAddr>>>,
-    id: FlowId,
-    body: Bytes,
-) -> Response {
-    let (h, fields) = match posted(&s, &uri, &headers, peer, &id, &body) {
-        Ok(posted) => posted,
-        Err(page) => return *page,
-    };
+pub async fn password(State(s): State<ApiState>, Posted { h, fields }: Posted) -> Response {
     if h.flow.step != Step::SignIn {
         return see_other(&format!("/flow/{}", h.flow.id));
     }
@@ -502,18 +511,7 @@ fn mask(address: &str) -> String {
     }
 }
 
-pub async fn cancel(
-    State(s): State<ApiState>,
-    uri: Uri,
-    headers: HeaderMap,
-    peer: Option<Extension<ConnectInfo<SocketAddr>>>,
-    id: FlowId,
-    body: Bytes,
-) -> Response {
-    let (h, _) = match posted(&s, &uri, &headers, peer, &id, &body) {
-        Ok(posted) => posted,
-        Err(page) => return *page,
-    };
+pub async fn cancel(State(s): State<ApiState>, Posted { h, .. }: Posted) -> Response {
     if let Step::Waiting { login, .. } = &h.flow.step {
         let by = DecidedBy {
             channel: "sign-in page".to_owned(),
@@ -530,11 +528,7 @@ pub async fn cancel(
 }
 
 /// Back to the client without a code: `access_denied` (RFC 6749 §4.1.2.1).
-pub async fn back(State(s): State<ApiState>, uri: Uri, headers: HeaderMap, id: FlowId) -> Response {
-    let h = match here(&s, &uri, &headers, None, &id) {
-        Ok(h) => h,
-        Err(page) => return *page,
-    };
+pub async fn back(Current(h): Current) -> Response {
     // A GET changes nothing: a sign-in still waiting for the manager is not abandoned by a
     // link, only by the waiting page's cancel button (which withdraws the request).
     // An approved one is not refused either (the client would hear "denied" while the
