@@ -64,6 +64,15 @@ pub fn to_hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
+/// Whether `text` is exactly what [`to_hex`] writes for `bytes` random bytes (lower-case hex
+/// of that length): ids and tokens of any other shape are refused before a store is asked.
+pub fn is_hex_of(text: &str, bytes: usize) -> bool {
+    text.len() == 2 * bytes
+        && text
+            .bytes()
+            .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase())
+}
+
 /// Inverse of [`to_hex`]; `None` for anything that is not an even number of hex digits.
 pub fn from_hex(text: &str) -> Option<Vec<u8>> {
     let text = text.trim();

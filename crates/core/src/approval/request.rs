@@ -153,18 +153,12 @@ pub fn hash_link_token(token: &str) -> Vec<u8> {
 /// Whether `token` has the shape of a link token: anything else is refused before the store
 /// is asked.
 pub fn is_link_token(token: &str) -> bool {
-    token.len() == 64
-        && token
-            .bytes()
-            .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase())
+    crate::crypto::is_hex_of(token, 32)
 }
 
 /// Whether `id` has the shape of a login id.
 pub fn is_login_id(id: &str) -> bool {
-    id.len() == 32
-        && id
-            .bytes()
-            .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase())
+    crate::crypto::is_hex_of(id, 16)
 }
 
 #[cfg(test)]

@@ -11,7 +11,7 @@ use serde_json::Value;
 
 use crate::approval_ldap::link_token;
 use crate::fixtures::browser::{Browser, BrowserOptions, OtherSite};
-use crate::oidc_rp::{CLIENT, Provider, SECRET, provider_with};
+use crate::oidc_rp::{CLIENT, Provider, code_in, jws_part, provider_with, redeem};
 
 /// The relying party's callback page (another origin than countersign).
 async fn relying_party() -> OtherSite {
@@ -23,22 +23,11 @@ async fn relying_party() -> OtherSite {
 }
 
 fn authorize_url(p: &Provider, callback: &str, state: &str) -> String {
-    let callback: String = url_encode(callback);
+    let callback: String = countersign_core::oidc::percent_encode(callback);
     format!(
         "{}/authorize?response_type=code&client_id={CLIENT}&redirect_uri={callback}&scope=openid%20profile%20email&state={state}&nonce=n-{state}",
         p.cs.base
     )
-}
-
-fn url_encode(s: &str) -> String {
-    s.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
-                (b as char).to_string()
-            }
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
 }
 
 fn sign_in(b: &mut Browser, user: &str) {
@@ -100,35 +89,13 @@ fn otp_mailed_to(p: &Provider, to: &str) -> String {
 
 /// The code in the callback URL, exchanged as the client would: the ID token's claims.
 async fn claims_of(p: &Provider, callback_url: &str, redirect: &str) -> Value {
-    let code = callback_url
-        .split("code=")
-        .nth(1)
-        .unwrap()
-        .split('&')
-        .next()
+    let code = code_in(callback_url);
+    let r: Value = redeem(&p.cs.http, &p.cs.base, code, redirect, None)
+        .await
+        .json()
+        .await
         .unwrap();
-    let r: Value =
-        p.cs.http
-            .post(format!("{}/token", p.cs.base))
-            .basic_auth(CLIENT, Some(SECRET))
-            .header("content-type", "application/x-www-form-urlencoded")
-            .body(format!(
-                "grant_type=authorization_code&code={code}&redirect_uri={}",
-                url_encode(redirect)
-            ))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-    let token = r["id_token"].as_str().unwrap_or_else(|| panic!("{r}"));
-    let payload = token.split('.').nth(1).unwrap();
-    use base64::Engine;
-    let json = base64::engine::general_purpose::URL_SAFE_NO_PAD
-        .decode(payload)
-        .unwrap();
-    serde_json::from_slice(&json).unwrap()
+    jws_part(r["id_token"].as_str().unwrap_or_else(|| panic!("{r}")), 1)
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -145,6 +112,11 @@ async fn the_waiting_page_turns_into_the_application_when_the_manager_approves()
     assert!(!b.text("#countdown").is_empty());
     b.screenshot("waiting-en");
     let at_page = b.current_url();
+    // With script on, the no-script refresh is inert text: nothing but the page's script can
+    // take the browser on.
+    let refreshes =
+        b.execute("return document.querySelectorAll('meta[http-equiv=refresh]').length");
+    assert_eq!(refreshes, serde_json::json!(0));
     decide(&p, 1, "approve").await;
     // The page's script follows the event stream: no reload asked for, and the no-script
     // refresh does not apply (JavaScript is on).

@@ -10,7 +10,7 @@ use reqwest::{Method, StatusCode};
 use crate::approval_ldap::{add_user, approval_config, link_token};
 use crate::fixtures::harness::{Countersign, Setup};
 use crate::fixtures::smtp::{SmtpOptions, SmtpServer};
-use crate::oidc_rp::{CLIENT, REDIRECT, SECRET, client_config};
+use crate::oidc_rp::{CLIENT, REDIRECT, client_config, code_in, redeem};
 
 struct World {
     cs: Countersign,
@@ -152,23 +152,8 @@ impl World {
     }
 
     async fn exchange(&self, location: &str) -> StatusCode {
-        let code = location
-            .split("code=")
-            .nth(1)
-            .unwrap()
-            .split('&')
-            .next()
-            .unwrap();
-        self.http
-            .post(self.url("/token"))
-            .basic_auth(CLIENT, Some(SECRET))
-            .header("content-type", "application/x-www-form-urlencoded")
-            .body(format!(
-                "grant_type=authorization_code&code={code}&redirect_uri=https%3A%2F%2Frp.example.test%2Fcallback"
-            ))
-            .send()
+        redeem(&self.http, &self.cs.base, code_in(location), REDIRECT, None)
             .await
-            .unwrap()
             .status()
     }
 }

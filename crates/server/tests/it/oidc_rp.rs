@@ -98,6 +98,50 @@ pub async fn rp(args: Vec<String>) -> Value {
     .unwrap()
 }
 
+/// The code in a redirect to the client.
+pub fn code_in(location: &str) -> &str {
+    let after = location
+        .split("code=")
+        .nth(1)
+        .unwrap_or_else(|| panic!("{location}"));
+    after.split('&').next().unwrap()
+}
+
+/// The code redeemed as the confidential client would (client_secret_basic; the verifier
+/// when the request had a challenge).
+pub async fn redeem(
+    http: &reqwest::Client,
+    base: &str,
+    code: &str,
+    redirect: &str,
+    verifier: Option<&str>,
+) -> reqwest::Response {
+    let mut body = format!(
+        "grant_type=authorization_code&code={code}&redirect_uri={}",
+        countersign_core::oidc::percent_encode(redirect)
+    );
+    if let Some(v) = verifier {
+        body += &format!("&code_verifier={v}");
+    }
+    http.post(format!("{base}/token"))
+        .basic_auth(CLIENT, Some(SECRET))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(body)
+        .send()
+        .await
+        .unwrap()
+}
+
+/// Part `i` of a JWS (0 the header, 1 the payload) as JSON, unverified.
+pub fn jws_part(jws: &str, i: usize) -> Value {
+    use base64::Engine;
+    let part = jws.split('.').nth(i).unwrap_or_else(|| panic!("{jws}"));
+    let json = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(part)
+        .unwrap();
+    serde_json::from_slice(&json).unwrap()
+}
+
 impl Provider {
     pub async fn login(&self, user: &str, password: &str) -> Value {
         rp(vec![
@@ -379,11 +423,7 @@ async fn sign_in_pages_carry_the_security_headers_and_refuse_forged_posts() {
 
 /// The `kid` in a JWS's header.
 fn kid_of(jws: &str) -> String {
-    use base64::Engine;
-    let header = base64::engine::general_purpose::URL_SAFE_NO_PAD
-        .decode(jws.split('.').next().unwrap())
-        .unwrap();
-    let header: Value = serde_json::from_slice(&header).unwrap();
+    let header = jws_part(jws, 0);
     assert_eq!(header["alg"], "RS256");
     header["kid"].as_str().unwrap().to_owned()
 }
@@ -417,19 +457,9 @@ async fn jwks_kids(p: &Provider) -> Vec<String> {
 async fn signed_kid(p: &Provider) -> String {
     let login = p.login("ivan", "ivan-password").await;
     let code = login["code"].as_str().unwrap();
-    let verifier = login["verifier"].as_str().unwrap();
-    let r: Value = p
-        .cs
-        .http
-        .post(format!("{}/token", p.cs.base))
-        .basic_auth(CLIENT, Some(SECRET))
-        .header("content-type", "application/x-www-form-urlencoded")
-        .body(format!(
-            "grant_type=authorization_code&code={code}&redirect_uri=https%3A%2F%2Frp.example.test%2Fcallback&code_verifier={verifier}"
-        ))
-        .send()
+    let verifier = login["verifier"].as_str();
+    let r: Value = redeem(&p.cs.http, &p.cs.base, code, REDIRECT, verifier)
         .await
-        .unwrap()
         .json()
         .await
         .unwrap();

@@ -178,10 +178,7 @@ pub fn set_cookie(id: &str, value: &str, max_age_secs: u64, secure: bool) -> Str
 
 /// A flow id: 128 random bits, hex.
 pub fn is_flow_id(id: &str) -> bool {
-    id.len() == 32
-        && id
-            .bytes()
-            .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase())
+    countersign_core::crypto::is_hex_of(id, 16)
 }
 
 #[cfg(test)]
