@@ -23,6 +23,35 @@ pub mod problem;
 pub mod views;
 
 pub use api::{ApiState, router};
+
+use axum::http::{StatusCode, header};
+use axum::response::Response;
+
+/// What every edge layer (the API's, the pages', OAuth's) does to an error answer that is not
+/// in its own shape yet (axum's 405, an extractor's rejection, a body over the limit): the
+/// body and content headers of `replacement(status)`, the status and the other headers
+/// (`Allow`, `Connection`, `WWW-Authenticate`) kept. `ours` reads the answer's Content-Type.
+pub(crate) fn error_in_shape(
+    resp: Response,
+    ours: impl Fn(&[u8]) -> bool,
+    replacement: impl FnOnce(StatusCode) -> Response,
+) -> Response {
+    let status = resp.status();
+    let in_shape = resp
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .is_some_and(|v| ours(v.as_bytes()));
+    if !(status.is_client_error() || status.is_server_error()) || in_shape {
+        return resp;
+    }
+    let (mut parts, _) = resp.into_parts();
+    parts.headers.remove(header::CONTENT_LENGTH);
+    let (new_parts, body) = replacement(status).into_parts();
+    for (name, value) in &new_parts.headers {
+        parts.headers.insert(name, value.clone());
+    }
+    Response::from_parts(parts, body)
+}
 pub use csrf::CsrfKey;
 pub use listener::{HttpLimits, HttpServer};
 pub use login::ApprovalApi;

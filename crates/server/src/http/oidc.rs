@@ -70,59 +70,44 @@ fn api(s: &ApiState) -> Option<&Arc<OidcApi>> {
 async fn oauth_edge(req: Request, next: Next) -> Response {
     let mut resp = if req.method() == Method::OPTIONS {
         let mut r = StatusCode::NO_CONTENT.into_response();
-        let h = r.headers_mut();
-        h.insert(
-            header::ACCESS_CONTROL_ALLOW_METHODS,
-            HeaderValue::from_static("GET, POST"),
-        );
-        h.insert(
-            header::ACCESS_CONTROL_ALLOW_HEADERS,
-            HeaderValue::from_static("Authorization, Content-Type"),
-        );
-        h.insert(
-            header::ACCESS_CONTROL_MAX_AGE,
-            HeaderValue::from_static("600"),
-        );
+        for (name, value) in [
+            (header::ACCESS_CONTROL_ALLOW_METHODS, "GET, POST"),
+            (
+                header::ACCESS_CONTROL_ALLOW_HEADERS,
+                "Authorization, Content-Type",
+            ),
+            (header::ACCESS_CONTROL_MAX_AGE, "600"),
+        ] {
+            r.headers_mut()
+                .insert(name, HeaderValue::from_static(value));
+        }
         r
     } else {
-        let resp = next.run(req).await;
-        let is_json = resp
-            .headers()
-            .get(header::CONTENT_TYPE)
-            .is_some_and(|v| v.as_bytes().starts_with(b"application/json"));
-        let status = resp.status();
-        if (status.is_client_error() || status.is_server_error()) && !is_json {
-            let (mut parts, _) = resp.into_parts();
-            parts.headers.remove(header::CONTENT_LENGTH);
-            let error = match status {
-                StatusCode::PAYLOAD_TOO_LARGE | StatusCode::BAD_REQUEST => "invalid_request",
-                StatusCode::METHOD_NOT_ALLOWED | StatusCode::NOT_FOUND => "invalid_request",
-                _ => "server_error",
-            };
-            let (new_parts, body) = oauth_error(status, error, status.as_str()).into_parts();
-            for (name, value) in &new_parts.headers {
-                parts.headers.insert(name, value.clone());
-            }
-            Response::from_parts(parts, body)
-        } else {
-            resp
-        }
+        super::error_in_shape(
+            next.run(req).await,
+            |t| t.starts_with(b"application/json"),
+            |status| {
+                let error = match status {
+                    StatusCode::PAYLOAD_TOO_LARGE
+                    | StatusCode::BAD_REQUEST
+                    | StatusCode::METHOD_NOT_ALLOWED
+                    | StatusCode::NOT_FOUND => "invalid_request",
+                    _ => "server_error",
+                };
+                oauth_error(status, error, status.as_str())
+            },
+        )
     };
-    let h = resp.headers_mut();
-    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    h.insert(header::PRAGMA, HeaderValue::from_static("no-cache"));
-    h.insert(
-        header::X_CONTENT_TYPE_OPTIONS,
-        HeaderValue::from_static("nosniff"),
-    );
-    h.insert(
-        header::REFERRER_POLICY,
-        HeaderValue::from_static("no-referrer"),
-    );
-    h.insert(
-        header::ACCESS_CONTROL_ALLOW_ORIGIN,
-        HeaderValue::from_static("*"),
-    );
+    for (name, value) in [
+        (header::CACHE_CONTROL, "no-store"),
+        (header::PRAGMA, "no-cache"),
+        (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
+        (header::REFERRER_POLICY, "no-referrer"),
+        (header::ACCESS_CONTROL_ALLOW_ORIGIN, "*"),
+    ] {
+        resp.headers_mut()
+            .insert(name, HeaderValue::from_static(value));
+    }
     resp
 }
 

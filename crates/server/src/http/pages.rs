@@ -118,22 +118,11 @@ pub async fn page_edge(mut req: Request, next: Next) -> Response {
     let remember =
         set_cookie.filter(|_| req.method() == Method::GET || req.method() == Method::HEAD);
     req.extensions_mut().insert(lang);
-    let resp = next.run(req).await;
-    let status = resp.status();
-    let is_html = resp
-        .headers()
-        .get(header::CONTENT_TYPE)
-        .is_some_and(|v| v.as_bytes().starts_with(b"text/html"));
-    let mut resp = if (status.is_client_error() || status.is_server_error()) && !is_html {
-        let (mut parts, _) = resp.into_parts();
-        let (new_parts, body) = status_page(status, lang).into_parts();
-        for (name, value) in &new_parts.headers {
-            parts.headers.insert(name, value.clone());
-        }
-        Response::from_parts(parts, body)
-    } else {
-        resp
-    };
+    let mut resp = super::error_in_shape(
+        next.run(req).await,
+        |t| t.starts_with(b"text/html"),
+        |status| status_page(status, lang),
+    );
     let headers = resp.headers_mut();
     for (name, value) in [
         (header::CACHE_CONTROL, "no-store"),

@@ -278,22 +278,11 @@ impl IntoResponse for Problem {
 /// an extractor's rejection) becomes one, with its headers kept; and no answer is cached
 /// (`Cache-Control: no-store`: answers carry users' DNs, addresses and refusals).
 pub async fn every_answer(req: Request, next: Next) -> Response {
-    let mut resp = next.run(req).await;
-    let status = resp.status();
-    let is_problem = resp
-        .headers()
-        .get(header::CONTENT_TYPE)
-        .is_some_and(|v| v.as_bytes() == b"application/problem+json");
-    if (status.is_client_error() || status.is_server_error()) && !is_problem {
-        let (mut parts, _) = resp.into_parts();
-        let problem = Problem::for_status(status).into_response();
-        let (new_parts, body) = problem.into_parts();
-        for (name, value) in &new_parts.headers {
-            parts.headers.insert(name, value.clone());
-        }
-        parts.headers.remove(header::CONTENT_LENGTH);
-        resp = Response::from_parts(parts, body);
-    }
+    let mut resp = super::error_in_shape(
+        next.run(req).await,
+        |t| t == b"application/problem+json",
+        |status| Problem::for_status(status).into_response(),
+    );
     let h = resp.headers_mut();
     h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     h.insert(
