@@ -23,7 +23,7 @@ use crate::harness::{Harness, Setup};
 use crate::http_wire::{Conn, EventReader};
 use crate::suites::Report;
 
-mod latency;
+pub(crate) mod latency;
 mod logins;
 
 pub use latency::decision_latency;

@@ -18,7 +18,7 @@ use crate::http_wire::Conn;
 use crate::suites::Report;
 use crate::suites::approval;
 
-mod rp;
+pub(crate) mod rp;
 mod waiting;
 
 /// The suites of this module, as `--suite` names them.

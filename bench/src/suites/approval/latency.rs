@@ -112,33 +112,8 @@ async fn one(
         .await
         .map_err(|_| anyhow!("the waiter did not start"))??;
     // The link in the manager's mail (for a bind, sent once the password was checked).
-    let link = tokio::time::timeout(Duration::from_secs(10), inbox.recv())
-        .await
-        .context("no approval mail within 10 s")?
-        .ok_or_else(|| anyhow!("the SMTP server closed"))?;
-    let path = link
-        .find("/approve/")
-        .map(|at| link[at..].to_owned())
-        .ok_or_else(|| anyhow!("no approval link in {link:?}"))?;
-    tokio::time::sleep(SETTLE).await;
-    let mut manager = Conn::connect(&addr).await?;
-    manager.send("GET", &path, &[], b"").await?;
-    let page = manager.response().await?;
-    if page.status != 200 {
-        bail!("the approval page: HTTP {}", page.status);
-    }
-    let csrf = csrf_field(&String::from_utf8_lossy(&page.body))?;
-    let form = format!("decision=approve&csrf={csrf}");
-    let headers = ["Content-Type: application/x-www-form-urlencoded".to_owned()];
-    let t0 = Instant::now();
-    manager
-        .send("POST", &path, &headers, form.as_bytes())
-        .await?;
-    let decided = manager.response().await?;
-    let t_post = Instant::now();
-    if decided.status != 200 {
-        bail!("the decision: HTTP {}", decided.status);
-    }
+    let mut manager = Manager::from_mail(&addr, inbox).await?;
+    let (t0, t_post) = manager.approve().await?;
     let t_waiter = tokio::time::timeout(Duration::from_secs(10), waiter)
         .await
         .context("the waiter had no answer 10 s after the decision")???;
@@ -210,18 +185,53 @@ async fn ldap_waiter(
     Ok(at)
 }
 
-/// The hidden `csrf` field of the approval page's form.
-fn csrf_field(page: &str) -> anyhow::Result<String> {
-    let at = page
-        .find("name=\"csrf\"")
-        .ok_or_else(|| anyhow!("no csrf field on the approval page"))?;
-    let rest = &page[at..];
-    let value = rest
-        .split_once("value=\"")
-        .and_then(|(_, v)| v.split_once('"'))
-        .map(|(v, _)| v.to_owned())
-        .ok_or_else(|| anyhow!("no value in the csrf field"))?;
-    Ok(value)
+/// The manager about to approve: the link from the mail, its page read for the hidden `csrf`
+/// field, then [`SETTLE`] so the waiter is surely waiting.
+pub(crate) struct Manager {
+    conn: Conn,
+    path: String,
+    form: String,
+}
+
+impl Manager {
+    pub(crate) async fn from_mail(
+        addr: &str,
+        inbox: &mut mpsc::UnboundedReceiver<String>,
+    ) -> anyhow::Result<Self> {
+        let link = tokio::time::timeout(Duration::from_secs(10), inbox.recv())
+            .await
+            .context("no approval mail within 10 s")?
+            .ok_or_else(|| anyhow!("the SMTP server closed"))?;
+        let path = link
+            .find("/approve/")
+            .map(|at| link[at..].to_owned())
+            .ok_or_else(|| anyhow!("no approval link in {link:?}"))?;
+        tokio::time::sleep(SETTLE).await;
+        let mut conn = Conn::connect(addr).await?;
+        conn.send("GET", &path, &[], b"").await?;
+        let page = conn.response().await?;
+        if page.status != 200 {
+            bail!("the approval page: HTTP {}", page.status);
+        }
+        let csrf = crate::suites::oidc::rp::csrf_of(&String::from_utf8_lossy(&page.body))?;
+        let form = format!("decision=approve&csrf={csrf}");
+        Ok(Self { conn, path, form })
+    }
+
+    /// The approving POST: when it was about to be written, and when its answer was in.
+    pub(crate) async fn approve(&mut self) -> anyhow::Result<(Instant, Instant)> {
+        let headers = ["Content-Type: application/x-www-form-urlencoded".to_owned()];
+        let t0 = Instant::now();
+        self.conn
+            .send("POST", &self.path, &headers, self.form.as_bytes())
+            .await?;
+        let decided = self.conn.response().await?;
+        let t_post = Instant::now();
+        if decided.status != 200 {
+            bail!("the decision: HTTP {}", decided.status);
+        }
+        Ok((t0, t_post))
+    }
 }
 
 fn ms3(d: Duration) -> String {

@@ -11,17 +11,14 @@
 
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, anyhow, bail};
+use anyhow::{Context, bail};
 use tokio::sync::mpsc;
 
 use super::rp;
 use crate::harness::{Harness, pct};
 use crate::http_wire::{Conn, EventReader};
 use crate::suites::approval::APPROVER;
-
-/// Time given to the stream, once its `pending` event is read, to be waiting in the server
-/// (as `decision-latency` gives its waiters) before the decision is posted.
-const SETTLE: Duration = Duration::from_millis(20);
+use crate::suites::approval::latency::Manager;
 
 const ACR_APPROVAL: &str = "urn:countersign:acr:approval";
 
@@ -120,35 +117,8 @@ async fn one(
         bail!("{waiting} is not the waiting page");
     }
     let stream = open_events(&addr, &flow).await?;
-    let link = tokio::time::timeout(Duration::from_secs(10), inbox.recv())
-        .await
-        .context("no approval mail within 10 s")?
-        .ok_or_else(|| anyhow!("the SMTP server closed"))?;
-    let path = link
-        .find("/approve/")
-        .map(|at| link[at..].to_owned())
-        .ok_or_else(|| anyhow!("no approval link in {link:?}"))?;
-    tokio::time::sleep(SETTLE).await;
-    let mut manager = Conn::connect(&addr).await?;
-    manager.send("GET", &path, &[], b"").await?;
-    let page = manager.response().await?;
-    if page.status != 200 {
-        bail!("the approval page: HTTP {}", page.status);
-    }
-    let form = format!(
-        "decision=approve&csrf={}",
-        rp::csrf_of(&String::from_utf8_lossy(&page.body))?
-    );
-    let headers = ["Content-Type: application/x-www-form-urlencoded".to_owned()];
-    let t0 = Instant::now();
-    manager
-        .send("POST", &path, &headers, form.as_bytes())
-        .await?;
-    let decided = manager.response().await?;
-    let t_post = Instant::now();
-    if decided.status != 200 {
-        bail!("the decision: HTTP {}", decided.status);
-    }
+    let mut manager = Manager::from_mail(&addr, inbox).await?;
+    let (t0, t_post) = manager.approve().await?;
     let t_event = tokio::time::timeout(Duration::from_secs(10), stream)
         .await
         .context("no event 10 s after the decision")???;

@@ -297,6 +297,15 @@ fn caller() -> crate::attempt::Caller {
     }
 }
 
+/// The OAuth error the exchange of `r` by `auth` is refused with.
+async fn refusal(w: &World, r: &TokenRequest, auth: &ClientAuth) -> &'static str {
+    w.service
+        .exchange(r, auth, &caller())
+        .await
+        .unwrap_err()
+        .error
+}
+
 fn basic(secret: &str) -> ClientAuth {
     ClientAuth::Basic {
         id: "conf".into(),
@@ -435,14 +444,7 @@ async fn every_binding_of_the_code_is_checked_and_a_failure_spends_it() {
     for (i, (mut request, auth, error)) in cases.into_iter().enumerate() {
         let code = code(&w, &format!("flow-{i}")).await;
         request.code = Some(code.clone());
-        assert_eq!(
-            w.service
-                .exchange(&request, &auth, &caller())
-                .await
-                .unwrap_err()
-                .error,
-            error
-        );
+        assert_eq!(refusal(&w, &request, &auth).await, error);
         // Spent: the right request fails now too.
         let retry = w
             .service
@@ -473,38 +475,17 @@ async fn clients_must_authenticate() {
     let e = w.service.exchange(&r, &post, &caller()).await.unwrap_err();
     assert_eq!((e.error, e.basic_challenge), ("invalid_client", false));
     let none = ClientAuth::None { id: "conf".into() };
-    assert_eq!(
-        w.service
-            .exchange(&r, &none, &caller())
-            .await
-            .unwrap_err()
-            .error,
-        "invalid_client"
-    );
+    assert_eq!(refusal(&w, &r, &none).await, "invalid_client");
     let unknown = ClientAuth::Basic {
         id: "nobody".into(),
         secret: "s3cret".into(),
     };
-    assert_eq!(
-        w.service
-            .exchange(&r, &unknown, &caller())
-            .await
-            .unwrap_err()
-            .error,
-        "invalid_client"
-    );
+    assert_eq!(refusal(&w, &r, &unknown).await, "invalid_client");
     let spa_with_secret = ClientAuth::Post {
         id: "spa".into(),
         secret: "anything".into(),
     };
-    assert_eq!(
-        w.service
-            .exchange(&r, &spa_with_secret, &caller())
-            .await
-            .unwrap_err()
-            .error,
-        "invalid_client"
-    );
+    assert_eq!(refusal(&w, &r, &spa_with_secret).await, "invalid_client");
     // None of these spent the code: client authentication comes first.
     assert!(
         w.service
@@ -530,34 +511,16 @@ async fn codes_expire_and_grant_types_are_checked() {
         ..exchange_request("x")
     };
     assert_eq!(
-        w.service
-            .exchange(&r, &basic("s3cret"), &caller())
-            .await
-            .unwrap_err()
-            .error,
+        refusal(&w, &r, &basic("s3cret")).await,
         "unsupported_grant_type"
     );
     let r = TokenRequest {
         grant_type: None,
         ..exchange_request("x")
     };
-    assert_eq!(
-        w.service
-            .exchange(&r, &basic("s3cret"), &caller())
-            .await
-            .unwrap_err()
-            .error,
-        "invalid_request"
-    );
+    assert_eq!(refusal(&w, &r, &basic("s3cret")).await, "invalid_request");
     let r = exchange_request("not-a-code");
-    assert_eq!(
-        w.service
-            .exchange(&r, &basic("s3cret"), &caller())
-            .await
-            .unwrap_err()
-            .error,
-        "invalid_grant"
-    );
+    assert_eq!(refusal(&w, &r, &basic("s3cret")).await, "invalid_grant");
     let e = w
         .service
         .exchange(

@@ -188,10 +188,7 @@ struct Started {
 }
 
 async fn start_sign_in(base: &str) -> Started {
-    let http = reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .unwrap();
+    let http = crate::oidc_rp::no_redirects();
     let r = http
         .post(format!("{base}/demo/login"))
         .send()
@@ -266,10 +263,7 @@ async fn the_callback_refuses_what_is_not_this_browsers_sign_in_and_says_why() {
     assert!(page.contains("Demo uygulamasında oturum aç"), "{page}");
 
     // The language switch of the callback's pages leads to the start page in that language.
-    let switch = reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .unwrap()
+    let switch = crate::oidc_rp::no_redirects()
         .get(format!("{}/demo/callback?lang=tr", demo.base))
         .send()
         .await

@@ -47,10 +47,7 @@ async fn world_sending_to(smtp_port: Option<u16>) -> World {
     .await;
     add_user(&cs, "dora", "contractor").await;
     add_user(&cs, "ivan", "staff").await;
-    let http = reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .unwrap();
+    let http = crate::oidc_rp::no_redirects();
     World {
         cs,
         smtp,

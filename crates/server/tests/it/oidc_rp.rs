@@ -98,6 +98,14 @@ pub async fn rp(args: Vec<String>) -> Value {
     .unwrap()
 }
 
+/// An HTTP client that does not follow redirects (the tests read each `Location`).
+pub fn no_redirects() -> reqwest::Client {
+    reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap()
+}
+
 /// The code in a redirect to the client.
 pub fn code_in(location: &str) -> &str {
     let after = location
@@ -277,10 +285,7 @@ async fn wrong_verifiers_secrets_and_expired_codes_are_refused_with_the_oauth_er
 #[tokio::test(flavor = "multi_thread")]
 async fn unknown_clients_and_unregistered_redirects_are_told_on_our_page_not_redirected() {
     let p = provider("[\"password\"]").await;
-    let client = reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .unwrap();
+    let client = no_redirects();
     let authorize = |query: &str| {
         let url = format!("{}/authorize?{query}", p.cs.base);
         let client = client.clone();
@@ -325,10 +330,7 @@ async fn unknown_clients_and_unregistered_redirects_are_told_on_our_page_not_red
 #[tokio::test(flavor = "multi_thread")]
 async fn sign_in_pages_carry_the_security_headers_and_refuse_forged_posts() {
     let p = provider("[\"password\"]").await;
-    let client = reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .unwrap();
+    let client = no_redirects();
     let start = client
         .get(format!(
             "{}/authorize?response_type=code&scope=openid&state=s&client_id={CLIENT}&redirect_uri=https%3A%2F%2Frp.example.test%2Fcallback",
@@ -565,10 +567,7 @@ async fn keys_rotate_and_keys_list_on_the_command_line() {
 #[tokio::test(flavor = "multi_thread")]
 async fn looking_at_a_waiting_sign_in_changes_nothing_and_only_its_own_form_cancels_it() {
     let p = provider("[\"password\"]").await;
-    let client = reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .unwrap();
+    let client = no_redirects();
     let start = client
         .get(format!(
             "{}/authorize?response_type=code&scope=openid&client_id={CLIENT}&redirect_uri=https%3A%2F%2Frp.example.test%2Fcallback",
@@ -715,10 +714,7 @@ async fn a_public_client_signs_in_with_pkce_alone() {
     assert_eq!(done["claims"]["aud"], PUBLIC_CLIENT);
     assert_eq!(done["checks"]["nonce"], true);
     // Without PKCE a public client's request goes back refused.
-    let r = reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .unwrap()
+    let r = no_redirects()
         .get(format!(
             "{}/authorize?response_type=code&scope=openid&client_id={PUBLIC_CLIENT}&redirect_uri=https%3A%2F%2Fspa.example.test%2Fcb",
             p.cs.base
